@@ -1,0 +1,60 @@
+# seedmarket — two commands: `make run` starts the store, `make test` runs the tests.
+# Both install what is missing first (a venv with the Python package, node packages, the compiler).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
+export SOLCX_BINARY_PATH := $(CURDIR)/tools/solc
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install compile test test-long run lint format bench clean
+
+$(STAMPS)/venv: pyproject.toml constraints.txt
+	@mkdir -p $(STAMPS)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "seedmarket needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+$(STAMPS)/npm: package.json package-lock.json
+	@mkdir -p $(STAMPS)
+	npm ci --no-audit --no-fund
+	touch $@
+
+install: $(STAMPS)/venv $(STAMPS)/npm
+
+.build/__local__.json: $(STAMPS)/venv $(STAMPS)/npm ape-config.yaml $(wildcard contracts/*.sol contracts/test/*.sol)
+	$(BIN)/ape compile
+	touch $@
+
+compile: .build/__local__.json
+
+test: compile
+	$(BIN)/pytest
+
+# The long runs: more property-test sequences and bigger random trees.
+test-long: compile
+	SEEDMARKET_LONG=1 $(BIN)/pytest
+
+run: compile
+	bash tools/run-local.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: compile
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) node_modules .build $(STAMPS) .pytest_cache .mypy_cache .ruff_cache

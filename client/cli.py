@@ -1,0 +1,48 @@
+"""The `seedmarket` command line: the one place that prints to the user."""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import version
+
+import typer
+from rich.console import Console
+
+from backend.errors import StoreError
+from client.errors import ClientError
+from tracker.errors import TrackerError
+
+app = typer.Typer(
+    name="seedmarket",
+    help="A store for digital goods delivered over BitTorrent that pays the buyers who keep seeding.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+# Errors a user can fix; anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (ClientError, StoreError, TrackerError)
+
+
+@app.callback()
+def _root() -> None:
+    """seedmarket: buy, download, seed and earn."""
+
+
+@app.command("version")
+def show_version() -> None:
+    """Print seedmarket's version."""
+    typer.echo(version("seedmarket"))
+
+
+def main() -> None:
+    """Run the CLI, turning a user error into one clear line and exit status 1."""
+    try:
+        app()
+    except USER_ERRORS as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

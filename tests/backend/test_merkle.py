@@ -1,0 +1,116 @@
+"""backend.merkle builds the same trees and proofs as @openzeppelin/merkle-tree."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+
+import pytest
+from eth_utils import to_checksum_address
+
+from backend.merkle import Leaf, MerkleError, MerkleTree, process_proof
+from tests.conftest import LONG, REPO
+
+ETH = "0x0000000000000000000000000000000000000000"
+
+
+def _random_leaves(rng: random.Random, count: int) -> list[Leaf]:
+    tokens = [ETH] + [to_checksum_address(rng.randbytes(20)) for _ in range(2)]
+    seen: set[tuple[str, str]] = set()
+    leaves = []
+    while len(leaves) < count:
+        account = to_checksum_address(rng.randbytes(20))
+        token = rng.choice(tokens)
+        if (account, token) in seen:
+            continue
+        seen.add((account, token))
+        amount = rng.choice([0, 1, rng.randrange(10**18), rng.randrange(2**256)])
+        leaves.append(Leaf.of(account, token, amount))
+    return leaves
+
+
+def _run_node(script: str, payload: object) -> object:
+    result = subprocess.run(
+        ["node", str(REPO / "tests" / "backend" / script)],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    return json.loads(result.stdout)
+
+
+def _values(leaves: list[Leaf]) -> list[list[str]]:
+    return [[leaf.account, leaf.token, str(leaf.cumulative_amount)] for leaf in leaves]
+
+
+def test_random_trees_match_the_openzeppelin_library(node: str) -> None:
+    rng = random.Random(2024)
+    count = 1000 if not LONG else 5000
+    forests = [_random_leaves(rng, rng.choice([1, 2, 3, 5, 8, 13, 64, rng.randrange(1, 200)])) for _ in range(count)]
+    expected = _run_node("oz_merkle.js", [_values(leaves) for leaves in forests])
+    assert isinstance(expected, list)
+    for leaves, js in zip(forests, expected, strict=True):
+        tree = MerkleTree(leaves)
+        assert "0x" + tree.root.hex() == js["root"]
+        for i in range(len(leaves)):
+            assert ["0x" + node.hex() for node in tree.proof(i)] == js["proofs"][i]
+        assert tree.dump() == js["dump"]
+
+
+def test_openzeppelin_loads_our_dump_and_proves_the_same(node: str) -> None:
+    leaves = _random_leaves(random.Random(7), 33)
+    tree = MerkleTree(leaves)
+    js = _run_node("oz_merkle_load.js", tree.dump())
+    assert isinstance(js, dict)
+    assert js["root"] == "0x" + tree.root.hex()
+    assert js["proofs"] == [["0x" + n.hex() for n in tree.proof(i)] for i in range(len(leaves))]
+
+
+def test_every_proof_leads_to_the_root() -> None:
+    leaves = _random_leaves(random.Random(1), 100)
+    tree = MerkleTree(leaves)
+    for i, leaf in enumerate(leaves):
+        assert process_proof(leaf.hash(), tree.proof(i)) == tree.root
+
+
+def test_a_proof_does_not_prove_another_amount() -> None:
+    leaves = _random_leaves(random.Random(2), 10)
+    tree = MerkleTree(leaves)
+    forged = Leaf.of(leaves[0].account, leaves[0].token, leaves[0].cumulative_amount + 1)
+    assert process_proof(forged.hash(), tree.proof(0)) != tree.root
+
+
+def test_load_round_trips_and_rejects_a_tampered_dump() -> None:
+    tree = MerkleTree(_random_leaves(random.Random(3), 9))
+    assert MerkleTree.load(tree.dump()).root == tree.root
+    tampered = tree.dump()
+    tampered["values"][0]["value"][2] = str(int(tampered["values"][0]["value"][2]) + 1)
+    with pytest.raises(MerkleError):
+        MerkleTree.load(tampered)
+
+
+def test_find_locates_a_leaf_by_account_and_token_in_any_case() -> None:
+    leaves = _random_leaves(random.Random(4), 5)
+    tree = MerkleTree(leaves)
+    assert tree.find(leaves[3].account.lower(), leaves[3].token) == 3
+    assert tree.find(ETH, ETH) is None
+
+
+@pytest.mark.parametrize(
+    ("account", "token", "amount"),
+    [("0x1234", ETH, 1), (ETH, "not an address", 1), (ETH, ETH, -1), (ETH, ETH, 2**256)],
+)
+def test_invalid_leaf_values_are_refused(account: str, token: str, amount: int) -> None:
+    with pytest.raises(MerkleError):
+        Leaf.of(account, token, amount)
+
+
+def test_duplicate_account_and_token_is_refused() -> None:
+    leaf = Leaf.of(ETH, ETH, 1)
+    with pytest.raises(MerkleError):
+        MerkleTree([leaf, Leaf.of(ETH, ETH, 2)])
+    with pytest.raises(MerkleError):
+        MerkleTree([])
