@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from backend.errors import StoreError
+from client.commands import wallet as wallet_commands
 from client.errors import ClientError
 from tracker.errors import TrackerError
 
@@ -27,6 +28,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (ClientError, StoreError, TrackerErro
 @app.callback()
 def _root() -> None:
     """seedmarket: buy, download, seed and earn."""
+
+
+app.add_typer(wallet_commands.app, name="wallet")
 
 
 @app.command("version")

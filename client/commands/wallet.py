@@ -1,0 +1,65 @@
+"""`seedmarket wallet ...`: create, import and list encrypted keystores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from client import wallet
+from client.errors import ClientError
+
+app = typer.Typer(help="Manage wallets (encrypted keystores).", no_args_is_help=True)
+
+PasswordFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file", help="Read the password from this file (else $SEEDMARKET_PASSWORD or a prompt)."
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _prompt(text: str, confirm: bool) -> str:
+    value: str = typer.prompt(text, hide_input=True, confirmation_prompt=confirm)
+    return value
+
+
+def password(password_file: Path | None, *, confirm: bool = False) -> str:
+    """The wallet password from a file, the environment, or a hidden prompt."""
+    return wallet.read_password(password_file, _prompt, confirm=confirm)
+
+
+def _show(info: wallet.KeystoreInfo, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"name": info.name, "address": info.address, "path": str(info.path)}))
+    else:
+        typer.echo(f"{info.name}  {info.address}  ({info.path})")
+
+
+@app.command("create")
+def create(name: str, password_file: PasswordFile = None, as_json: JsonFlag = False) -> None:
+    """Generate a new wallet and store it encrypted."""
+    _show(wallet.create_wallet(name, password(password_file, confirm=True)), as_json)
+
+
+@app.command("import")
+def import_(name: str, password_file: PasswordFile = None, as_json: JsonFlag = False) -> None:
+    """Import a private key, typed at a hidden prompt (never on the command line)."""
+    key: str = typer.prompt("Private key (hex)", hide_input=True)
+    _show(wallet.import_key(name, key, password(password_file, confirm=True)), as_json)
+
+
+@app.command("list")
+def list_(as_json: JsonFlag = False) -> None:
+    """List wallets: ours, and ape's as `ape:<alias>`."""
+    found = wallet.list_wallets()
+    if as_json:
+        typer.echo(json.dumps([{"name": w.name, "address": w.address, "path": str(w.path)} for w in found]))
+        return
+    if not found:
+        raise ClientError("no wallets yet: `seedmarket wallet create NAME`")
+    for info in found:
+        _show(info, False)
