@@ -27,7 +27,9 @@ def parse_percent_or_bps(value: str) -> int:
     try:
         bps = round(float(text[:-1]) * 100) if text.endswith("%") else int(text)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a percentage like 20% or basis points like 2000") from None
+        raise click.BadParameter(
+            f"{value!r} is not a percentage like 20% or basis points like 2000"
+        ) from None
     if not 0 <= bps <= 10_000:
         raise click.BadParameter(f"{value!r} is outside 0%..100%")
     return bps

@@ -1,6 +1,6 @@
 """Deploy the Marketplace and record it in the deployments file.
 
-    ape run deploy marketplace --network ethereum:local:foundry --account TEST::0
+ape run deploy marketplace --network ethereum:local:foundry --account TEST::0
 """
 
 from __future__ import annotations
@@ -37,8 +37,13 @@ def cli() -> None:
 @click.option("--guardian", callback=_address, help="Guardian address (default: the deployer).")
 @click.option("--treasury", callback=_address, help="Operator treasury (default: the deployer).")
 @click.option("--operator-fee", default="20%", show_default=True, help="Operator's share of each pool.")
-@click.option("--root-delay", type=click.IntRange(0, 30 * 86_400), default=3600, show_default=True,
-              help="Seconds before a posted root can be claimed.")
+@click.option(
+    "--root-delay",
+    type=click.IntRange(0, 30 * 86_400),
+    default=3600,
+    show_default=True,
+    help="Seconds before a posted root can be claimed.",
+)
 @deployments_option()
 def marketplace(
     provider: ProviderAPI,
