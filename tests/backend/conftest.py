@@ -1,0 +1,124 @@
+"""Fixtures of the store's tests: a real anvil, fresh Marketplaces, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from backend.db import Database
+from backend.devnet import Anvil, Deployed, deploy_marketplace
+from backend.settings import Settings, load_settings
+from tests.backend.helpers import Market
+from tests.conftest import REPO
+
+POSTGRES_URL = os.environ.get(
+    "SEEDMARKET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def manifest() -> Path:
+    """The compiled contracts."""
+    path = REPO / ".build" / "__local__.json"
+    if not path.exists():
+        pytest.fail("the contracts are not compiled: run `ape compile` (or `make compile`)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[Anvil]:
+    """One anvil for the session; tests deploy their own Marketplace on it."""
+    with Anvil() as node:
+        yield node
+
+
+@pytest.fixture
+def deployed(anvil: Anvil, manifest: Path) -> Deployed:
+    """A fresh Marketplace: account 0 owns it and is oracle, guardian and treasury; no root delay."""
+    return deploy_marketplace(anvil.w3, manifest, owner=anvil.accounts[0], root_delay=0)
+
+
+@pytest.fixture
+def market(anvil: Anvil, deployed: Deployed, manifest: Path) -> Market:
+    """Helpers to list and buy on the fresh Marketplace."""
+    return Market(anvil, deployed, manifest)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of our own for this test session (dropped at the end)."""
+    admin = make_url(POSTGRES_URL)
+    name = f"seedmarket_test_{uuid.uuid4().hex[:12]}"
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        connection = psycopg.connect(conninfo, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}); set SEEDMARKET_TEST_POSTGRES_URL"
+        )
+    with connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield admin.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _fresh_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    base = request.getfixturevalue("pg_database")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conninfo = make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    return (
+        make_url(base)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    return _fresh_url(request.param, tmp_path, request)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite database file (for tests where the database kind does not matter)."""
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """The fresh database, migrated."""
+    database = Database(db_url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def settings(anvil: Anvil, deployed: Deployed, db_url: str, manifest: Path, tmp_path: Path) -> Settings:
+    """Settings for a store on the fresh Marketplace, reading blocks without confirmations."""
+    return load_settings(
+        environment="development",
+        data_dir=tmp_path,
+        database_url=db_url,
+        rpc_url=anvil.url,
+        chain_id=31337,
+        contract_address=deployed.address,
+        deployment_block=deployed.block,
+        manifest=manifest,
+        confirmations=0,
+        poll_interval=0.1,
+        settle_after=86_400,
+        store_accounts=[anvil.accounts[9]],
+    )

@@ -1,0 +1,71 @@
+"""Test helpers: list, buy and sign on a devnet Marketplace with anvil's unlocked accounts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from web3.contract import Contract
+
+from backend.chain import ZERO_ADDRESS, load_abi
+from backend.devnet import Anvil, Deployed
+from backend.settings import PUBLIC_TEST_MNEMONIC
+from tracker.receipts import Domain, Receipt, SignedReceipt, sign_receipt
+
+Account.enable_unaudited_hdwallet_features()
+
+
+def dev_key(index: int) -> bytes:
+    """The private key of anvil's development account `index`."""
+    account = Account.from_mnemonic(PUBLIC_TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return bytes(account.key)
+
+
+class Market:
+    """A Marketplace on anvil, driven from the development accounts."""
+
+    def __init__(self, anvil: Anvil, deployed: Deployed, manifest: Path) -> None:
+        self.anvil = anvil
+        self.deployed = deployed
+        self.w3 = anvil.w3
+        self.contract: Contract = self.w3.eth.contract(address=deployed.address, abi=load_abi(manifest))
+        self.accounts = anvil.accounts
+        self.domain = Domain(31337, bytes.fromhex(deployed.address[2:]))
+
+    def transact(self, sender: str, function: str, *args: Any, value: int = 0) -> Any:
+        """Send a transaction and wait for its receipt; fails the test on a revert."""
+        tx = getattr(self.contract.functions, function)(*args).transact({"from": sender, "value": value})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
+        assert receipt["status"] == 1, f"{function} reverted"
+        return receipt
+
+    def list_product(
+        self,
+        seller: str,
+        *,
+        size: int = 1_000_000,
+        price: int = 10**18,
+        discount_bps: int = 2000,
+        infohash: bytes | None = None,
+        token: str = ZERO_ADDRESS,
+    ) -> tuple[int, bytes]:
+        """List a product; its id and its 20-byte infohash."""
+        infohash = infohash or os.urandom(20)
+        self.transact(
+            seller, "listProduct", infohash.ljust(32, b"\0"), size, token, price, discount_bps, "ipfs://x"
+        )
+        return self.contract.functions.productCount().call(), infohash
+
+    def buy(self, buyer: str, product_id: int) -> int:
+        """Buy a product at its price; the purchase id."""
+        price = self.contract.functions.product(product_id).call()[5]
+        self.transact(buyer, "purchase", product_id, value=price)
+        purchase_id: int = self.contract.functions.purchaseOf(product_id, buyer).call()
+        return purchase_id
+
+    def receipt(self, purchase_id: int, seeder: str, byte_count: int, signer_index: int) -> SignedReceipt:
+        """A receipt signed with development account `signer_index`'s key."""
+        receipt = Receipt(purchase_id, bytes.fromhex(seeder[2:]), byte_count)
+        return SignedReceipt(receipt, sign_receipt(self.domain, receipt, dev_key(signer_index)))
