@@ -1,0 +1,131 @@
+"""Receipts on one torrent, both ways: the leecher signs for verified bytes, the seeder checks,
+journals and turns receipts into credit.
+
+Seeder side, per purchase: a receipt must name our wallet and the purchase the peer announced,
+verify under our domain, and come from the same buyer as the purchase's earlier receipts; only a
+higher one is journaled, and only after the journal's fsync does the credit grow.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tracker.peer import wire
+from tracker.peer.credit import CreditAccount, LeecherLedger, ReceiptSigner, credit_window
+from tracker.peer.errors import ProtocolError
+from tracker.peer.extension import Need, encode_need, encode_receipt
+from tracker.receipts import ReceiptError, ReceiptVerifier, SignedReceipt
+
+if TYPE_CHECKING:
+    from tracker.peer.connection import PeerConnection
+    from tracker.peer.journal import AsyncJournal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class PurchaseAccount(CreditAccount):
+    """A seeder's credit account for one purchase, with the buyer its receipts came from."""
+
+    buyer: bytes | None = None
+    journaling: int = 0  # highest figure on its way to the journal
+
+
+class SeederBilling:
+    """A seeder's receipts: verify, journal, extend credit."""
+
+    def __init__(self, wallet: bytes, verifier: ReceiptVerifier, journal: AsyncJournal, piece_length: int):
+        self.wallet = wallet
+        self.verifier = verifier
+        self.journal = journal
+        self.window = credit_window(piece_length)
+        self.accounts: dict[int, PurchaseAccount] = {}
+
+    def account(self, purchase_id: int) -> PurchaseAccount:
+        """The account of a purchase; after a restart it starts from the journaled receipt."""
+        account = self.accounts.get(purchase_id)
+        if account is None:
+            paid = self.journal.journal.highest_bytes(purchase_id, self.wallet)
+            account = PurchaseAccount(window=self.window, served=paid, receipted=paid, journaling=paid)
+            self.accounts[purchase_id] = account
+        return account
+
+    def check(self, conn: PeerConnection, signed: SignedReceipt) -> PurchaseAccount | None:
+        """Validate a receipt from `conn`; the account to journal it for, or None when it adds
+        nothing. Raises ProtocolError for a receipt that is wrong or forged."""
+        receipt = signed.receipt
+        account = conn.account
+        if not isinstance(account, PurchaseAccount) or conn.purchase is None:
+            raise ProtocolError("a receipt from a peer that announced no purchase")
+        if receipt.seeder != self.wallet:
+            raise ProtocolError("a receipt naming another seeder")
+        if receipt.purchase_id != conn.purchase:
+            raise ProtocolError("a receipt for another purchase than the peer announced")
+        try:
+            verified = self.verifier.verify(signed)
+        except ReceiptError as exc:
+            raise ProtocolError(f"receipt rejected ({exc.reason}): {exc}") from None
+        if account.buyer is None:
+            account.buyer = verified.signer
+        elif account.buyer != verified.signer:
+            raise ProtocolError("a receipt signed by another buyer than the purchase's earlier ones")
+        if receipt.byte_count <= account.journaling:
+            return None
+        account.journaling = receipt.byte_count
+        return account
+
+    async def journal_receipt(self, account: PurchaseAccount, signed: SignedReceipt) -> bool:
+        """Store the receipt durably, then raise the account's credit; returns whether it grew."""
+        await self.journal.append(signed)
+        return account.record_receipt(signed.receipt.byte_count)
+
+    def need_message(self, conn: PeerConnection, account: PurchaseAccount) -> bytes | None:
+        """A `need` message when the account is due for a receipt (once per figure)."""
+        if conn.extension is None or not conn.extension.receipt_id or not account.wants_receipt():
+            return None
+        account.need_asked = account.served
+        return wire.extended(conn.extension.receipt_id, encode_need(account.served))
+
+
+class LeecherBilling:
+    """A leecher's receipts: count verified bytes per seeder and sign for them."""
+
+    def __init__(self, signer: ReceiptSigner) -> None:
+        self.signer = signer
+        self.ledger = LeecherLedger()
+        self._answered_need: dict[bytes, int] = {}
+
+    def credit_piece(self, senders: list[PeerConnection | None], block_lengths: list[int]) -> set[bytes]:
+        """Count a verified piece's blocks for the wallets that sent them; the wallets touched."""
+        counts: dict[bytes, int] = {}
+        for sender, length in zip(senders, block_lengths, strict=True):
+            wallet = sender.wallet if sender is not None else None
+            if wallet is not None:
+                counts[wallet] = counts.get(wallet, 0) + length
+        for wallet, count in counts.items():
+            self.ledger.credit(wallet, count)
+        return set(counts)
+
+    def receipt_for(self, wallet: bytes, *, force: bool = False) -> bytes | None:
+        """A signed receipt message payload for `wallet` when one is due (or forced)."""
+        tally = self.ledger.tally(wallet)
+        if tally.verified <= tally.receipted or not (force or tally.due()):
+            return None
+        signed = self.signer.sign(wallet, tally.verified)
+        tally.receipted = tally.verified
+        return encode_receipt(signed)
+
+    def answer_need(self, wallet: bytes, need: Need) -> bytes | None:
+        """Answer a seeder's `need`: sign what we verified from it, at most once per figure asked."""
+        if self._answered_need.get(wallet) == need.byte_count:
+            return None
+        self._answered_need[wallet] = need.byte_count
+        tally = self.ledger.tally(wallet)
+        if tally.verified == 0:
+            return None
+        # Re-sign even an unchanged figure: the last receipt may have died with a connection.
+        signed = self.signer.sign(wallet, tally.verified)
+        tally.receipted = tally.verified
+        return encode_receipt(signed)

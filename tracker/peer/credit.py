@@ -1,0 +1,99 @@
+"""Receipt accounting on both ends of a connection.
+
+A leecher counts, per seeder wallet, the bytes of pieces whose hash verified and signs cumulative
+receipts for them. A seeder keeps, per purchase, the bytes it served and the highest receipt it
+journaled, and serves at most a credit window beyond that receipt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tracker.receipts import Domain, Receipt, SignedKey, SignedReceipt, sign_receipt
+
+CREDIT_WINDOW = 8 * 1024 * 1024  # unpaid bytes a seeder risks on one purchase
+CREDIT_WINDOW_PIECES = 3  # ... but always room for pieces in flight, or big pieces could deadlock
+RECEIPT_STEP = 1024 * 1024  # a leecher signs again after this many newly verified bytes
+NEED_FRACTION = 2  # a seeder asks for a receipt once half its window is used
+
+
+def credit_window(piece_length: int) -> int:
+    """The credit window for a torrent: CREDIT_WINDOW, or a few pieces when pieces are large."""
+    return max(CREDIT_WINDOW, CREDIT_WINDOW_PIECES * piece_length)
+
+
+class ReceiptSigner:
+    """Signs a buyer's receipts, with the buyer's key or a session key plus its delegation."""
+
+    def __init__(
+        self, domain: Domain, purchase_id: int, private_key: bytes, delegation: SignedKey | None = None
+    ):
+        self.domain = domain
+        self.purchase_id = purchase_id
+        self._private_key = private_key
+        self.delegation = delegation
+
+    def sign(self, seeder: bytes, byte_count: int) -> SignedReceipt:
+        """A receipt for `byte_count` cumulative bytes received from `seeder`."""
+        receipt = Receipt(purchase_id=self.purchase_id, seeder=seeder, byte_count=byte_count)
+        signature = sign_receipt(self.domain, receipt, self._private_key)
+        return SignedReceipt(receipt=receipt, signature=signature, delegation=self.delegation)
+
+
+@dataclass(slots=True)
+class SeederTally:
+    """A leecher's account of one seeder: verified bytes received and the last receipt signed."""
+
+    verified: int = 0
+    receipted: int = 0
+
+    def due(self, step: int = RECEIPT_STEP) -> bool:
+        """Whether enough new verified bytes arrived to sign again."""
+        return self.verified - self.receipted >= step
+
+
+@dataclass(slots=True)
+class LeecherLedger:
+    """Verified bytes per seeder wallet, for one torrent."""
+
+    tallies: dict[bytes, SeederTally] = field(default_factory=dict)
+
+    def credit(self, wallet: bytes, byte_count: int) -> SeederTally:
+        """Count `byte_count` verified bytes from `wallet`."""
+        tally = self.tallies.get(wallet)
+        if tally is None:
+            tally = self.tallies[wallet] = SeederTally()
+        tally.verified += byte_count
+        return tally
+
+    def tally(self, wallet: bytes) -> SeederTally:
+        """The tally of `wallet` (zero when nothing came from it)."""
+        tally = self.tallies.get(wallet)
+        if tally is None:
+            tally = self.tallies[wallet] = SeederTally()
+        return tally
+
+
+@dataclass(slots=True)
+class CreditAccount:
+    """A seeder's account of one purchase: bytes served and the highest journaled receipt."""
+
+    window: int
+    served: int = 0
+    receipted: int = 0
+    need_asked: int = -1  # the `served` figure we last asked a receipt for
+
+    def allows(self, length: int) -> bool:
+        """Whether `length` more bytes stay within receipts + window."""
+        return self.served + length <= self.receipted + self.window
+
+    def wants_receipt(self) -> bool:
+        """Whether to ask the leecher for a receipt now (once per figure)."""
+        return self.served - self.receipted >= self.window // NEED_FRACTION and self.need_asked != self.served
+
+    def record_receipt(self, byte_count: int) -> bool:
+        """Raise the receipted figure; returns whether it grew."""
+        if byte_count <= self.receipted:
+            return False
+        self.receipted = byte_count
+        return True

@@ -1,0 +1,203 @@
+"""The engine: one listening socket, one disk thread pool and a set of torrents at once.
+
+A session accepts peers for any of its torrents (the handshake names which), connects out to
+peers it is told about (by the announcer or directly), and drives every torrent's once-a-second
+housekeeping. Seeders give it a receipt journal; the submitter hands journaled receipts to the
+tracker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tracker.metainfo import Metainfo
+from tracker.peer.connection import PeerConnection
+from tracker.peer.errors import PeerError, StorageError
+from tracker.peer.journal import AsyncJournal, ReceiptJournal
+from tracker.peer.storage import CheckProgress, Storage
+from tracker.peer.torrent import Torrent, TorrentConfig
+
+log = logging.getLogger(__name__)
+
+PEER_ID_PREFIX = b"-SM0100-"
+DISK_THREADS = 2  # hashing and writing on one, reading for peers on the other
+TICK_INTERVAL = 1.0
+CONNECT_TIMEOUT = 10.0
+MAX_HALF_OPEN = 16  # outgoing connection attempts at once
+
+
+def new_peer_id() -> bytes:
+    """A BitTorrent peer id naming this client (Azureus style)."""
+    return PEER_ID_PREFIX + os.urandom(20 - len(PEER_ID_PREFIX))
+
+
+class Session:
+    """Runs torrents; use `async with Session(...)` or call `start` and `close`."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "0.0.0.0",  # noqa: S104 (a peer listens on every interface by default)
+        port: int = 0,
+        journal: ReceiptJournal | None = None,
+        peer_id: bytes | None = None,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.peer_id = peer_id or new_peer_id()
+        self.disk = ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix="disk")
+        self.journal = AsyncJournal(journal) if journal is not None else None
+        self.torrents: dict[bytes, Torrent] = {}
+        self.connections: set[PeerConnection] = set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._half_open = asyncio.Semaphore(MAX_HALF_OPEN)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.port = 0
+        self.completion_hooks: list[Callable[[Torrent], None]] = []
+
+    async def __aenter__(self) -> Session:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def now(self) -> float:
+        """The event loop's clock."""
+        assert self._loop is not None
+        return self._loop.time()
+
+    async def start(self) -> None:
+        """Listen for peers and start housekeeping."""
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(
+            lambda: PeerConnection(self, None, ("?", 0), outgoing=False), self.host, self.requested_port
+        )
+        sockets = self._server.sockets
+        self.port = sockets[0].getsockname()[1] if sockets else 0
+        self.spawn(self._housekeeping())
+
+    async def close(self) -> None:
+        """Stop everything: connections, tasks, files, threads."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.drop("session closing")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        loop = asyncio.get_running_loop()
+        for torrent in self.torrents.values():
+            await loop.run_in_executor(self.disk, torrent.storage.close)
+        self.torrents.clear()
+        self.disk.shutdown(wait=True)
+        if self.journal is not None:
+            self.journal.close()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a background task the session keeps track of (and cancels on close)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # ----- torrents -----
+
+    async def add_torrent(
+        self,
+        meta: Metainfo,
+        folder: str | os.PathLike[str],
+        config: TorrentConfig | None = None,
+        *,
+        writable: bool = True,
+        progress: CheckProgress | None = None,
+    ) -> Torrent:
+        """Open a torrent's files under `folder`, hash-check what is there and join its swarm."""
+        if meta.info_hash in self.torrents:
+            raise PeerError(f"{meta.name} is already in this session")
+        storage = Storage(meta, Path(folder), writable=writable)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.disk, storage.open)
+        try:
+            have = await loop.run_in_executor(self.disk, storage.check, progress)
+        except BaseException:
+            await loop.run_in_executor(self.disk, storage.close)
+            raise
+        if not writable and not all(have):
+            await loop.run_in_executor(self.disk, storage.close)
+            missing = len(have) - sum(have)
+            raise StorageError(
+                f"{missing} of {len(have)} pieces on disk do not match the torrent {meta.name}"
+            )
+        torrent = Torrent(self, meta, storage, config or TorrentConfig(), have)
+        self.torrents[meta.info_hash] = torrent
+        return torrent
+
+    def torrent_for(self, info_hash: bytes) -> Torrent | None:
+        """The torrent a handshake names, if we have it."""
+        torrent = self.torrents.get(info_hash)
+        return torrent if torrent is not None and torrent.error is None else None
+
+    def torrent_completed(self, torrent: Torrent) -> None:
+        """Hook for a torrent that just finished downloading (the announcer reports it)."""
+        for hook in list(self.completion_hooks):
+            hook(torrent)
+
+    # ----- peers -----
+
+    async def connect(self, torrent: Torrent, host: str, port: int) -> bool:
+        """Open a connection to a peer for `torrent`; returns whether the TCP connection opened."""
+        if self._loop is None:
+            raise PeerError("the session is not started")
+        loop = self._loop
+        async with self._half_open:
+            try:
+                await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: PeerConnection(self, torrent, (host, port), outgoing=True), host, port
+                    ),
+                    CONNECT_TIMEOUT,
+                )
+            except (OSError, TimeoutError) as exc:
+                log.debug("cannot connect to %s:%d: %s", host, port, exc)
+                return False
+        return True
+
+    def connection_opened(self, conn: PeerConnection) -> None:
+        """Track a new connection (and learn an incoming peer's address)."""
+        self.connections.add(conn)
+        if conn.transport is not None and not conn.outgoing:
+            peer = conn.transport.get_extra_info("peername")
+            if isinstance(peer, tuple) and len(peer) >= 2:
+                conn.address = (str(peer[0]), int(peer[1]))
+
+    def connection_closed(self, conn: PeerConnection) -> None:
+        """Forget a closed connection."""
+        self.connections.discard(conn)
+
+    async def _housekeeping(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(TICK_INTERVAL)
+            now = loop.time()
+            for torrent in list(self.torrents.values()):
+                if torrent.error is None:
+                    torrent.tick(now, now - last)
+            last = now
