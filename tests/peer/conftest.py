@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import libtorrent as lt
 import pytest
 import uvloop
 from coincurve import PrivateKey
@@ -86,3 +87,42 @@ def signer_for(buyer: Wallet, purchase_id: int) -> ReceiptSigner:
 def content(tmp_path: Path) -> Content:
     """A 300 kB single-file torrent with 32 KiB pieces."""
     return make_content(tmp_path)
+
+
+def lt_session():
+    """A libtorrent session on loopback: TCP only (no uTP), no DHT/LSD/UPnP, many peers per IP."""
+    return lt.session(
+        {
+            "listen_interfaces": "127.0.0.1:0",
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "enable_outgoing_utp": False,
+            "enable_incoming_utp": False,
+            "allow_multiple_connections_per_ip": True,
+            "alert_mask": 0,
+        }
+    )
+
+
+def lt_add(session, content: Content, folder: Path):
+    """Add a torrent to a libtorrent session, saving under `folder`."""
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(lt.bdecode(content.raw))
+    params.save_path = str(folder)
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    return session.add_torrent(params)
+
+
+async def lt_wait(handle, predicate, timeout: float = TIMEOUT) -> None:
+    """Poll a libtorrent handle until `predicate(status)` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate(handle.status()):
+        if loop.time() > deadline:
+            raise TimeoutError(
+                f"libtorrent state {handle.status().state}, progress {handle.status().progress}"
+            )
+        await asyncio.sleep(0.05)
