@@ -156,13 +156,22 @@ class PeerConnection(asyncio.BufferedProtocol):
         return False
 
     def drop(self, reason: str) -> None:
-        """Close the connection (the peer broke the protocol or is no longer wanted)."""
+        """Cut the connection at once, discarding unsent data (the peer broke the protocol)."""
         if self.closed:
             return
         log.debug("%r dropped: %s", self, reason)
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+    def close(self, reason: str) -> None:
+        """Close the connection after what we queued is sent (the peer is no longer needed)."""
+        if self.closed:
+            return
+        log.debug("%r closed: %s", self, reason)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
     # ----- parsing -----
 

@@ -89,7 +89,7 @@ class Session:
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
-            conn.drop("session closing")
+            conn.close("session closing")
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

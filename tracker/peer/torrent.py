@@ -203,7 +203,7 @@ class Torrent:
 
     def _after_peer_news(self, conn: PeerConnection) -> None:
         if self.complete and conn.is_seed:
-            conn.drop("both sides are seeds")
+            conn.close("both sides are seeds")
             return
         self._update_interest(conn)
 
@@ -311,6 +311,8 @@ class Torrent:
         self._smart_ban(index, progress)
         if self.leecher is not None:
             wallets = self.leecher.credit_piece(senders, self._block_lengths_of(progress.size))
+            if picker.missing == 0:  # the last piece: settle up with every seeder
+                wallets = set(self.leecher.ledger.tallies)
             self._send_receipts(wallets, force=picker.missing == 0)
         have_msg = wire.have(index)
         for conn in list(self.connections):
@@ -370,7 +372,7 @@ class Torrent:
                 conn.am_interested = False
                 conn.send(wire.NOT_INTERESTED_MSG)
             if conn.is_seed:
-                conn.drop("both sides are seeds")
+                conn.close("both sides are seeds")
         self.completed.set()
         self.session.torrent_completed(self)
 
