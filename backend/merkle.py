@@ -71,6 +71,18 @@ def process_proof(leaf_hash: bytes, proof: Iterable[bytes]) -> bytes:
     return node
 
 
+def proof_at(tree: Sequence[bytes], tree_index: int) -> list[bytes]:
+    """The sibling path from node `tree_index` up to the root of a tree laid out as `dump()["tree"]`."""
+    if not 0 <= tree_index < len(tree):
+        raise MerkleError(f"tree index {tree_index} is outside the tree")
+    path = []
+    index = tree_index
+    while index > 0:
+        path.append(tree[index + 1 if index % 2 else index - 1])
+        index = (index - 1) // 2
+    return path
+
+
 class MerkleTree:
     """A standard tree over distinct leaves; proofs by leaf position or by (account, token)."""
 
@@ -104,12 +116,11 @@ class MerkleTree:
 
     def proof(self, value_index: int) -> list[bytes]:
         """The sibling path from the leaf at `value_index` (input order) up to the root."""
-        index = self._tree_index[value_index]
-        path = []
-        while index > 0:
-            path.append(self.tree[index + 1 if index % 2 else index - 1])
-            index = (index - 1) // 2
-        return path
+        return proof_at(self.tree, self._tree_index[value_index])
+
+    def tree_index(self, value_index: int) -> int:
+        """Where the leaf at `value_index` (input order) sits in the tree array."""
+        return self._tree_index[value_index]
 
     def find(self, account: str, token: str) -> int | None:
         """The input position of the leaf of (account, token), if it is in the tree."""

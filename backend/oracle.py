@@ -1,0 +1,403 @@
+"""The oracle: closes epochs and posts their roots on chain, crash-safe.
+
+Posting is a small state machine kept in the `epochs` table. A closed epoch is signed into a
+raw transaction that is stored (status "sending") before it is broadcast; after a crash the next
+run finds it and asks the chain: posted already? mined and reverted? still pending? never seen?
+(then the same raw transaction is broadcast again). The epoch number is fixed when the epoch is
+closed and the contract refuses any epoch at or below its last one, so a root is posted once,
+never twice. Totals are checked against the contract's funded seeder pools before anything is
+signed; a pending root that is not active yet (`RootPending`) is waited out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from sqlalchemy import func, select
+from web3.types import TxParams, Wei
+
+from backend.chain import Chain
+from backend.db import Database
+from backend.epochs import UNFINISHED, close_epoch, latest_epoch
+from backend.errors import ChainError, ChainUnavailable, ConfigError, ContractRevert, OracleError
+from backend.models import ChainEvent, Epoch, IndexerCursor, Purchase
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FAULT_ENV = "SEEDMARKET_FAULT_KILL_AT"  # crash tests: SIGKILL ourselves at a named step
+_RECEIPT_POLL = 0.25
+_MAX_BACKOFF = 60.0
+# Refusals after which the same epoch can never be posted: a later epoch takes over.
+_TERMINAL = {"StaleEpoch", "TotalExceedsFunded", "TotalDecreased", "NotOracle"}
+
+
+def load_oracle_account(settings: Settings) -> LocalAccount:
+    """The oracle's signing account from a keystore (with its password) or a private key."""
+    if settings.oracle_keystore is not None:
+        if settings.oracle_keystore_password is None:
+            raise ConfigError("SEEDMARKET_ORACLE_KEYSTORE needs SEEDMARKET_ORACLE_KEYSTORE_PASSWORD")
+        try:
+            keystore = json.loads(settings.oracle_keystore.read_text())
+            key = Account.decrypt(keystore, settings.oracle_keystore_password.get_secret_value())
+        except FileNotFoundError:
+            raise ConfigError(f"oracle keystore {settings.oracle_keystore} does not exist") from None
+        except ValueError as exc:
+            raise ConfigError(f"cannot open oracle keystore {settings.oracle_keystore}: {exc}") from None
+        account: LocalAccount = Account.from_key(key)
+        return account
+    if settings.oracle_key is None:
+        raise ConfigError("set SEEDMARKET_ORACLE_KEY or SEEDMARKET_ORACLE_KEYSTORE")
+    try:
+        account = Account.from_key(settings.oracle_key.get_secret_value())
+    except ValueError:
+        raise ConfigError("SEEDMARKET_ORACLE_KEY is not a private key") from None
+    return account
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one oracle step did: `status` is the epoch's status, or idle/waiting."""
+
+    status: str
+    epoch: int | None = None
+    detail: str = ""
+    wait_until: int | None = None  # chain time a pending root becomes active
+
+
+class Oracle:
+    """Closes epochs from the database and posts them with the oracle's key."""
+
+    def __init__(self, db: Database, chain: Chain, settings: Settings, account: LocalAccount) -> None:
+        self.db = db
+        self.chain = chain
+        self.settings = settings
+        self.account = account
+        self.store_account = (settings.store_account or account.address).lower()
+        self.tx_timeout = 120.0
+
+    def check(self) -> None:
+        """Refuse to run with a key that is not the contract's oracle."""
+        oracle = self.chain.view("oracle")
+        if to_checksum_address(oracle) != self.account.address:
+            raise ConfigError(f"{self.account.address} is not the contract's oracle ({oracle}); fix the key")
+
+    # ----- the loop -----
+
+    def step(self, *, force: bool = False, wait: bool = True) -> StepResult:
+        """Finish an unfinished epoch, or close a new one when due (or forced) and post it."""
+        self._reconcile_cancellations()
+        with self.db.reader() as session:
+            unfinished = latest_epoch(session, UNFINISHED)
+            last = latest_epoch(session, ("posted", "closed", "sending", "failed", "canceled"))
+        if unfinished is None:
+            due = last is None or time.time() >= last.created_at + self.settings.epoch_length
+            if not (force or due):
+                return StepResult("idle", detail="the next epoch is not due yet")
+            pending = self._pending_until()
+            if pending is not None:
+                return StepResult("waiting", detail="a posted root is not active yet", wait_until=pending)
+            number = self._next_number()
+            epoch = close_epoch(
+                self.db,
+                number,
+                settle_after=self.settings.settle_after,
+                store_account=self.store_account,
+                data_uri=f"{self.settings.public_url}/epochs/{number}/data",
+            )
+            if epoch is None:
+                return StepResult("idle", detail="nothing new to post")
+            self._fault("closed")
+            unfinished = epoch
+        return self.post(unfinished.number, wait=wait)
+
+    def run(self, stop: threading.Event) -> None:
+        """Close and post epochs until `stop` is set, surviving chain and database outages."""
+        delay = self.settings.poll_interval
+        while not stop.is_set():
+            try:
+                result = self.step()
+                delay = max(self.settings.poll_interval, 1.0)
+                if result.status == "posted":
+                    log.info("oracle: epoch %s posted", result.epoch)
+            except (ChainUnavailable, ChainError) as exc:
+                log.warning("oracle: %s; retrying in %.0f s", exc, delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+            except OracleError as exc:
+                log.error("oracle: %s", exc)
+                delay = min(delay * 2, _MAX_BACKOFF)
+            stop.wait(delay)
+
+    # ----- posting -----
+
+    def post(self, number: int, *, wait: bool = True) -> StepResult:
+        """Drive epoch `number` towards "posted"."""
+        with self.db.reader() as session:
+            epoch = session.get(Epoch, number)
+        if epoch is None:
+            raise OracleError(f"there is no epoch {number}")
+        if epoch.status == "sending":
+            result = self._recover(epoch, wait=wait)
+            if result is not None:
+                return result
+            with self.db.reader() as session:
+                epoch = session.get(Epoch, number)
+            assert epoch is not None
+        if epoch.status != "closed":
+            return StepResult(epoch.status, number, epoch.error or "")
+        pending = self._pending_until()
+        if pending is not None:
+            return StepResult("waiting", number, "a posted root is not active yet", wait_until=pending)
+        self._sign_and_store(epoch)
+        self._fault("signed")
+        with self.db.reader() as session:
+            epoch = session.get(Epoch, number)
+        assert epoch is not None and epoch.raw_tx is not None
+        self._broadcast(epoch.raw_tx)
+        self._fault("sent")
+        return self._await(epoch, wait=wait)
+
+    def _sign_and_store(self, epoch: Epoch) -> None:
+        tokens, totals = self._tokens_and_totals(epoch)
+        function = self.chain.contract.functions.postRoot(
+            bytes.fromhex(epoch.root[2:]), epoch.number, tokens, totals, epoch.data_uri
+        )
+        sender = self.account.address
+        try:
+            gas = self.chain.call(lambda: function.estimate_gas({"from": sender}))
+        except ContractRevert as exc:
+            self._refused(epoch, exc)
+            raise OracleError(f"epoch {epoch.number}: {exc}") from None
+        nonce = self.chain.call(lambda: self.chain.w3.eth.get_transaction_count(sender, "pending"))
+        block = self.chain.call(lambda: self.chain.w3.eth.get_block("latest"))
+        tip = self.chain.call(lambda: self.chain.w3.eth.max_priority_fee)
+        base = int(block.get("baseFeePerGas") or 0)
+        params: TxParams = {
+            "from": sender,
+            "nonce": nonce,
+            "gas": int(gas * self.settings.gas_limit_margin),
+            "maxFeePerGas": Wei(2 * base + tip),
+            "maxPriorityFeePerGas": tip,
+            "chainId": self.chain.chain_id,
+        }
+        tx = function.build_transaction(params)
+        signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
+        with self.db.writer() as session:
+            row = session.get(Epoch, epoch.number)
+            assert row is not None
+            if row.status != "closed":
+                raise OracleError(f"epoch {epoch.number} changed state under us ({row.status})")
+            row.status = "sending"
+            row.raw_tx = bytes(signed.raw_transaction)
+            row.tx_hash = "0x" + bytes(signed.hash).hex()
+            row.tx_nonce = nonce
+            row.tx_tokens = json.dumps([t.lower() for t in tokens])
+            row.error = None
+            row.updated_at = int(time.time())
+        log.info(
+            "oracle: epoch %d signed as %s (nonce %d)", epoch.number, "0x" + bytes(signed.hash).hex(), nonce
+        )
+
+    def _broadcast(self, raw_tx: bytes) -> None:
+        try:
+            self.chain.rpc("eth_sendRawTransaction", ["0x" + raw_tx.hex()])
+        except ChainUnavailable:
+            raise
+        except ChainError as exc:
+            # "already known" / "nonce too low": it was broadcast before; the receipt tells the rest.
+            log.info("oracle: broadcast answered %s", exc)
+
+    def _await(self, epoch: Epoch, *, wait: bool) -> StepResult:
+        deadline = time.monotonic() + (self.tx_timeout if wait else 0)
+        while True:
+            receipt = self.chain.rpc("eth_getTransactionReceipt", [epoch.tx_hash])
+            if receipt is not None:
+                return self._settle_receipt(epoch, receipt)
+            if time.monotonic() >= deadline:
+                return StepResult("sending", epoch.number, f"waiting for {epoch.tx_hash} to be mined")
+            time.sleep(_RECEIPT_POLL)
+
+    def _settle_receipt(self, epoch: Epoch, receipt: dict[str, Any]) -> StepResult:
+        block = int(receipt["blockNumber"], 16)
+        if int(receipt["status"], 16) == 1:
+            posted = [
+                e
+                for e in (self.chain.codec.decode_log(entry) for entry in receipt["logs"])
+                if e is not None and e.name == "RootPosted"
+            ]
+            if not posted or posted[0].args["epoch"] != epoch.number or posted[0].args["root"] != epoch.root:
+                raise OracleError(f"transaction {epoch.tx_hash} did not post epoch {epoch.number}'s root")
+            self._wait_confirmations(block)
+            self._mark(epoch.number, "posted", posted_block=block, active_at=int(posted[0].args["activeAt"]))
+            log.info("oracle: epoch %d posted in block %d", epoch.number, block)
+            return StepResult("posted", epoch.number)
+        # Reverted: find out why by simulating the same call now.
+        reason = "reverted"
+        try:
+            tokens = json.loads(epoch.tx_tokens or "[]")
+            totals_map = json.loads(epoch.totals)
+            totals = [int(totals_map.get(t, "0")) for t in tokens]
+            function = self.chain.contract.functions.postRoot(
+                bytes.fromhex(epoch.root[2:]),
+                epoch.number,
+                [to_checksum_address(t) for t in tokens],
+                totals,
+                epoch.data_uri,
+            )
+            self.chain.call(lambda: function.call({"from": self.account.address}))
+        except ContractRevert as exc:
+            reason = exc.error
+            if self._refused(epoch, exc):
+                return StepResult("failed", epoch.number, str(exc))
+        self._mark(epoch.number, "closed", error=f"transaction reverted ({reason}); will retry")
+        return StepResult("closed", epoch.number, f"transaction reverted ({reason}); will retry")
+
+    def _recover(self, epoch: Epoch, *, wait: bool) -> StepResult | None:
+        """After a crash in "sending": None when the epoch went back to "closed" (sign again)."""
+        if self._posted_on_chain(epoch):
+            self._mark(epoch.number, "posted")
+            return StepResult("posted", epoch.number, "found on chain")
+        receipt = self.chain.rpc("eth_getTransactionReceipt", [epoch.tx_hash])
+        if receipt is not None:
+            result = self._settle_receipt(epoch, receipt)
+            return None if result.status == "closed" else result
+        known = self.chain.rpc("eth_getTransactionByHash", [epoch.tx_hash])
+        if known is None:
+            used = int(self.chain.rpc("eth_getTransactionCount", [self.account.address, "latest"]), 16)
+            if epoch.tx_nonce is not None and used > epoch.tx_nonce:
+                # Our nonce went to another transaction and ours never posted: sign anew.
+                self._mark(epoch.number, "closed", error="transaction replaced; signing again")
+                return None
+            assert epoch.raw_tx is not None
+            log.info("oracle: re-broadcasting epoch %d's transaction %s", epoch.number, epoch.tx_hash)
+            self._broadcast(epoch.raw_tx)
+        return self._await(epoch, wait=wait)
+
+    def _posted_on_chain(self, epoch: Epoch) -> bool:
+        topic_epoch = "0x" + epoch.number.to_bytes(32, "big").hex()
+        # It cannot have been posted before it was closed, and it was closed at `block_number`.
+        first = max(epoch.block_number - self.settings.confirmations, 0)
+        raw = self.chain.rpc(
+            "eth_getLogs",
+            [
+                {
+                    "address": self.chain.address,
+                    "fromBlock": hex(first),
+                    "toBlock": "latest",
+                    "topics": [self.chain.codec.topic("RootPosted"), topic_epoch],
+                }
+            ],
+        )
+        for entry in raw or []:
+            event = self.chain.codec.decode_log(entry)
+            if event is not None and event.args["root"] == epoch.root:
+                return True
+        return False
+
+    def _refused(self, epoch: Epoch, exc: ContractRevert) -> bool:
+        """Mark the epoch failed when the contract can never accept it; whether it did."""
+        if exc.error not in _TERMINAL:
+            return False
+        if exc.error == "StaleEpoch" and self._posted_on_chain(epoch):
+            self._mark(epoch.number, "posted")
+            return True
+        self._mark(epoch.number, "failed", error=str(exc))
+        log.error("oracle: epoch %d can never be posted: %s", epoch.number, exc)
+        return True
+
+    # ----- chain facts -----
+
+    def _tokens_and_totals(self, epoch: Epoch) -> tuple[list[str], list[int]]:
+        """All funded tokens in ascending order with this epoch's totals, checked against the pools."""
+        count = int(self.chain.view("fundedTokenCount"))
+        with self.db.reader() as session:
+            known = set(
+                session.scalars(select(Purchase.token).distinct().where(Purchase.seeder_pool != 0)).all()
+            )
+            cursor = session.get(IndexerCursor, 1)
+        if len(known) < count and cursor is not None:
+            # Tokens first funded in blocks the indexer has not confirmed yet.
+            for event in self.chain.logs(cursor.block_number + 1, self.chain.head()):
+                if event.name == "Purchased" and int(event.args["seederPool"]) > 0:
+                    known.add(event.args["token"])
+        if len(known) != count:
+            raise OracleError(
+                f"the contract has {count} funded tokens, the store knows {len(known)}: wait for the indexer"
+            )
+        totals_map = {t: int(v) for t, v in json.loads(epoch.totals).items()}
+        unknown = set(totals_map) - known
+        if unknown:
+            raise OracleError(
+                f"epoch {epoch.number} pays tokens the contract never funded: {sorted(unknown)}"
+            )
+        tokens = sorted(known)
+        totals = [totals_map.get(t, 0) for t in tokens]
+        for token, total in zip(tokens, totals, strict=True):
+            funded, _claimed = self.chain.view("seederPool", to_checksum_address(token))
+            if total > funded:
+                raise OracleError(
+                    f"epoch {epoch.number} promises {total} of {token} but only {funded} was funded; refusing"
+                )
+        return [to_checksum_address(t) for t in tokens], totals
+
+    def _pending_until(self) -> int | None:
+        """The activation time of a pending root that blocks posting, or None."""
+        root, _epoch, active_at = self.chain.view("pendingRoot")
+        if int.from_bytes(bytes(root), "big") == 0:
+            return None
+        return int(active_at)
+
+    def _next_number(self) -> int:
+        with self.db.reader() as session:
+            stored = session.scalar(select(func.max(Epoch.number))) or 0
+        return max(stored, int(self.chain.view("lastEpoch"))) + 1
+
+    def _reconcile_cancellations(self) -> None:
+        with self.db.reader() as session:
+            canceled = [
+                json.loads(a)
+                for a in session.scalars(select(ChainEvent.args).where(ChainEvent.name == "RootCanceled"))
+            ]
+        for event in canceled:
+            with self.db.writer() as session:
+                epoch = session.get(Epoch, int(event["epoch"]))
+                if epoch is not None and epoch.status == "posted" and epoch.root == event["root"]:
+                    epoch.status = "canceled"
+                    epoch.updated_at = int(time.time())
+                    log.warning("oracle: epoch %d was canceled by the guardian", epoch.number)
+
+    def _wait_confirmations(self, block: int) -> None:
+        target = block + self.settings.confirmations
+        deadline = time.monotonic() + self.tx_timeout
+        while self.settings.confirmations and self.chain.head() < target:
+            if time.monotonic() > deadline:
+                raise OracleError(
+                    f"block {block} did not get {self.settings.confirmations} confirmations in time"
+                )
+            time.sleep(_RECEIPT_POLL * 4)
+
+    def _mark(self, number: int, status: str, *, error: str | None = None, **fields: int) -> None:
+        with self.db.writer() as session:
+            row = session.get(Epoch, number)
+            assert row is not None
+            row.status = status
+            row.error = error
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.updated_at = int(time.time())
+
+    def _fault(self, step: str) -> None:
+        """Crash tests: die here, hard, when asked to (a real SIGKILL, nothing cleaned up)."""
+        if os.environ.get(FAULT_ENV) == step:
+            log.warning("oracle: killed at %r for a crash test", step)
+            os.kill(os.getpid(), signal.SIGKILL)

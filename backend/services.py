@@ -1,0 +1,78 @@
+"""The store's parts built from one settings object: database, chain, indexer, oracle, sink, policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from backend.chain import Chain
+from backend.db import Database
+from backend.indexer import Indexer
+from backend.oracle import Oracle, load_oracle_account
+from backend.receipt_sink import DatabaseReceiptSink
+from backend.settings import Settings
+from backend.tracker_policy import DatabaseSwarmPolicy
+from tracker.receipts import Domain, ReceiptVerifier
+
+
+@dataclass
+class Services:
+    """Lazily built parts of one store; `close()` releases the database."""
+
+    settings: Settings
+    db: Database = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.settings.db_url)
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Services:
+        """Open the database (migrated to the newest schema unless told otherwise)."""
+        services = cls(settings)
+        if migrate:
+            services.db.migrate()
+        return services
+
+    @cached_property
+    def chain(self) -> Chain:
+        """The chain and Marketplace of the settings."""
+        return Chain.from_settings(self.settings)
+
+    @cached_property
+    def domain(self) -> Domain:
+        """The receipts' EIP-712 domain: this chain, this Marketplace."""
+        return Domain(self.settings.chain_id, bytes.fromhex(self.chain.address[2:]))
+
+    def indexer(self) -> Indexer:
+        """An indexer following the Marketplace from its deployment block."""
+        _, block = self.settings.marketplace
+        return Indexer(
+            self.db,
+            self.chain,
+            deployment_block=block,
+            confirmations=self.settings.confirmations,
+            batch_blocks=self.settings.log_batch_blocks,
+        )
+
+    def oracle(self) -> Oracle:
+        """The oracle with its signing key."""
+        return Oracle(self.db, self.chain, self.settings, load_oracle_account(self.settings))
+
+    def sink(self) -> DatabaseReceiptSink:
+        """The database-backed receipt sink."""
+        return DatabaseReceiptSink(self.db)
+
+    def verifier(self) -> ReceiptVerifier:
+        """A receipt verifier for this store's domain."""
+        return ReceiptVerifier(self.domain)
+
+    def policy(self) -> DatabaseSwarmPolicy:
+        """The database-backed swarm policy, with the store's seeding accounts in every swarm."""
+        accounts = list(self.settings.store_accounts)
+        if not accounts:
+            accounts = [load_oracle_account(self.settings).address.lower()]
+        return DatabaseSwarmPolicy(self.db, accounts)
+
+    def close(self) -> None:
+        """Release the database's connections."""
+        self.db.dispose()
