@@ -60,6 +60,9 @@ interface IMarketplace {
     event OperatorFeeSet(uint16 operatorFeeBps);
     event RootDelaySet(uint64 rootDelay);
     event TokenAllowed(address indexed token, bool allowed);
+    /// @notice The same as OpenZeppelin `Pausable`'s.
+    event Paused(address account);
+    event Unpaused(address account);
 
     // ----- errors -----
 
@@ -92,4 +95,7 @@ interface IMarketplace {
     error NothingToClaim();
     error InvalidProof();
     error ClaimExceedsRootTotal(address token, uint256 claimedTotal, uint256 rootTotal);
+    /// @notice The same as OpenZeppelin `Pausable`'s.
+    error EnforcedPause();
+    error ExpectedPause();
 }

@@ -5,11 +5,11 @@ import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {LowLevelCall} from "@openzeppelin/contracts/utils/LowLevelCall.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
-import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
+import {EarningsTree} from "./EarningsTree.sol";
 import {IMarketplace} from "./IMarketplace.sol";
 
 /// @title seedmarket Marketplace
@@ -22,22 +22,39 @@ import {IMarketplace} from "./IMarketplace.sol";
 /// uint256 cumulativeAmount)`; the claim flow follows Uniswap's MerkleDistributor, made cumulative.
 /// The EIP-712 domain ("seedmarket", "1") names this contract as the verifying contract of the
 /// off-chain download receipts.
-contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTransient, EIP712 {
+/// Storage is laid out for the two hot paths: a claim reads one status slot, one root, its own
+/// `claimed` slot and one ledger slot of its token; a purchase never re-creates a zeroed balance.
+/// The pause flag lives in the status slot (instead of OpenZeppelin `Pausable`'s own slot) for
+/// that reason; `paused()`, its events and errors are the same as OpenZeppelin's.
+contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EIP712 {
     using SafeERC20 for IERC20;
 
     /// @notice Basis points in one whole.
     uint16 public constant BPS = 10_000;
 
-    /// @dev Cumulative root totals of one token: for the current root and for the pending one.
-    struct Totals {
-        uint128 current;
-        uint128 pending;
+    /// @dev Set in every balance slot once it is used, so that a withdrawal leaves the slot nonzero
+    /// and the next purchase credits it for 2,900 gas instead of 20,000. Balances are sums of
+    /// uint128 amounts and never come near this bit.
+    uint256 private constant _USED = 1 << 255;
+
+    /// @dev What every claim and purchase reads first, in one slot.
+    struct Status {
+        bool paused;
+        uint64 pendingActiveAt; // 0 when there is no pending root (none posted yet, or canceled)
+        uint64 currentEpoch;
+        uint64 pendingEpoch; // also the last epoch ever posted, canceled ones included
     }
 
-    /// @dev What the seeders of one token were funded with, and what they claimed so far.
-    struct Pool {
-        uint128 funded;
+    /// @dev Per token, the slot a claim reads and writes: claimed so far, and the pending root's total.
+    struct ClaimLedger {
         uint128 claimed;
+        uint128 pendingTotal;
+    }
+
+    /// @dev Per token, the slot a purchase writes: the funded seeder pool, and the current root's total.
+    struct PoolLedger {
+        uint128 funded;
+        uint128 currentTotal;
     }
 
     // Roles and parameters, packed by the function that reads them together.
@@ -52,6 +69,10 @@ contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTra
     /// @notice Number of tokens whose seeder pool was ever funded; every root lists all of them.
     uint256 public fundedTokenCount;
 
+    Status private _status;
+    bytes32 private _currentRoot;
+    bytes32 private _pendingRoot;
+
     mapping(uint256 productId => Product) private _products;
     /// @notice The unique, nonzero purchase id of `buyer` for `productId`, or 0.
     mapping(uint256 productId => mapping(address buyer => uint256 purchaseId)) public purchaseOf;
@@ -59,20 +80,12 @@ contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTra
     mapping(bytes32 infohash => uint256 productId) public productOfInfohash;
     /// @notice Tokens other than ETH that products may be priced in.
     mapping(address token => bool) public tokenAllowed;
-    /// @notice Withdrawable balance of a seller or the treasury.
-    mapping(address account => mapping(address token => uint256)) public balanceOf;
     /// @notice Cumulative amount `account` has claimed in `token`.
     mapping(address account => mapping(address token => uint256)) public claimed;
-    mapping(address token => Pool) private _pools;
-    mapping(address token => Totals) private _totals;
-
-    bytes32 private _currentRoot;
-    bytes32 private _pendingRoot;
-    uint64 private _currentEpoch;
-    uint64 private _pendingEpoch;
-    uint64 private _pendingActiveAt; // 0 when there is no pending root
-    /// @notice The highest epoch ever posted (canceled ones included); the next must be higher.
-    uint64 public lastEpoch;
+    /// @dev Withdrawable balances of sellers and the treasury, with the `_USED` bit.
+    mapping(address account => mapping(address token => uint256)) private _balances;
+    mapping(address token => ClaimLedger) private _claimLedgers;
+    mapping(address token => PoolLedger) private _poolLedgers;
 
     /// @param owner_ The store operator: parameters, allow-list, roles, unpause.
     /// @param oracle_ The account that posts roots.
@@ -113,7 +126,8 @@ contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTra
         uint256 price,
         uint16 discountBps,
         string calldata metadataURI
-    ) external whenNotPaused returns (uint256 productId) {
+    ) external returns (uint256 productId) {
+        _requireNotPaused();
         if (infohash == 0 || size == 0) revert InvalidListing();
         uint256 existing = productOfInfohash[infohash];
         if (existing != 0) revert InfohashAlreadyListed(existing);
@@ -140,7 +154,8 @@ contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTra
         uint256 price,
         uint16 discountBps,
         string calldata metadataURI
-    ) external whenNotPaused {
+    ) external {
+        _requireNotPaused();
         Product storage product = _sellerProduct(productId);
         _checkTerms(token, price, discountBps);
         product.token = token;
@@ -176,13 +191,9 @@ contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTra
         return _purchase(productId, buyer);
     }
 
-    function _purchase(uint256 productId, address buyer)
-        private
-        nonReentrant
-        whenNotPaused
-        returns (uint256 purchaseId)
-    {
+    function _purchase(uint256 productId, address buyer) private nonReentrant returns (uint256 purchaseId) {
         // Checks: an active product, bought once per buyer.
+        _requireNotPaused();
         Product storage product_ = _products[productId];
         address seller = product_.seller;
         if (seller == address(0)) revert UnknownProduct(productId);
@@ -207,13 +218,13 @@ contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTra
         // State.
         purchaseId = ++purchaseCount;
         purchaseOf[productId][buyer] = purchaseId;
-        balanceOf[seller][token] += sellerAmount;
-        balanceOf[treasury][token] += fee;
+        _credit(seller, token, sellerAmount);
+        _credit(treasury, token, fee);
         if (seeders != 0) {
-            Pool storage p = _pools[token];
-            uint256 funded = p.funded;
+            PoolLedger storage ledger = _poolLedgers[token];
+            uint256 funded = ledger.funded;
             if (funded == 0) ++fundedTokenCount;
-            p.funded = SafeCast.toUint128(funded + seeders);
+            ledger.funded = SafeCast.toUint128(funded + seeders);
         }
         emit Purchased(purchaseId, productId, buyer, token, price, sellerAmount, fee, seeders);
 
@@ -233,102 +244,120 @@ contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTra
     /// WARNING: sends ETH to the caller, who may be a contract; the balance is zeroed first and
     /// the function is non-reentrant.
     function withdraw(address token) external nonReentrant returns (uint256 amount) {
-        amount = balanceOf[msg.sender][token];
+        amount = _balances[msg.sender][token] & ~_USED;
         if (amount == 0) revert NothingToWithdraw();
-        balanceOf[msg.sender][token] = 0;
+        _balances[msg.sender][token] = _USED;
         emit Withdrawn(msg.sender, token, amount);
         _send(token, msg.sender, amount);
     }
 
+    /// @notice What `account` (a seller or the treasury) can withdraw in `token` now.
+    function balanceOf(address account, address token) external view returns (uint256) {
+        return _balances[account][token] & ~_USED;
+    }
+
     // ----- roots -----
 
-    /// @notice Post the Merkle root of everyone's cumulative earnings for `epoch`.
+    /// @notice Post the Merkle root of everyone's cumulative earnings for `epoch`. Oracle only.
+    /// @param epoch Strictly higher than every epoch posted before, canceled ones included.
     /// @param tokens Every token whose seeder pool was ever funded, in ascending address order.
     /// @param cumulativeTotals Each token's sum of all leaves: never lower than the last live root's,
     /// never more than the token's funded seeder pool.
     /// @param dataURI Where the tree dump and the receipts behind it are published.
     /// @dev The root becomes claimable `rootDelay` seconds later; a previous pending root must have
-    /// become active first (or been canceled).
+    /// become active first (or been canceled). Gas does not depend on the number of leaves.
     function postRoot(
         bytes32 root,
         uint64 epoch,
         address[] calldata tokens,
         uint256[] calldata cumulativeTotals,
         string calldata dataURI
-    ) external whenNotPaused {
+    ) external {
+        // Checks: the oracle, a live contract, a new epoch, every funded token.
         if (msg.sender != oracle) revert NotOracle();
+        Status memory status = _status;
+        if (status.paused) revert EnforcedPause();
         if (root == 0) revert ZeroRoot();
-        uint64 last = lastEpoch;
-        if (epoch <= last) revert StaleEpoch(epoch, last);
+        if (epoch <= status.pendingEpoch) revert StaleEpoch(epoch, status.pendingEpoch);
         uint256 count = tokens.length;
         if (count != cumulativeTotals.length) revert LengthMismatch();
         if (count != fundedTokenCount) revert TokensIncomplete(count, fundedTokenCount);
 
-        // A pending root that became active is now the current one.
-        uint64 pendingAt = _pendingActiveAt;
-        bool promote = pendingAt != 0;
+        // A pending root whose delay has passed becomes the current one.
+        bool promote = status.pendingActiveAt != 0;
         if (promote) {
-            if (block.timestamp < pendingAt) revert RootPending(_pendingEpoch, pendingAt);
+            if (block.timestamp < status.pendingActiveAt) {
+                revert RootPending(status.pendingEpoch, status.pendingActiveAt);
+            }
             _currentRoot = _pendingRoot;
-            _currentEpoch = _pendingEpoch;
+            status.currentEpoch = status.pendingEpoch;
         }
 
         for (uint256 i; i < count; ++i) {
             address token = tokens[i];
             if (i != 0 && token <= tokens[i - 1]) revert TokensNotSorted();
-            uint256 funded = _pools[token].funded;
+            PoolLedger storage pool = _poolLedgers[token];
+            ClaimLedger storage ledger = _claimLedgers[token];
+            uint256 funded = pool.funded;
             if (funded == 0) revert TokenNotFunded(token);
-            Totals storage t = _totals[token];
-            uint128 live = promote ? t.pending : t.current;
+            uint128 live = pool.currentTotal;
+            if (promote) {
+                live = ledger.pendingTotal;
+                pool.currentTotal = live;
+            }
             uint256 total = cumulativeTotals[i];
             if (total < live) revert TotalDecreased(token, live, total);
             if (total > funded) revert TotalExceedsFunded(token, total, funded);
-            t.current = live;
-            t.pending = uint128(total); // <= funded, which fits
+            ledger.pendingTotal = uint128(total); // <= funded, which fits
         }
 
         uint64 activeAt = uint64(block.timestamp) + rootDelay;
+        status.pendingEpoch = epoch;
+        status.pendingActiveAt = activeAt;
+        _status = status;
         _pendingRoot = root;
-        _pendingEpoch = epoch;
-        _pendingActiveAt = activeAt;
-        lastEpoch = epoch;
         emit RootPosted(epoch, root, activeAt, tokens, cumulativeTotals, dataURI);
     }
 
-    /// @notice Drop the pending root before it becomes active. Guardian only.
+    /// @notice Drop the pending root before it becomes active. Guardian only; works while paused.
+    /// @dev Its epoch stays used: the next root needs a higher one.
     function cancelRoot() external {
         if (msg.sender != guardian) revert NotGuardian();
-        uint64 pendingAt = _pendingActiveAt;
-        if (pendingAt == 0 || block.timestamp >= pendingAt) revert NoPendingRoot();
-        emit RootCanceled(_pendingEpoch, _pendingRoot);
-        delete _pendingRoot;
-        delete _pendingEpoch;
-        delete _pendingActiveAt;
+        Status memory status = _status;
+        if (status.pendingActiveAt == 0 || block.timestamp >= status.pendingActiveAt) revert NoPendingRoot();
+        _status.pendingActiveAt = 0;
+        emit RootCanceled(status.pendingEpoch, _pendingRoot);
     }
 
-    /// @notice The root claims are checked against now, and its epoch (zero before the first).
-    function activeRoot() public view returns (bytes32 root, uint64 epoch) {
-        (root, epoch,) = _activeRoot();
+    /// @notice The root claims are checked against now, and its epoch (zeros before the first).
+    function activeRoot() external view returns (bytes32 root, uint64 epoch) {
+        Status memory status = _status;
+        if (_pendingIsActive(status)) return (_pendingRoot, status.pendingEpoch);
+        if (status.currentEpoch == 0) return (0, 0);
+        return (_currentRoot, status.currentEpoch);
     }
 
     /// @notice The posted root still waiting for its delay, if any (zeros otherwise).
     function pendingRoot() external view returns (bytes32 root, uint64 epoch, uint64 activeAt) {
-        uint64 pendingAt = _pendingActiveAt;
-        if (pendingAt == 0 || block.timestamp >= pendingAt) return (0, 0, 0);
-        return (_pendingRoot, _pendingEpoch, pendingAt);
+        Status memory status = _status;
+        if (status.pendingActiveAt == 0 || _pendingIsActive(status)) return (0, 0, 0);
+        return (_pendingRoot, status.pendingEpoch, status.pendingActiveAt);
+    }
+
+    /// @notice The highest epoch ever posted (canceled ones included); the next must be higher.
+    function lastEpoch() external view returns (uint64) {
+        return _status.pendingEpoch;
     }
 
     /// @notice `token`'s cumulative total in the active root: the most its claims may add up to.
-    function activeTotal(address token) public view returns (uint256) {
-        (,, bool fromPending) = _activeRoot();
-        Totals memory t = _totals[token];
-        return fromPending ? t.pending : t.current;
+    function activeTotal(address token) external view returns (uint256) {
+        if (_pendingIsActive(_status)) return _claimLedgers[token].pendingTotal;
+        return _poolLedgers[token].currentTotal;
     }
 
     /// @notice What seeders of `token` were funded with by purchases, and what they claimed.
     function seederPool(address token) external view returns (uint256 funded, uint256 claimedTotal) {
-        Pool memory p = _pools[token];
-        return (p.funded, p.claimed);
+        return (_poolLedgers[token].funded, _claimLedgers[token].claimed);
     }
 
     // ----- claims -----
@@ -340,21 +369,15 @@ contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTra
     function claim(address account, address token, uint256 cumulativeAmount, bytes32[] calldata proof)
         external
         nonReentrant
-        whenNotPaused
         returns (uint256 amount)
     {
-        (bytes32 root,, bool fromPending) = _activeRoot();
+        (bytes32 root, bool fromPending) = _claimableRoot();
         return _claim(root, fromPending, account, token, cumulativeAmount, proof);
     }
 
     /// @notice `claim` for a batch, in one transaction; reverts as a whole if any claim fails.
-    function claimMany(ClaimRequest[] calldata requests)
-        external
-        nonReentrant
-        whenNotPaused
-        returns (uint256 total)
-    {
-        (bytes32 root,, bool fromPending) = _activeRoot();
+    function claimMany(ClaimRequest[] calldata requests) external nonReentrant returns (uint256 total) {
+        (bytes32 root, bool fromPending) = _claimableRoot();
         for (uint256 i; i < requests.length; ++i) {
             ClaimRequest calldata r = requests[i];
             total += _claim(root, fromPending, r.account, r.token, r.cumulativeAmount, r.proof);
@@ -369,32 +392,37 @@ contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTra
         uint256 cumulativeAmount,
         bytes32[] calldata proof
     ) private returns (uint256 amount) {
-        // Checks: a live root, an unpaid part, a valid leaf.
-        if (root == 0) revert NoActiveRoot();
+        // Checks: an unpaid part, a valid leaf.
         uint256 already = claimed[account][token];
         if (cumulativeAmount <= already) revert NothingToClaim();
-        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(account, token, cumulativeAmount))));
-        if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert InvalidProof();
+        bytes32 leaf = EarningsTree.leaf(account, token, cumulativeAmount);
+        if (!EarningsTree.verify(proof, root, leaf)) revert InvalidProof();
         amount = cumulativeAmount - already;
 
         // The root's declared total caps what all its leaves together can take.
-        Pool storage p = _pools[token];
-        uint256 claimedTotal = p.claimed + amount;
-        Totals storage t = _totals[token];
-        uint256 rootTotal = fromPending ? t.pending : t.current;
+        ClaimLedger storage ledger = _claimLedgers[token];
+        uint256 claimedTotal = ledger.claimed + amount;
+        uint256 rootTotal = fromPending ? ledger.pendingTotal : _poolLedgers[token].currentTotal;
         if (claimedTotal > rootTotal) revert ClaimExceedsRootTotal(token, claimedTotal, rootTotal);
 
         // State, then the transfer.
         claimed[account][token] = cumulativeAmount;
-        p.claimed = uint128(claimedTotal); // <= rootTotal, which fits
+        ledger.claimed = uint128(claimedTotal); // <= rootTotal, which fits
         emit Claimed(account, token, amount, cumulativeAmount);
         _send(token, account, amount);
     }
 
-    function _activeRoot() private view returns (bytes32 root, uint64 epoch, bool fromPending) {
-        uint64 pendingAt = _pendingActiveAt;
-        if (pendingAt != 0 && block.timestamp >= pendingAt) return (_pendingRoot, _pendingEpoch, true);
-        return (_currentRoot, _currentEpoch, false);
+    /// @dev The root claims are checked against now, and whether it is the pending one.
+    function _claimableRoot() private view returns (bytes32 root, bool fromPending) {
+        Status memory status = _status;
+        if (status.paused) revert EnforcedPause();
+        if (_pendingIsActive(status)) return (_pendingRoot, true);
+        if (status.currentEpoch == 0) revert NoActiveRoot();
+        return (_currentRoot, false);
+    }
+
+    function _pendingIsActive(Status memory status) private view returns (bool) {
+        return status.pendingActiveAt != 0 && block.timestamp >= status.pendingActiveAt;
     }
 
     // ----- operator -----
@@ -432,15 +460,25 @@ contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTra
         emit RootDelaySet(rootDelay_);
     }
 
-    /// @notice Stop listings, purchases, roots and claims. Owner or guardian.
+    /// @notice Stop listings, purchases, roots and claims; withdrawals and cancels still work.
+    /// Owner or guardian.
     function pause() external {
         if (msg.sender != guardian && msg.sender != owner()) revert NotGuardian();
-        _pause();
+        _requireNotPaused();
+        _status.paused = true;
+        emit Paused(msg.sender);
     }
 
     /// @notice Resume after a pause. Owner only.
     function unpause() external onlyOwner {
-        _unpause();
+        if (!_status.paused) revert ExpectedPause();
+        _status.paused = false;
+        emit Unpaused(msg.sender);
+    }
+
+    /// @notice Whether the contract is paused.
+    function paused() external view returns (bool) {
+        return _status.paused;
     }
 
     // ----- internals -----
@@ -459,10 +497,18 @@ contract Marketplace is IMarketplace, Ownable2Step, Pausable, ReentrancyGuardTra
         if (price > type(uint128).max) revert InvalidListing();
     }
 
+    function _requireNotPaused() private view {
+        if (_status.paused) revert EnforcedPause();
+    }
+
+    function _credit(address account, address token, uint256 amount) private {
+        if (amount != 0) _balances[account][token] = (_balances[account][token] | _USED) + amount;
+    }
+
     function _send(address token, address to, uint256 amount) private {
         if (token == address(0)) {
-            (bool ok,) = to.call{value: amount}("");
-            if (!ok) revert EthTransferFailed();
+            // No return data is copied, so a recipient cannot make the sender pay for a huge one.
+            if (!LowLevelCall.callNoReturn(to, amount, "")) revert EthTransferFailed();
         } else {
             IERC20(token).safeTransfer(to, amount);
         }

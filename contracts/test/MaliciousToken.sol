@@ -4,12 +4,13 @@ pragma solidity 0.8.28;
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 
 /// @notice An ERC-20 that misbehaves on demand: it calls back into a target during transfers
-/// (reentrancy), or reports success without moving anything.
+/// (reentrancy), reports success without moving anything, or reports failure of a transfer out.
 contract MaliciousToken is ERC20 {
     enum Mode {
         Honest,
         Reenter,
-        LieOnTransferFrom
+        LieOnTransferFrom,
+        FailTransfer
     }
 
     Mode public mode;
@@ -40,6 +41,7 @@ contract MaliciousToken is ERC20 {
     }
 
     function transfer(address to, uint256 value) public override returns (bool) {
+        if (mode == Mode.FailTransfer) return false;
         _reenter();
         return super.transfer(to, value);
     }
