@@ -10,7 +10,9 @@ from eth_account import Account
 from web3.contract import Contract
 
 from backend.chain import ZERO_ADDRESS, load_abi
+from backend.db import Database
 from backend.devnet import Anvil, Deployed
+from backend.models import IndexerCursor, Product, Purchase
 from backend.settings import PUBLIC_TEST_MNEMONIC
 from tracker.receipts import Domain, Receipt, SignedReceipt, sign_receipt
 
@@ -69,3 +71,92 @@ class Market:
         """A receipt signed with development account `signer_index`'s key."""
         receipt = Receipt(purchase_id, bytes.fromhex(seeder[2:]), byte_count)
         return SignedReceipt(receipt, sign_receipt(self.domain, receipt, dev_key(signer_index)))
+
+
+_KEYS: dict[int, bytes] = {}
+
+
+def key(index: int) -> bytes:
+    """A cached development key (deriving from the mnemonic is slow)."""
+    if index not in _KEYS:
+        _KEYS[index] = dev_key(index)
+    return _KEYS[index]
+
+
+def address_of_key(private_key: bytes) -> str:
+    """The lowercase 0x address of a private key."""
+    return str(Account.from_key(private_key).address).lower()
+
+
+def seed_purchase(
+    db: Database,
+    purchase_id: int,
+    buyer: str,
+    *,
+    pool: int,
+    size: int,
+    token: str = ZERO_ADDRESS,
+    timestamp: int = 1_000,
+    seller: str = "0x" + "5e" * 20,
+) -> None:
+    """Put a purchase (and a product of its own) into the chain cache, as the indexer would."""
+    with db.writer() as session:
+        session.add(
+            Product(
+                id=purchase_id,
+                seller=seller,
+                infohash=f"{purchase_id:040x}" + "00" * 12,
+                size=size,
+                token=token,
+                price=pool * 10,
+                discount_bps=1000,
+                active=True,
+                metadata_uri="",
+                listed_block=1,
+                listed_at=timestamp,
+            )
+        )
+        session.add(
+            Purchase(
+                id=purchase_id,
+                product_id=purchase_id,
+                buyer=buyer.lower(),
+                token=token,
+                price=pool * 10,
+                seller_amount=pool * 9,
+                operator_fee=0,
+                seeder_pool=pool,
+                timestamp=timestamp,
+                block_number=1,
+                tx_hash="0x" + "00" * 32,
+                log_index=purchase_id,
+            )
+        )
+        cursor = session.get(IndexerCursor, 1)
+        if cursor is None:
+            session.add(
+                IndexerCursor(
+                    id=1,
+                    chain_id=31337,
+                    contract=ZERO_ADDRESS,
+                    block_number=1,
+                    block_hash="0x",
+                    block_timestamp=timestamp,
+                )
+            )
+
+
+def set_chain_time(db: Database, timestamp: int) -> None:
+    """Move the indexer cursor's clock (what settlement windows are measured against)."""
+    with db.writer() as session:
+        cursor = session.get(IndexerCursor, 1)
+        assert cursor is not None
+        cursor.block_timestamp = timestamp
+
+
+def signed_receipt(
+    domain: Domain, purchase_id: int, seeder: str, count: int, private_key: bytes
+) -> SignedReceipt:
+    """A receipt signed with `private_key`."""
+    receipt = Receipt(purchase_id, bytes.fromhex(seeder[2:]), count)
+    return SignedReceipt(receipt, sign_receipt(domain, receipt, private_key))
