@@ -1,0 +1,138 @@
+"""The owner sets roles and parameters; the owner or guardian pauses; the constructor checks its roles."""
+
+from __future__ import annotations
+
+import ape
+import pytest
+
+from tests.contracts.helpers import ETH, FEE_BPS, PRICE, ROOT_DELAY, Seeders, bought, listed, post
+
+
+class TestDeploying:
+    def test_sets_every_role_and_parameter(self, market, owner, oracle, guardian, treasury):
+        assert market.owner() == owner.address
+        assert (market.oracle(), market.guardian(), market.treasury()) == (
+            oracle.address,
+            guardian.address,
+            treasury.address,
+        )
+        assert (market.operatorFeeBps(), market.rootDelay(), market.BPS()) == (FEE_BPS, ROOT_DELAY, 10_000)
+        assert not market.paused()
+        assert (market.productCount(), market.purchaseCount(), market.lastEpoch()) == (0, 0, 0)
+
+    def test_names_the_receipt_signing_domain(self, market, chain):
+        domain = market.eip712Domain()
+        assert (domain.name, domain.version) == ("seedmarket", "1")
+        assert (domain.chainId, domain.verifyingContract) == (chain.chain_id, market.address)
+
+    @pytest.mark.parametrize("role", range(4), ids=["owner", "oracle", "guardian", "treasury"])
+    def test_without_a_role_is_refused(self, project, owner, role):
+        roles = [owner.address] * 4
+        roles[role] = ETH
+        error = project.Marketplace.OwnableInvalidOwner if role == 0 else project.Marketplace.ZeroAddress
+        with ape.reverts(error):
+            owner.deploy(project.Marketplace, *roles, FEE_BPS, ROOT_DELAY)
+
+    def test_with_a_fee_above_one_whole_is_refused(self, project, owner):
+        with ape.reverts(project.Marketplace.InvalidBps, bps=10_001):
+            owner.deploy(project.Marketplace, owner, owner, owner, owner, 10_001, ROOT_DELAY)
+
+
+class TestSettingRolesAndParameters:
+    @pytest.mark.parametrize(
+        ("setter", "getter", "event"),
+        [
+            ("setOracle", "oracle", "OracleSet"),
+            ("setGuardian", "guardian", "GuardianSet"),
+            ("setTreasury", "treasury", "TreasurySet"),
+        ],
+    )
+    def test_the_owner_replaces_a_role(self, market, owner, others, setter, getter, event):
+        receipt = getattr(market, setter)(others[0], sender=owner)
+        assert getattr(market, getter)() == others[0].address
+        assert len(receipt.events.filter(getattr(market, event))) == 1
+        with ape.reverts(market.ZeroAddress):
+            getattr(market, setter)(ETH, sender=owner)
+
+    def test_the_owner_sets_the_fee_and_the_delay(self, market, owner):
+        receipt = market.setOperatorFee(10_000, sender=owner)
+        assert receipt.events.filter(market.OperatorFeeSet)[0].operatorFeeBps == 10_000
+        receipt = market.setRootDelay(0, sender=owner)
+        assert receipt.events.filter(market.RootDelaySet)[0].rootDelay == 0
+        assert (market.operatorFeeBps(), market.rootDelay()) == (10_000, 0)
+        with ape.reverts(market.InvalidBps, bps=10_001):
+            market.setOperatorFee(10_001, sender=owner)
+
+    def test_a_new_delay_applies_to_the_next_root(self, market, owner, oracle, seller, buyer):
+        bought(market, listed(market, seller), buyer)
+        market.setRootDelay(0, sender=owner)
+        post(market, oracle, Seeders.of([(buyer, ETH, 1)]), [ETH])
+        assert market.activeRoot()[1] == 1
+
+    def test_the_owner_allows_and_disallows_a_token(self, market, owner, token):
+        receipt = market.setTokenAllowed(token, False, sender=owner)
+        assert not receipt.events.filter(market.TokenAllowed)[0].allowed
+        assert not market.tokenAllowed(token)
+        with ape.reverts(market.ZeroAddress):
+            market.setTokenAllowed(ETH, True, sender=owner)
+
+    @pytest.mark.parametrize(
+        ("method", "args"),
+        [
+            ("setOracle", ("others",)),
+            ("setGuardian", ("others",)),
+            ("setTreasury", ("others",)),
+            ("setOperatorFee", (0,)),
+            ("setRootDelay", (0,)),
+            ("setTokenAllowed", ("others", True)),
+            ("unpause", ()),
+        ],
+    )
+    def test_nobody_but_the_owner_may(self, market, oracle, guardian, others, method, args):
+        args = [others[0] if a == "others" else a for a in args]
+        for account in (oracle, guardian, others[0]):
+            with ape.reverts(market.OwnableUnauthorizedAccount, account=account.address):
+                getattr(market, method)(*args, sender=account)
+
+    def test_ownership_moves_in_two_steps(self, market, owner, others):
+        market.transferOwnership(others[0], sender=owner)
+        assert market.owner() == owner.address
+        with ape.reverts(market.OwnableUnauthorizedAccount):
+            market.acceptOwnership(sender=others[1])
+        market.acceptOwnership(sender=others[0])
+        assert market.owner() == others[0].address
+
+
+class TestPausing:
+    def test_the_guardian_pauses_and_the_owner_resumes(self, market, owner, guardian, seller, buyer):
+        product_id = listed(market, seller)
+
+        receipt = market.pause(sender=guardian)
+
+        assert receipt.events.filter(market.Paused)[0].account == guardian.address
+        assert market.paused()
+        receipt = market.unpause(sender=owner)
+        assert receipt.events.filter(market.Unpaused)[0].account == owner.address
+        assert not market.paused()
+        market.purchase(product_id, sender=buyer, value=PRICE)
+
+    def test_the_owner_may_pause_too(self, market, owner):
+        market.pause(sender=owner)
+        assert market.paused()
+
+    def test_nobody_else_may_pause(self, market, oracle, buyer):
+        for account in (oracle, buyer):
+            with ape.reverts(market.NotGuardian):
+                market.pause(sender=account)
+
+    def test_the_guardian_may_not_resume(self, market, guardian):
+        market.pause(sender=guardian)
+        with ape.reverts(market.OwnableUnauthorizedAccount):
+            market.unpause(sender=guardian)
+
+    def test_pausing_twice_or_resuming_a_running_store_is_refused(self, market, owner, guardian):
+        with ape.reverts(market.ExpectedPause):
+            market.unpause(sender=owner)
+        market.pause(sender=guardian)
+        with ape.reverts(market.EnforcedPause):
+            market.pause(sender=owner)
