@@ -25,3 +25,9 @@ def content_folder(tmp_path: Path) -> Path:
     write_random(root / "extras" / "deep" / "video.mkv", 123_457, 4)
     (root / "extras" / "empty.txt").write_bytes(b"")
     return root
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The tracker runs on asyncio (uvloop in production)."""
+    return "asyncio"

@@ -1,0 +1,180 @@
+"""The private HTTP tracker: a lean asyncio server for announce, scrape and receipts.
+
+    GET  /announce/<passkey>?info_hash=...   BEP 3 with compact peers (BEP 23, BEP 7 `peers6`)
+    GET  /scrape/<passkey>?info_hash=...     BEP 48, only for swarms the passkey's wallet may join
+    POST /receipts                           batches of signed receipts (tracker.receipt_intake)
+
+`start_tracker` runs it on the current event loop, beside uvicorn if need be. Requests are framed
+and answered by `tracker.connection`; the swarms live in `tracker.swarm`; the policy is asked
+through the TTL cache of `tracker.access`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from tracker import responses
+from tracker.access import DEFAULT_POLICY_TTL, AccessCache
+from tracker.announce import AnnounceRequest, RequestError
+from tracker.connection import Connection
+from tracker.policy import ReceiptSink, SwarmPolicy
+from tracker.receipts import ReceiptVerifier
+from tracker.swarm import DEFAULT_MAX_PEERS, SwarmFull, SwarmRegistry
+
+DEFAULT_INTERVAL = 1800  # seconds between a client's announces
+DEFAULT_MIN_INTERVAL = 300
+DEFAULT_GRACE = 300  # a peer is listed for interval + grace after its last announce
+DEFAULT_MAX_CONNECTIONS = 10_000
+HEAD_TIMEOUT = 10  # seconds to send a complete request head once it started
+BODY_TIMEOUT = 30  # seconds to send a body once its head arrived
+KEEPALIVE_TIMEOUT = 30  # seconds an idle keep-alive connection stays open
+TICK_SECONDS = 1.0  # clock, expiry sweep and timeout checks
+SWEEP_CYCLE = 10  # seconds in which the sweep visits every swarm once
+MAX_CONCURRENT_BATCHES = 4  # receipt batches verified at once; announces keep the rest of the CPU
+LISTEN_BACKLOG = 1024
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    """Tunables of one tracker."""
+
+    interval: int = DEFAULT_INTERVAL
+    min_interval: int = DEFAULT_MIN_INTERVAL
+    grace: int = DEFAULT_GRACE
+    policy_ttl: int = DEFAULT_POLICY_TTL
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_peers: int = DEFAULT_MAX_PEERS
+    head_timeout: int = HEAD_TIMEOUT
+    body_timeout: int = BODY_TIMEOUT
+    keepalive_timeout: int = KEEPALIVE_TIMEOUT
+
+
+class TrackerServer:
+    """A running tracker: its listening sockets, swarms, caches and counters."""
+
+    def __init__(
+        self, policy: SwarmPolicy, sink: ReceiptSink, verifier: ReceiptVerifier, config: TrackerConfig
+    ) -> None:
+        self.config = config
+        self.sink = sink
+        self.verifier = verifier
+        self.access = AccessCache(policy, config.policy_ttl)
+        self.registry = SwarmRegistry(config.interval + config.grace, config.max_peers)
+        self.connections: set[Connection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.batch_slots = asyncio.Semaphore(MAX_CONCURRENT_BATCHES)
+        self.requests = 0
+        self.refusals = 0
+        self.internal_errors = 0  # bugs: every one is logged with its traceback
+        self._epoch = time.monotonic()
+        self.now = 0
+        self._server: asyncio.Server | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+
+    async def start(self, host: str | None, port: int) -> None:
+        """Listen on `host`:`port` (port 0 picks a free one)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Connection(self), host, port, reuse_address=True, backlog=LISTEN_BACKLOG
+        )
+        self._tick_handle = loop.call_later(TICK_SECONDS, self._tick)
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket."""
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def stats(self, info_hash: bytes) -> tuple[int, int, int]:
+        """(complete, incomplete, downloaded) of a swarm."""
+        return self.registry.stats(info_hash)
+
+    def close(self) -> None:
+        """Stop listening and close every connection; running receipt batches finish."""
+        if self._server is not None:
+            self._server.close()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        for connection in list(self.connections):
+            connection.close()
+
+    async def wait_closed(self) -> None:
+        """Wait until the listener is closed and in-flight requests are done."""
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> TrackerServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    def _tick(self) -> None:
+        self.now = int(time.monotonic() - self._epoch)
+        swarms = len(self.registry.swarms)
+        if swarms:
+            self.registry.sweep(self.now, max(1, math.ceil(swarms / SWEEP_CYCLE)))
+        for connection in [c for c in self.connections if c.deadline < self.now]:
+            connection.close()
+        self._tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
+
+    def answer_announce(self, request: AnnounceRequest, tag: bytes, ip: bytes) -> bytes:
+        """Record an announce that passed the policy; the bencoded answer."""
+        key = request.peer_id + tag + (b"4" if len(ip) == 4 else b"6")
+        try:
+            complete, incomplete, peers, peers6 = self.registry.announce(
+                request.info_hash,
+                key,
+                ip + request.port.to_bytes(2, "big"),
+                request.left == 0,
+                request.event,
+                request.numwant,
+                self.now,
+            )
+        except SwarmFull:
+            raise RequestError("tracker is full; try again later") from None
+        config = self.config
+        return responses.announce(complete, incomplete, config.interval, config.min_interval, peers, peers6)
+
+
+async def start_tracker(
+    host: str | None,
+    port: int,
+    policy: SwarmPolicy,
+    sink: ReceiptSink,
+    verifier: ReceiptVerifier,
+    *,
+    interval: int = DEFAULT_INTERVAL,
+    min_interval: int = DEFAULT_MIN_INTERVAL,
+    grace: int = DEFAULT_GRACE,
+    policy_ttl: int = DEFAULT_POLICY_TTL,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_peers: int = DEFAULT_MAX_PEERS,
+    head_timeout: int = HEAD_TIMEOUT,
+    body_timeout: int = BODY_TIMEOUT,
+    keepalive_timeout: int = KEEPALIVE_TIMEOUT,
+) -> TrackerServer:
+    """Start a tracker on the running event loop; `close()` then `await wait_closed()` stops it."""
+    config = TrackerConfig(
+        interval=interval,
+        min_interval=min(min_interval, interval),
+        grace=grace,
+        policy_ttl=policy_ttl,
+        max_connections=max_connections,
+        max_peers=max_peers,
+        head_timeout=head_timeout,
+        body_timeout=body_timeout,
+        keepalive_timeout=keepalive_timeout,
+    )
+    server = TrackerServer(policy, sink, verifier, config)
+    await server.start(host, port)
+    return server
