@@ -36,3 +36,15 @@ class AuthError(StoreError):
 
 class AuditError(StoreError):
     """A published epoch could not be fetched or does not hold together."""
+
+
+class NotFoundError(StoreError):
+    """The thing asked for does not exist (yet)."""
+
+
+class ForbiddenError(StoreError):
+    """The signed-in wallet may not do this."""
+
+
+class InvalidInput(StoreError):
+    """Well-formed input the store cannot accept (a torrent that does not match its listing, ...)."""

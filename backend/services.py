@@ -7,6 +7,7 @@ from functools import cached_property
 
 from backend.chain import Chain
 from backend.db import Database
+from backend.errors import ConfigError
 from backend.indexer import Indexer
 from backend.oracle import Oracle, load_oracle_account
 from backend.receipt_sink import DatabaseReceiptSink
@@ -66,12 +67,21 @@ class Services:
         """A receipt verifier for this store's domain."""
         return ReceiptVerifier(self.domain)
 
+    def default_store_accounts(self) -> list[str]:
+        """The store's seeding accounts when none are configured: the oracle's, if its key is here."""
+        try:
+            return [load_oracle_account(self.settings).address.lower()]
+        except ConfigError:
+            return []
+
+    @property
+    def store_accounts(self) -> list[str]:
+        """The store's seeding accounts (the first gets the unearned part of settled pools)."""
+        return list(self.settings.store_accounts) or self.default_store_accounts()
+
     def policy(self) -> DatabaseSwarmPolicy:
         """The database-backed swarm policy, with the store's seeding accounts in every swarm."""
-        accounts = list(self.settings.store_accounts)
-        if not accounts:
-            accounts = [load_oracle_account(self.settings).address.lower()]
-        return DatabaseSwarmPolicy(self.db, accounts)
+        return DatabaseSwarmPolicy(self.db, self.store_accounts)
 
     def close(self) -> None:
         """Release the database's connections."""

@@ -1,0 +1,98 @@
+"""Every error becomes `{"detail": "<short reason>"}` with a fitting status, and is logged."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.api.schemas import ErrorOut
+from backend.errors import (
+    AuthError,
+    ChainError,
+    ChainUnavailable,
+    ForbiddenError,
+    InvalidInput,
+    NotFoundError,
+    StoreError,
+)
+
+log = logging.getLogger("backend.api")
+
+_STATUS: list[tuple[type[StoreError], int]] = [
+    (AuthError, 401),
+    (ForbiddenError, 403),
+    (NotFoundError, 404),
+    (InvalidInput, 422),
+    (ChainUnavailable, 503),
+    (ChainError, 502),
+]
+
+
+def status_of(exc: StoreError) -> int:
+    """The HTTP status for a store error."""
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+def _answer(request: Request, status: int, detail: str) -> JSONResponse:
+    if status >= 500:
+        log.error("%s %s -> %d: %s", request.method, request.url.path, status, detail)
+    else:
+        log.info("%s %s -> %d: %s", request.method, request.url.path, status, detail)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "request"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"[:300]
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers."""
+
+    @app.exception_handler(StoreError)
+    async def _store_error(request: Request, exc: StoreError) -> JSONResponse:
+        return _answer(request, status_of(exc), str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _answer(request, 422, _validation_detail(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _answer(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Not signed in, or the sign-in failed",
+    403: "The signed-in wallet may not do this",
+    404: "Not found",
+    413: "Request body too large",
+    422: "Invalid input",
+    502: "The chain answered something unusable",
+    503: "The chain is unreachable",
+}
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route can answer."""
+    return {code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]} for code in codes}
