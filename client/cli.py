@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from backend.errors import StoreError
+from client.commands import store as store_commands
 from client.commands import wallet as wallet_commands
 from client.errors import ClientError
 from tracker.errors import TrackerError
@@ -31,6 +32,10 @@ def _root() -> None:
 
 
 app.add_typer(wallet_commands.app, name="wallet")
+app.command("serve")(store_commands.serve)
+app.command("tracker")(store_commands.tracker)
+app.command("oracle")(store_commands.oracle)
+app.command("verify-epoch")(store_commands.verify_epoch)
 
 
 @app.command("version")

@@ -1,0 +1,150 @@
+"""Running the store's processes: all in one (`serve`), or the tracker or the oracle alone.
+
+The API (uvicorn) and the tracker share one asyncio event loop; the indexer and the oracle,
+which block on the chain and the database, run in threads. Ctrl-C (SIGINT) or SIGTERM stops
+everything: uvicorn finishes its requests, the tracker its receipt batches, the threads their
+current step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+
+import uvicorn
+
+from backend.api.main import create_app
+from backend.errors import ChainError
+from backend.passkeys import passkey_for
+from backend.services import Services
+from backend.settings import Settings
+from backend.swarm_stats import InProcessStats, ScrapeStats, SwarmStats
+from tracker.server import TrackerServer, start_tracker
+
+log = logging.getLogger(__name__)
+
+
+class Workers:
+    """The background threads (indexer, oracle) and their shared stop flag."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        """Run `target(stop)` in a daemon thread."""
+        thread = threading.Thread(target=target, args=(self.stop,), name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self, timeout: float = 30.0) -> None:
+        """Ask every thread to stop and wait for it."""
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout)
+
+
+def _check_chain(services: Services) -> None:
+    try:
+        services.chain.check()
+    except ChainError as exc:
+        log.warning("chain check failed (%s); the indexer and oracle keep retrying", exc)
+
+
+def start_workers(services: Services, *, indexer: bool, oracle: bool) -> Workers:
+    """Start the indexer and/or oracle threads."""
+    workers = Workers()
+    if indexer:
+        follower = services.indexer()
+        workers.start("indexer", lambda stop: follower.run(stop, services.settings.poll_interval))
+    if oracle:
+        poster = services.oracle()
+        poster.check()
+        workers.start("oracle", poster.run)
+    return workers
+
+
+async def serve(
+    settings: Settings, *, tracker: bool = True, indexer: bool = True, oracle: bool = True
+) -> None:
+    """API + tracker + indexer + oracle in one process, until interrupted."""
+    services = Services.open(settings)
+    _check_chain(services)
+    workers = start_workers(services, indexer=indexer, oracle=oracle)
+    server: TrackerServer | None = None
+    try:
+        stats: SwarmStats
+        if tracker:
+            server = await start_tracker(
+                settings.tracker_host,
+                settings.tracker_port,
+                services.policy(),
+                services.sink(),
+                services.verifier(),
+            )
+            stats = InProcessStats(server)
+            log.info("tracker listening on %s:%d", settings.tracker_host, server.port)
+        else:
+            stats = _scrape_stats(services)
+        app = create_app(settings, services=services, stats=stats)
+        config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None)
+        await uvicorn.Server(config).serve()
+    finally:
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        workers.join()
+        services.close()
+
+
+def _scrape_stats(services: Services) -> SwarmStats:
+    accounts = services.store_accounts
+    if not accounts:
+        return ScrapeStats(services.settings.tracker_url, lambda: "0" * 32)
+    return ScrapeStats(services.settings.tracker_url, lambda: passkey_for(services.db, accounts[0]))
+
+
+async def run_tracker(settings: Settings) -> None:
+    """The tracker alone, with the database policy and sink, until SIGINT/SIGTERM."""
+    services = Services.open(settings)
+    server = await start_tracker(
+        settings.tracker_host, settings.tracker_port, services.policy(), services.sink(), services.verifier()
+    )
+    log.info("tracker listening on %s:%d", settings.tracker_host, server.port)
+    try:
+        await _until_signalled()
+    finally:
+        server.close()
+        await server.wait_closed()
+        services.close()
+
+
+def run_oracle(settings: Settings, *, indexer: bool = True) -> None:
+    """The oracle loop (with its own indexer unless told otherwise), until SIGINT/SIGTERM."""
+    services = Services.open(settings)
+    _check_chain(services)
+    workers = start_workers(services, indexer=indexer, oracle=True)
+    stopped = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stopped.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stopped.wait(1.0):
+            if not any(t.is_alive() for t in workers.threads):
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        workers.join()
+        services.close()
+
+
+async def _until_signalled() -> None:
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError):
+            loop.add_signal_handler(sig, done.set)
+    await done.wait()
