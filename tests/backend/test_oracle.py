@@ -1,0 +1,140 @@
+"""The oracle against a real Marketplace: pending roots, funded totals, cancellations, wrong keys."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from backend.devnet import Anvil, deploy_marketplace
+from backend.epochs import close_epoch, latest_epoch
+from backend.errors import ConfigError, OracleError
+from backend.models import Epoch
+from backend.services import Services
+from backend.settings import Settings, load_settings
+from tests.backend.helpers import Market, key, signed_receipt
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Services]:
+    services = Services.open(settings)
+    yield services
+    services.close()
+
+
+def _earn(store: Services, market: Market, product_id: int, buyer: int, seeder: int, count: int) -> None:
+    purchase = market.buy(market.accounts[buyer], product_id)
+    store.indexer().sync()
+    receipt = signed_receipt(market.domain, purchase, market.accounts[seeder], count, key(buyer))
+    assert store.sink().store_now([store.verifier().verify(receipt)])[0].status == "accepted"
+
+
+def _posted_events(market: Market) -> list[tuple[int, str]]:
+    logs = market.contract.events.RootPosted().get_logs(from_block=market.deployed.block)
+    return [(log["args"]["epoch"], "0x" + log["args"]["root"].hex()) for log in logs]
+
+
+def test_nothing_is_posted_before_anyone_earned_and_nothing_twice(store: Services, market: Market) -> None:
+    oracle = store.oracle()
+    store.indexer().sync()
+    assert oracle.step(force=True).status == "idle"
+    product_id, _ = market.list_product(market.accounts[1])
+    _earn(store, market, product_id, buyer=2, seeder=3, count=1000)
+    assert oracle.step(force=True).status == "posted"
+    assert oracle.step(force=True).status == "idle"  # same root: nothing new to post
+    assert oracle.step().status == "idle"  # and not due anyway
+    assert len(_posted_events(market)) == 1
+
+
+def test_a_pending_root_is_waited_out(
+    anvil: Anvil, manifest: Path, settings: Settings, sqlite_url: str, tmp_path: Path
+) -> None:
+    deployed = deploy_marketplace(anvil.w3, manifest, owner=anvil.accounts[0], root_delay=3600)
+    delayed = load_settings(
+        **{
+            **settings.model_dump(),
+            "contract_address": deployed.address,
+            "deployment_block": deployed.block,
+            "database_url": sqlite_url,
+        }
+    )
+    store = Services.open(delayed)
+    market = Market(anvil, deployed, manifest)
+    oracle = store.oracle()
+    product_id, _ = market.list_product(market.accounts[1])
+    _earn(store, market, product_id, buyer=2, seeder=3, count=1000)
+    first = oracle.step(force=True)
+    assert first.status == "posted"
+    _earn(store, market, product_id, buyer=4, seeder=3, count=1000)
+    waiting = oracle.step(force=True)
+    assert waiting.status == "waiting" and waiting.wait_until is not None
+    market.anvil.rpc("evm_increaseTime", [3601])
+    market.anvil.rpc("evm_mine")
+    second = oracle.step(force=True)
+    assert second.status == "posted" and second.epoch == 2
+    assert [e for e, _ in _posted_events(market)] == [1, 2]
+    store.close()
+
+
+def test_totals_beyond_what_the_contract_funded_are_never_sent(store: Services, market: Market) -> None:
+    product_id, _ = market.list_product(market.accounts[1])
+    _earn(store, market, product_id, buyer=2, seeder=3, count=1000)
+    oracle = store.oracle()
+    # Close the epoch, then corrupt its stored totals as a bug or a tampered database would.
+    number = 1
+    epoch = close_epoch(store.db, number, settle_after=86_400, store_account=market.accounts[9], data_uri="x")
+    assert epoch is not None
+    with store.db.writer() as session:
+        row = session.get(Epoch, number)
+        assert row is not None
+        row.totals = json.dumps({"0x" + "00" * 20: str(10**30)})
+    with pytest.raises(OracleError, match=r"only .* was funded"):
+        oracle.post(number)
+    assert _posted_events(market) == []
+    with store.db.reader() as session:
+        assert session.get(Epoch, number).status == "closed"  # type: ignore[union-attr]
+
+
+def test_a_canceled_root_is_superseded_by_a_later_epoch(
+    store: Services, market: Market, anvil: Anvil
+) -> None:
+    product_id, _ = market.list_product(market.accounts[1])
+    market.transact(market.deployed.owner, "setRootDelay", 3600)
+    _earn(store, market, product_id, buyer=2, seeder=3, count=1000)
+    oracle = store.oracle()
+    assert oracle.step(force=True).status == "posted"
+    market.transact(market.deployed.guardian, "cancelRoot")
+    store.indexer().sync()
+    result = oracle.step(force=True)
+    assert result.status == "posted" and result.epoch == 2
+    with store.db.reader() as session:
+        statuses = {e.number: e.status for e in session.scalars(select(Epoch))}
+        assert latest_epoch(session) is not None
+    assert statuses == {1: "canceled", 2: "posted"}
+
+
+def test_a_key_that_is_not_the_oracle_is_refused(settings: Settings) -> None:
+    stranger = "0x" + key(5).hex()
+    store = Services.open(load_settings(**{**settings.model_dump(), "oracle_key": stranger}))
+    with pytest.raises(ConfigError, match="not the contract's oracle"):
+        store.oracle().check()
+    store.close()
+
+
+def test_production_refuses_the_public_test_key() -> None:
+    with pytest.raises(ConfigError, match="public test key"):
+        load_settings(
+            environment="production", store_accounts=["0x" + "11" * 20], public_url="https://s.example"
+        )
+    assert (
+        load_settings(
+            environment="production",
+            oracle_key="0x" + "42" * 32,
+            store_accounts=["0x" + "11" * 20],
+            public_url="https://s.example",
+        ).production
+        is True
+    )
