@@ -10,15 +10,18 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from backend import audit, runner
-from backend.chain import Chain
 from backend.errors import AuditError, ConfigError
-from backend.services import Services
-from backend.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from backend.chain import Chain
+    from backend.settings import Settings
+
+# The backend (web3, SQLAlchemy, FastAPI, siwe) is imported inside the commands: importing it
+# here would add a second to every other `seedmarket` command's start.
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output (one JSON line).")]
 Host = Annotated[str | None, typer.Option("--host", help="Listen address (default from settings).")]
@@ -32,6 +35,8 @@ def _logging() -> None:
 
 
 def _settings(**overrides: Any) -> Settings:
+    from backend.settings import load_settings  # noqa: PLC0415 - see the imports
+
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -43,6 +48,8 @@ def serve(
     oracle: Annotated[bool, typer.Option(help="Close and post epochs in this process.")] = True,
 ) -> None:
     """Run the store: API, tracker, chain indexer and oracle in one process (Ctrl-C stops)."""
+    from backend import runner  # noqa: PLC0415 - see the imports
+
     _logging()
     settings = _settings(api_host=host, api_port=port)
     asyncio.run(runner.serve(settings, tracker=tracker, indexer=indexer, oracle=oracle))
@@ -50,6 +57,8 @@ def serve(
 
 def tracker(host: Host = None, port: Port = None) -> None:
     """Run the tracker alone, with the store's database policy and receipt sink."""
+    from backend import runner  # noqa: PLC0415 - see the imports
+
     _logging()
     asyncio.run(runner.run_tracker(_settings(tracker_host=host, tracker_port=port)))
 
@@ -63,6 +72,9 @@ def oracle(
     as_json: JsonFlag = False,
 ) -> None:
     """Close epochs and post their roots; by default a loop, `--once` for one step."""
+    from backend import runner  # noqa: PLC0415 - see the imports
+    from backend.services import Services  # noqa: PLC0415
+
     _logging()
     settings = _settings()
     if not once:
@@ -111,6 +123,9 @@ def verify_epoch(
     as_json: JsonFlag = False,
 ) -> None:
     """Recompute epoch N's root from the chain and the published receipts; exit 1 on a mismatch."""
+    from backend import audit  # noqa: PLC0415 - see the imports
+    from backend.chain import Chain  # noqa: PLC0415
+
     settings = _settings(rpc_url=rpc)
     if file is not None:
         try:

@@ -105,12 +105,11 @@ def db(db_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-@pytest.fixture
-def settings(anvil: Anvil, deployed: Deployed, db_url: str, manifest: Path, tmp_path: Path) -> Settings:
-    """Settings for a store on the fresh Marketplace, reading blocks without confirmations."""
+def store_settings(anvil: Anvil, deployed: Deployed, db_url: str, manifest: Path, data_dir: Path) -> Settings:
+    """Settings for a store on a fresh Marketplace, reading blocks without confirmations."""
     return load_settings(
         environment="development",
-        data_dir=tmp_path,
+        data_dir=data_dir,
         database_url=db_url,
         rpc_url=anvil.url,
         chain_id=31337,
@@ -122,3 +121,17 @@ def settings(anvil: Anvil, deployed: Deployed, db_url: str, manifest: Path, tmp_
         settle_after=86_400,
         store_accounts=[anvil.accounts[9]],
     )
+
+
+@pytest.fixture
+def settings(anvil: Anvil, deployed: Deployed, db_url: str, manifest: Path, tmp_path: Path) -> Settings:
+    """A store's settings on the fresh Marketplace, on each kind of database."""
+    return store_settings(anvil, deployed, db_url, manifest, tmp_path)
+
+
+@pytest.fixture
+def sqlite_settings(
+    anvil: Anvil, deployed: Deployed, sqlite_url: str, manifest: Path, tmp_path: Path
+) -> Settings:
+    """A store's settings on the fresh Marketplace, on SQLite only (for slow, process-level tests)."""
+    return store_settings(anvil, deployed, sqlite_url, manifest, tmp_path)
