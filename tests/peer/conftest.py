@@ -19,14 +19,17 @@ from tracker.metainfo import Metainfo, create_torrent, parse_metainfo
 from tracker.peer.credit import ReceiptSigner
 from tracker.receipts import Domain, address_of
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ANNOUNCE = "http://127.0.0.1:9/announce/test"
 DOMAIN = Domain(chain_id=31337, verifying_contract=bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"))
 TIMEOUT = 60.0
 
 
-def run(coroutine: Coroutine[Any, Any, Any], timeout: float = TIMEOUT) -> Any:
-    """Run a coroutine on uvloop, failing the test when it takes longer than `timeout`."""
-    return uvloop.run(asyncio.wait_for(coroutine, timeout))
+def run(coroutine: Coroutine[Any, Any, Any], timeout: float = TIMEOUT, *, uv: bool = True) -> Any:
+    """Run a coroutine on uvloop (or asyncio's own loop), failing the test after `timeout`."""
+    if uv:
+        return uvloop.run(asyncio.wait_for(coroutine, timeout))
+    return asyncio.run(asyncio.wait_for(coroutine, timeout))
 
 
 @dataclass

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from tracker.metainfo import Metainfo
+from tracker.peer.announcer import Announcer
 from tracker.peer.connection import PeerConnection
 from tracker.peer.errors import PeerError, StorageError
 from tracker.peer.journal import AsyncJournal, ReceiptJournal
 from tracker.peer.storage import CheckProgress, Storage
+from tracker.peer.submitter import Submitter
 from tracker.peer.torrent import Torrent, TorrentConfig
 
 log = logging.getLogger(__name__)
@@ -158,6 +160,21 @@ class Session:
         """Hook for a torrent that just finished downloading (the announcer reports it)."""
         for hook in list(self.completion_hooks):
             hook(torrent)
+
+    def announce(self, torrent: Torrent, url: str) -> Announcer:
+        """Keep `torrent` announced to the tracker at `url` and connect to the peers it names."""
+        announcer = Announcer(self, torrent, url)
+        self.completion_hooks.append(lambda done: announcer.completed() if done is torrent else None)
+        self.spawn(announcer.run())
+        return announcer
+
+    def submit_receipts(self, tracker_url: str) -> Submitter:
+        """Hand journaled receipts to the tracker at `tracker_url` until each is acknowledged."""
+        if self.journal is None:
+            raise PeerError("submitting receipts needs a journal")
+        submitter = Submitter(self.journal, tracker_url)
+        self.spawn(submitter.run())
+        return submitter
 
     # ----- peers -----
 
