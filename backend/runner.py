@@ -12,8 +12,8 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 
 import uvicorn
 
@@ -92,13 +92,38 @@ async def serve(
             stats = _scrape_stats(services)
         app = create_app(settings, services=services, stats=stats)
         config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None)
-        await uvicorn.Server(config).serve()
+        await _ApiServer(config).serve()
     finally:
         if server is not None:
             server.close()
             await server.wait_closed()
         workers.join()
         services.close()
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn, minus its habit of re-raising SIGINT/SIGTERM after a graceful shutdown: that would
+    kill the process (SIGTERM) before the tracker and the threads are stopped, or exit 130."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Turn SIGINT/SIGTERM into a graceful shutdown, and then return normally."""
+        loop = asyncio.get_running_loop()
+        handled = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop, sig)
+                handled.append(sig)
+        try:
+            yield
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+
+    def _stop(self, sig: int) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C: stop waiting for open connections
+        self.should_exit = True
 
 
 def _scrape_stats(services: Services) -> SwarmStats:
