@@ -33,7 +33,7 @@ WRITE_LOW_WATER = 1024 * 1024
 MAX_QUEUED_REQUESTS = 2000  # a peer queueing more requests than this is flooding us
 ADVERTISED_REQUEST_QUEUE = 1000  # what we tell peers (reqq): honest ones stay well below the cap
 DEFAULT_PEER_QUEUE = 250  # libtorrent's assumption for peers that do not say
-MAX_PIPELINE = 512  # blocks we keep requested from one peer (8 MiB at 16 KiB)
+MAX_PIPELINE = 256  # blocks we keep requested from one peer (4 MiB at 16 KiB); deeper was slower
 MIN_PIPELINE = 16
 INITIAL_PIPELINE = 64
 

@@ -1,0 +1,191 @@
+"""Loopback download of one torrent, one seed and one leecher, data written to disk.
+
+Runs, on the same file in the same run: libtorrent -> libtorrent over TCP (uTP off), then our
+seed -> our leecher with receipts on (the seed bills a wallet and journals every receipt), then
+ours with receipts off. Each of our peers is its own process (like two libtorrent threads pools).
+
+    python bench/download.py [--size-mib 1024] [--dir /tmp/seedmarket-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import libtorrent as lt  # noqa: E402
+import uvloop  # noqa: E402
+from coincurve import PrivateKey  # noqa: E402
+
+from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
+from tracker.peer.credit import ReceiptSigner  # noqa: E402
+from tracker.peer.journal import ReceiptJournal  # noqa: E402
+from tracker.peer.session import Session  # noqa: E402
+from tracker.peer.torrent import TorrentConfig  # noqa: E402
+from tracker.receipts import Domain, ReceiptVerifier, address_of  # noqa: E402
+
+DOMAIN = Domain(chain_id=31337, verifying_contract=bytes(range(20)))
+SELLER_KEY = bytes.fromhex("11" * 32)
+BUYER_KEY = bytes.fromhex("22" * 32)
+CHUNK = 8 * 1024 * 1024
+
+
+def make_file(path: Path, size: int) -> None:
+    """Random-ish content without spending minutes in os.urandom: a random 8 MiB block, varied."""
+    block = bytearray(os.urandom(CHUNK))
+    with open(path, "wb") as handle:
+        written = 0
+        while written < size:
+            block[:8] = written.to_bytes(8, "big")  # every piece differs
+            take = min(CHUNK, size - written)
+            handle.write(block[:take])
+            written += take
+
+
+def lt_settings() -> dict:
+    return {
+        "listen_interfaces": "127.0.0.1:0",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "alert_mask": 0,
+    }
+
+
+def run_libtorrent(raw: bytes, content_dir: Path, out_dir: Path) -> float:
+    seed = lt.session(lt_settings())
+    leech = lt.session(lt_settings())
+    info = lt.torrent_info(lt.bdecode(raw))
+    handles = []
+    for session, folder in ((seed, content_dir), (leech, out_dir)):
+        params = lt.add_torrent_params()
+        params.ti = info
+        params.save_path = str(folder)
+        params.flags &= ~lt.torrent_flags.auto_managed
+        params.flags &= ~lt.torrent_flags.paused
+        handles.append(session.add_torrent(params))
+    while not handles[0].status().is_seeding:
+        time.sleep(0.05)
+    start = time.perf_counter()
+    handles[1].connect_peer(("127.0.0.1", seed.listen_port()))
+    while not handles[1].status().is_seeding:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    for session, handle in zip((seed, leech), handles, strict=True):
+        session.remove_torrent(handle)
+    return elapsed
+
+
+async def serve(torrent_file: str, content_dir: str, port_file: str, receipts: str) -> None:
+    """Seed role (a child process): serve until killed."""
+    meta = parse_metainfo(Path(torrent_file).read_bytes())
+    journal = ReceiptJournal(Path(port_file).with_suffix(".journal")) if receipts == "on" else None
+    session = Session(host="127.0.0.1", journal=journal)
+    await session.start()
+    config = TorrentConfig()
+    if receipts == "on":
+        wallet = address_of(PrivateKey(SELLER_KEY).public_key)
+        config = TorrentConfig(wallet=wallet, verifier=ReceiptVerifier(DOMAIN))
+    await session.add_torrent(meta, content_dir, config, writable=False)
+    Path(port_file).write_text(str(session.port))
+    await asyncio.Event().wait()
+
+
+async def leech(meta, out_dir: Path, port: int, receipts: bool) -> float:
+    async with Session(host="127.0.0.1") as session:
+        config = TorrentConfig(signer=ReceiptSigner(DOMAIN, 1, BUYER_KEY) if receipts else None, upload=False)
+        torrent = await session.add_torrent(meta, out_dir, config)
+        start = time.perf_counter()
+        await session.connect(torrent, "127.0.0.1", port)
+        await torrent.completed.wait()
+        elapsed = time.perf_counter() - start
+        assert torrent.error is None, torrent.error
+        return elapsed
+
+
+def run_ours(torrent_file: Path, meta, content_dir: Path, out_dir: Path, work: Path, receipts: bool) -> float:
+    port_file = work / f"port-{int(receipts)}"
+    port_file.unlink(missing_ok=True)
+    port_file.with_suffix(".journal").unlink(missing_ok=True)
+    mode = "on" if receipts else "off"
+    cmd = [sys.executable, __file__, "--serve", str(torrent_file), str(content_dir), str(port_file), mode]
+    child = subprocess.Popen(cmd)
+    try:
+        while not (port_file.exists() and port_file.read_text()):
+            if child.poll() is not None:
+                raise RuntimeError("the seed process died")
+            time.sleep(0.05)
+        return uvloop.run(leech(meta, out_dir, int(port_file.read_text()), receipts))
+    finally:
+        child.kill()
+        child.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--dir", default="/tmp/seedmarket-bench-download")
+    parser.add_argument("--serve", nargs=4)
+    args = parser.parse_args()
+    if args.serve:
+        uvloop.run(serve(*args.serve))
+        return
+    work = Path(args.dir)
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "content").mkdir(parents=True)
+    size = args.size_mib * 1024 * 1024
+    try:
+        make_file(work / "content" / "payload.bin", size)
+        raw = create_torrent(work / "content" / "payload.bin", "http://127.0.0.1:9/announce")
+        torrent_file = work / "payload.torrent"
+        torrent_file.write_bytes(raw)
+        meta = parse_metainfo(raw)
+        results = {}
+        for name in ("libtorrent", "ours, receipts on", "ours, receipts off"):
+            out = work / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            if name == "libtorrent":
+                elapsed = run_libtorrent(raw, work / "content", out)
+            else:
+                elapsed = run_ours(torrent_file, meta, work / "content", out, work, name.endswith("on"))
+            results[name] = size / elapsed / 2**20
+            shutil.rmtree(out, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    peer = results["libtorrent"]
+    ours = results["ours, receipts on"]
+    off = results["ours, receipts off"]
+    pieces = f"piece length {meta.piece_length // 1024} KiB"
+    print(f"loopback download of {args.size_mib} MiB, {pieces}, data on disk")
+    print(f"{'client':<22}{'MiB/s':>10}{'vs libtorrent':>16}")
+    for name, rate in results.items():
+        print(f"{name:<22}{rate:>10.1f}{rate / peer:>15.2f}x")
+    print(f"receipts cost {100 * (1 - ours / off):.1f} % of throughput (receipts on vs off)")
+    summary = {
+        "name": "download",
+        "ours": round(ours, 1),
+        "peer": round(peer, 1),
+        "ratio": round(ours / peer, 3),
+        "unit": "MiB/s",
+        "ours_receipts_off": round(off, 1),
+        "receipts_cost_pct": round(100 * (1 - ours / off), 2),
+        "size_mib": args.size_mib,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
