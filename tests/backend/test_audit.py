@@ -1,0 +1,118 @@
+"""verify-epoch: a published epoch recomputes from the chain; every kind of tampering is caught."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.audit import audit_epoch
+from backend.epochs import publication
+from backend.errors import AuditError
+from backend.models import Epoch
+from backend.services import Services
+from backend.settings import Settings
+from tests.backend.helpers import Market, key, signed_receipt
+from tests.backend.processes import cli, run, store_env
+from tracker.receipts import to_json
+
+SIZE = 1_000_000
+DAY = 86_400
+
+
+@pytest.fixture
+def store(sqlite_settings: Settings) -> Iterator[Services]:
+    services = Services.open(sqlite_settings)
+    yield services
+    services.close()
+
+
+@pytest.fixture
+def published(store: Services, market: Market) -> dict[str, Any]:
+    """Epoch 1 with three purchases, two seeders and one frozen purchase, as the store publishes it."""
+    product_id, _ = market.list_product(market.accounts[1], size=SIZE)
+    early = market.buy(market.accounts[2], product_id)
+    market.anvil.rpc("evm_increaseTime", [2 * DAY])
+    later = [market.buy(market.accounts[b], product_id) for b in (4, 5)]
+    store.indexer().sync()
+    receipts = [
+        signed_receipt(market.domain, early, market.accounts[3], SIZE // 3, key(2)),
+        signed_receipt(market.domain, later[0], market.accounts[3], SIZE, key(4)),
+        signed_receipt(market.domain, later[1], market.accounts[6], SIZE // 2, key(5)),
+        signed_receipt(market.domain, later[1], market.accounts[3], SIZE, key(5)),  # clipped to half
+    ]
+    store.sink().store_now([store.verifier().verify(r) for r in receipts])
+    assert store.oracle().step(force=True).status == "posted"
+    with store.db.reader() as session:
+        epoch = session.get(Epoch, 1)
+        assert epoch is not None
+        return publication(session, epoch, 31337, market.deployed.address)
+
+
+def test_an_honest_epoch_recomputes_to_the_posted_root(
+    store: Services, published: dict[str, Any], market: Market
+) -> None:
+    report = audit_epoch(published, store.chain, market.deployed.block)
+    assert report.ok, report.problems
+    assert report.recomputed_root == report.posted_root == published["root"]
+    assert (report.purchases, report.receipts) == (3, 4)
+    assert published["frozen"] == [1]
+
+
+def _tampered(published: dict[str, Any], change: str, market: Market) -> dict[str, Any]:
+    doc = copy.deepcopy(published)
+    if change == "credited":
+        doc["receipts"][0]["credited"] += 1
+    elif change == "signature":
+        doc["receipts"][0]["sig"] = doc["receipts"][0]["sig"][:-4] + "1b1c"[:4]
+    elif change == "forged":
+        forged = signed_receipt(market.domain, 2, market.accounts[7], SIZE, key(7))
+        doc["receipts"].append({**to_json(forged), "credited": SIZE, "acceptedAt": 0})
+    elif change == "frozen":
+        doc["frozen"] = [1, 2]
+    elif change == "unfrozen":
+        doc["frozen"] = []
+    elif change == "root":
+        doc["root"] = "0x" + "11" * 32
+    elif change == "overcredit":
+        clipped = next(r for r in doc["receipts"] if r["credited"] < r["bytes"])
+        clipped["credited"] = clipped["bytes"]  # the purchase's credits now pass its length
+    return doc
+
+
+@pytest.mark.parametrize(
+    "change", ["credited", "signature", "forged", "frozen", "unfrozen", "root", "overcredit"]
+)
+def test_a_tampered_publication_does_not_verify(
+    store: Services, published: dict[str, Any], market: Market, change: str
+) -> None:
+    report = audit_epoch(_tampered(published, change, market), store.chain, market.deployed.block)
+    assert not report.ok
+
+
+def test_a_publication_for_another_contract_is_refused(
+    store: Services, published: dict[str, Any], market: Market
+) -> None:
+    with pytest.raises(AuditError, match="not this chain's Marketplace"):
+        audit_epoch({**published, "contract": "0x" + "12" * 20}, store.chain, market.deployed.block)
+    with pytest.raises(AuditError, match="publication"):
+        audit_epoch({"format": "nope"}, store.chain, market.deployed.block)
+
+
+def test_verify_epoch_on_the_command_line(
+    store: Services, published: dict[str, Any], market: Market, tmp_path: Path
+) -> None:
+    saved = tmp_path / "epoch1.json"
+    saved.write_text(json.dumps(published))
+    env = store_env(store.settings)
+    good = run(cli("verify-epoch", "1", "--file", str(saved)), env)
+    assert good.returncode == 0 and "epoch 1: OK" in good.stdout, good.stderr
+    saved.write_text(json.dumps(_tampered(published, "credited", market)))
+    bad = run(cli("verify-epoch", "1", "--file", str(saved), "--json"), env)
+    assert bad.returncode == 1 and json.loads(bad.stdout)["ok"] is False
+    wrong = run(cli("verify-epoch", "2", "--file", str(saved)), env)
+    assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1 and "epoch 2" in wrong.stderr
