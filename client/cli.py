@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from backend.errors import StoreError
+from client.commands import peer as peer_commands
 from client.commands import store as store_commands
 from client.commands import wallet as wallet_commands
 from client.errors import ClientError
@@ -36,6 +37,8 @@ app.command("serve")(store_commands.serve)
 app.command("tracker")(store_commands.tracker)
 app.command("oracle")(store_commands.oracle)
 app.command("verify-epoch")(store_commands.verify_epoch)
+app.command("download")(peer_commands.download)
+app.command("seed")(peer_commands.seed)
 
 
 @app.command("version")
