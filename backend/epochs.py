@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.orm import Session
 
 from backend.db import Database
@@ -74,7 +74,9 @@ def take_cut(db: Database, number: int, settle_after: int) -> Cut:
             )
         ).all()
         if due:
-            session.execute(insert(FrozenPurchase), [{"purchase_id": pid, "epoch": number} for pid in due])
+            session.execute(
+                FrozenPurchase.__table__.insert(), [{"purchase_id": pid, "epoch": number} for pid in due]
+            )
         receipt_cut = session.scalar(select(func.max(StoredReceipt.id))) or 0
     return Cut(number, cutoff, block, receipt_cut, settle_after)
 
@@ -197,7 +199,7 @@ def close_epoch(
         session.add(epoch)
         session.flush()
         session.execute(
-            insert(EpochLeaf),
+            EpochLeaf.__table__.insert(),
             [
                 {
                     "epoch": number,

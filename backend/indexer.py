@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -174,7 +174,7 @@ class Indexer:
         fresh = [e for e in events if (e.block_number, e.log_index) not in existing]
         if fresh:
             session.execute(
-                insert(ChainEvent),
+                ChainEvent.__table__.insert(),
                 [
                     {
                         "block_number": e.block_number,
@@ -196,7 +196,7 @@ class Indexer:
                 session.flush()
                 _apply_product_event(session, event.name, event.args, event.block_number, timestamp)
         if purchases:
-            session.execute(insert(Purchase), purchases)
+            session.execute(Purchase.__table__.insert(), purchases)
         seen = session.execute(
             select(ChainBlock.number).where(ChainBlock.number.in_(list(headers)))
         ).scalars()
@@ -205,7 +205,7 @@ class Indexer:
             {"number": n, "hash": h, "timestamp": t} for n, (h, t) in headers.items() if n not in stored
         ]
         if new_blocks:
-            session.execute(insert(ChainBlock), new_blocks)
+            session.execute(ChainBlock.__table__.insert(), new_blocks)
         # Remember recent blocks only; a reorg deeper than that re-reads from the deployment block.
         session.execute(delete(ChainBlock).where(ChainBlock.number < last - self.keep_blocks))
         last_hash, last_time = headers[last]

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete
@@ -16,7 +17,7 @@ from backend.db import Database
 from backend.epochs import close_epoch, leaf_amounts
 from backend.models import Base
 from backend.receipt_sink import DatabaseReceiptSink, decide
-from backend.settlement import PurchaseTerms, settle
+from backend.settlement import PurchaseTerms, checksum, settle
 from tests.backend.helpers import address_of_key, key, seed_purchase, set_chain_time, signed_receipt
 from tests.conftest import LONG
 from tracker.receipts import Domain, ReceiptError, ReceiptVerifier, SignedReceipt
@@ -238,3 +239,10 @@ def test_a_colluding_buyer_and_seeder_never_get_more_than_that_buyers_own_pool(
     taken = sum(v for (account, _), v in amounts.items() if account in (accomplice, address_of_key(colluder)))
     assert taken <= pool
     assert amounts[(SEEDERS[1], "0x" + "00" * 20)] == 2 * 10**21  # the honest seeder is paid in full
+
+
+@settings(max_examples=EXAMPLES * 25, deadline=None)
+@given(st.binary(min_size=20, max_size=20), st.booleans())
+def test_the_fast_checksum_is_eip55(raw: bytes, upper: bool) -> None:
+    address = "0x" + (raw.hex().upper() if upper else raw.hex())
+    assert checksum(address) == to_checksum_address(address)
