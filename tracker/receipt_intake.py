@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -17,8 +18,13 @@ from tracker.policy import ReceiptOutcome, ReceiptSink
 from tracker.receipts import ReceiptError, ReceiptVerifier, VerifiedReceipt, from_message
 
 MAX_RECEIPTS_PER_BATCH = 1000
+MAX_JSON_DEPTH = 8  # a batch nests 4 deep; {"receipts": [{"key": {...}}]}
 VERIFY_SLICE = 32  # receipts verified between yields, so announces keep flowing during a batch
 JSON_TYPE = b"application/json"
+
+# A string, or an unterminated one up to the end: every match attempt succeeds, so sub() is linear.
+_JSON_STRING = re.compile(rb'(?s)"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +42,26 @@ def is_json(content_type: bytes) -> bool:
     return content_type.split(b";", 1)[0].strip() == JSON_TYPE
 
 
+def _json_nesting_ok(body: bytes) -> bool:
+    """Whether brackets outside strings nest at most MAX_JSON_DEPTH deep and balance.
+
+    WARNING: this check must precede `json.loads` on untrusted bodies. py_ecc (imported with the
+    Ethereum libraries) raises the recursion limit to 100,000, and then json's C decoder
+    overflows the C stack on a body of nested brackets and kills the whole process.
+    """
+    brackets = _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    for _ in range(MAX_JSON_DEPTH):
+        if not brackets:
+            return True
+        brackets = brackets.replace(b"[]", b"").replace(b"{}", b"")
+    return not brackets
+
+
 def decode_batch(body: bytes, as_json: bool) -> list[Any]:
     """The list of receipt messages in a body; raises BatchError."""
     if as_json:
+        if not _json_nesting_ok(body):
+            raise BatchError(f"body is not JSON nested at most {MAX_JSON_DEPTH} deep")
         try:
             document = json.loads(body)
         except (ValueError, RecursionError):
