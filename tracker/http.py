@@ -1,5 +1,6 @@
 """The small part of HTTP/1.1 a tracker needs: parsing a request head strictly, and framing
-responses. Bodies come only with `Content-Length` (no chunked uploads); limits are constants."""
+responses. Bodies come only with `Content-Length` (no chunked uploads); limits are constants.
+Whatever a client sends is answered with a 4xx at worst: a 5xx means the tracker is at fault."""
 
 from __future__ import annotations
 
@@ -23,9 +24,7 @@ REASONS = {
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
     500: b"Internal Server Error",
-    501: b"Not Implemented",
     503: b"Service Unavailable",
-    505: b"HTTP Version Not Supported",
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -82,7 +81,7 @@ def _headers(block: bytes, keep_alive: bool) -> tuple[bool, int, bytes, bool]:
                 raise HttpError(400, "more than one Content-Length")
             content_length = _content_length(value)
         elif name == b"transfer-encoding":
-            raise HttpError(501, "chunked bodies are not accepted; send Content-Length")
+            raise HttpError(400, "chunked bodies are not accepted; send Content-Length")
         elif name == b"content-type":
             content_type = value.strip()
         elif name == b"expect":
@@ -101,7 +100,7 @@ def parse_head(head: bytes) -> RequestHead:
         raise HttpError(400, "malformed request line")
     method, target, version = parts
     if version not in VERSIONS:
-        raise HttpError(505, "only HTTP/1.1 and HTTP/1.0 are spoken here")
+        raise HttpError(400, "only HTTP/1.1 and HTTP/1.0 are spoken here")
     if method not in METHODS:
         raise HttpError(405, "only GET and POST are allowed")
     if not target.startswith(b"/"):

@@ -241,9 +241,9 @@ class TestHttp:
             (b"POST /announce/" + b"a" * 32 + b" HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
             (b"GET /receipts HTTP/1.1\r\n\r\n", 405),
             (b"BREW /pot HTTP/1.1\r\n\r\n", 405),
-            (b"GET / HTTP/3\r\n\r\n", 505),
+            (b"GET / HTTP/3\r\n\r\n", 400),
             (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
-            (b"GET /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+            (b"GET /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
             (b"GET /" + b"x" * MAX_HEAD_BYTES + b" HTTP/1.1\r\n\r\n", 431),
         ],
     )
