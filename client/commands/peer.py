@@ -93,7 +93,8 @@ def download(
         raise ClientError("--purchase must be a positive purchase id")
     private_key, _ = _unlock(key, password_file)
     peers = [_peer_address(text) for text in peer or []]
-    config = TorrentConfig(signer=ReceiptSigner(domain, purchase, private_key))
+    ledger = wallet.home() / "receipts" / f"{meta.info_hash.hex()}-{purchase}.json"
+    config = TorrentConfig(signer=ReceiptSigner(domain, purchase, private_key), receipt_ledger=ledger)
 
     async def run() -> Torrent:
         async with Session(port=port) as session:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracker.peer import wire
@@ -92,10 +93,21 @@ class SeederBilling:
 class LeecherBilling:
     """A leecher's receipts: count verified bytes per seeder and sign for them."""
 
-    def __init__(self, signer: ReceiptSigner) -> None:
+    def __init__(self, signer: ReceiptSigner, info_hash: bytes, ledger_path: Path | None = None) -> None:
         self.signer = signer
+        self.info_hash = info_hash
+        self.ledger_path = ledger_path
         self.ledger = LeecherLedger()
+        if ledger_path is not None:
+            self.ledger = LeecherLedger.load(ledger_path, info_hash, signer.purchase_id)
         self._answered_need: dict[bytes, int] = {}
+        self._unsaved = False
+
+    def save(self) -> None:
+        """Persist the signed figures, when something changed since the last save."""
+        if self.ledger_path is not None and self._unsaved:
+            self.ledger.save(self.ledger_path, self.info_hash, self.signer.purchase_id)
+            self._unsaved = False
 
     def credit_piece(self, senders: list[PeerConnection | None], block_lengths: list[int]) -> set[bytes]:
         """Count a verified piece's blocks for the wallets that sent them; the wallets touched."""
@@ -106,6 +118,7 @@ class LeecherBilling:
                 counts[wallet] = counts.get(wallet, 0) + length
         for wallet, count in counts.items():
             self.ledger.credit(wallet, count)
+        self._unsaved = self._unsaved or bool(counts)
         return set(counts)
 
     def receipt_for(self, wallet: bytes, *, force: bool = False) -> bytes | None:
@@ -115,6 +128,7 @@ class LeecherBilling:
             return None
         signed = self.signer.sign(wallet, tally.verified)
         tally.receipted = tally.verified
+        self._unsaved = True
         return encode_receipt(signed)
 
     def answer_need(self, wallet: bytes, need: Need) -> bytes | None:
@@ -128,4 +142,5 @@ class LeecherBilling:
         # Re-sign even an unchanged figure: the last receipt may have died with a connection.
         signed = self.signer.sign(wallet, tally.verified)
         tally.receipted = tally.verified
+        self._unsaved = True
         return encode_receipt(signed)

@@ -7,8 +7,12 @@ journaled, and serves at most a credit window beyond that receipt.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from tracker.peer.errors import PeerError
 from tracker.receipts import Domain, Receipt, SignedKey, SignedReceipt, sign_receipt
 
 CREDIT_WINDOW = 8 * 1024 * 1024  # unpaid bytes a seeder risks on one purchase
@@ -57,6 +61,45 @@ class LeecherLedger:
     """Verified bytes per seeder wallet, for one torrent."""
 
     tallies: dict[bytes, SeederTally] = field(default_factory=dict)
+
+    def save(self, path: Path, info_hash: bytes, purchase_id: int) -> None:
+        """Remember what we verified and signed for per seeder, so a restarted download continues
+        each count instead of signing lower figures that a seeder's journal already beats."""
+        document = {
+            "info_hash": info_hash.hex(),
+            "purchase": purchase_id,
+            "tallies": {
+                wallet.hex(): [t.verified, t.receipted] for wallet, t in self.tallies.items() if t.verified
+            },
+        }
+        temporary = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(json.dumps(document))
+            os.replace(temporary, path)
+        except OSError as exc:
+            raise PeerError(f"cannot save the receipt ledger {path}: {exc}") from exc
+
+    @classmethod
+    def load(cls, path: Path, info_hash: bytes, purchase_id: int) -> LeecherLedger:
+        """The ledger saved for this torrent and purchase; empty when there is none."""
+        ledger = cls()
+        try:
+            document = json.loads(path.read_text())
+        except FileNotFoundError:
+            return ledger
+        except (OSError, ValueError) as exc:
+            raise PeerError(f"cannot read the receipt ledger {path}: {exc}") from exc
+        if document.get("info_hash") != info_hash.hex() or document.get("purchase") != purchase_id:
+            raise PeerError(f"{path} belongs to another torrent or purchase")
+        try:
+            for wallet, (verified, receipted) in document.get("tallies", {}).items():
+                address = bytes.fromhex(wallet)
+                if len(address) == 20 and 0 <= int(receipted) <= int(verified):
+                    ledger.tallies[address] = SeederTally(verified=int(verified), receipted=int(receipted))
+        except (TypeError, ValueError) as exc:
+            raise PeerError(f"the receipt ledger {path} is malformed: {exc}") from exc
+        return ledger
 
     def credit(self, wallet: bytes, byte_count: int) -> SeederTally:
         """Count `byte_count` verified bytes from `wallet`."""

@@ -92,6 +92,8 @@ class Session:
             self._server.close()
         for conn in list(self.connections):
             conn.close("session closing")
+        for torrent in self.torrents.values():
+            await torrent.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

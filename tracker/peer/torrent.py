@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracker.metainfo import Metainfo
@@ -55,6 +56,7 @@ class TorrentConfig:
     """How we take part in one torrent."""
 
     signer: ReceiptSigner | None = None  # we download and pay with receipts
+    receipt_ledger: Path | None = None  # where the signed figures persist across restarts
     wallet: bytes | None = None  # we seed and bill receipts to this payout address
     verifier: ReceiptVerifier | None = None  # checks receipts billed to `wallet`
     enforce_credit: bool = True  # serve receipt-paying peers only within their credit window
@@ -80,6 +82,7 @@ class Torrent:
         self.banned: set[object] = set()
         self.cache = PieceCache()
         self._loading: dict[int, list[PeerConnection]] = {}
+        self._verifying: set[asyncio.Future[bool]] = set()
         self.choker = Choker(config.upload_slots, config.plain_peers)
         self._last_rechoke = 0.0
         self.error: PeerError | None = None
@@ -101,7 +104,9 @@ class Torrent:
             if config.verifier is None or session.journal is None:
                 raise PeerError("billing receipts needs a receipt verifier and a journal")
             self.billing = SeederBilling(config.wallet, config.verifier, session.journal, meta.piece_length)
-        self.leecher = LeecherBilling(config.signer) if config.signer is not None else None
+        self.leecher: LeecherBilling | None = None
+        if config.signer is not None:
+            self.leecher = LeecherBilling(config.signer, meta.info_hash, config.receipt_ledger)
 
     @staticmethod
     def _blocks_of(size: int) -> list[int]:
@@ -250,11 +255,11 @@ class Torrent:
         """A block arrived."""
         key = index << 32 | begin
         length = conn.outstanding.pop(key, None)
-        if length is None or length != len(data) or self.picker is None:
-            if length is not None:
-                raise ProtocolError("a block of another length than requested")
+        if length is None or self.picker is None:
             conn.wasted += len(data)  # unrequested, or cancelled in end-game: harmless
             return
+        if length != len(data):
+            raise ProtocolError("a block of another length than requested")
         conn.downloaded += length
         conn.last_block_at = self.session.now()
         picker = self.picker
@@ -287,6 +292,8 @@ class Torrent:
             self.session.disk, self.storage.verify_and_write, progress.index, progress.buffer
         )
         future.add_done_callback(lambda done: self._verified(progress, done))
+        self._verifying.add(future)
+        future.add_done_callback(self._verifying.discard)
 
     def _verified(self, progress: PieceProgress, done: asyncio.Future[bool]) -> None:
         picker = self.picker
@@ -363,11 +370,21 @@ class Torrent:
             if digest not in good:
                 self._ban(sender, "sent a corrupt block")
 
+    def _save_ledger(self) -> None:
+        assert self.leecher is not None
+        try:
+            self.leecher.save()
+        except PeerError as exc:
+            log.warning("%s", exc)
+
     def _finish(self) -> None:
         self.picker = None
+        if self.leecher is not None:
+            self._save_ledger()
         log.info("%s complete", self.meta.name)
         self.session.spawn(self._sync())
         for conn in list(self.connections):
+            conn.outstanding.clear()  # blocks still on their way are duplicates now
             if conn.am_interested:
                 conn.am_interested = False
                 conn.send(wire.NOT_INTERESTED_MSG)
@@ -381,6 +398,13 @@ class Torrent:
             await asyncio.get_running_loop().run_in_executor(self.session.disk, self.storage.sync)
         except OSError as exc:
             log.warning("could not flush %s to disk: %s", self.meta.name, exc)
+
+    async def stop(self) -> None:
+        """The session is closing: finish pieces being written and keep what must survive a restart."""
+        if self._verifying:
+            await asyncio.gather(*self._verifying, return_exceptions=True)
+        if self.leecher is not None:
+            self._save_ledger()
 
     def fail(self, error: PeerError) -> None:
         """Stop the torrent after an error that is not a peer's fault (a full disk)."""
@@ -619,6 +643,8 @@ class Torrent:
             elif now - conn.last_sent > KEEPALIVE_INTERVAL:
                 conn.send(wire.KEEPALIVE_MSG)
             self.request_more(conn)
+        if self.leecher is not None:
+            self._save_ledger()
         if now - self._last_rechoke >= RECHOKE_INTERVAL:
             self._last_rechoke = now
             self.rechoke()
