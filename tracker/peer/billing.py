@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+NEED_RESIGN_INTERVAL = 1.0  # seconds between re-signing an unchanged figure on a seeder's request
+
 
 @dataclass(slots=True)
 class PurchaseAccount(CreditAccount):
@@ -64,6 +66,8 @@ class SeederBilling:
             raise ProtocolError("a receipt naming another seeder")
         if receipt.purchase_id != conn.purchase:
             raise ProtocolError("a receipt for another purchase than the peer announced")
+        if receipt.byte_count <= account.journaling:
+            return None  # adds nothing: not worth a signature check (a flood of these costs little)
         try:
             verified = self.verifier.verify(signed)
         except ReceiptError as exc:
@@ -72,8 +76,6 @@ class SeederBilling:
             account.buyer = verified.signer
         elif account.buyer != verified.signer:
             raise ProtocolError("a receipt signed by another buyer than the purchase's earlier ones")
-        if receipt.byte_count <= account.journaling:
-            return None
         account.journaling = receipt.byte_count
         return account
 
@@ -100,7 +102,7 @@ class LeecherBilling:
         self.ledger = LeecherLedger()
         if ledger_path is not None:
             self.ledger = LeecherLedger.load(ledger_path, info_hash, signer.purchase_id)
-        self._answered_need: dict[bytes, int] = {}
+        self._resigned_at: dict[bytes, float] = {}
         self._unsaved = False
 
     def save(self) -> None:
@@ -131,14 +133,17 @@ class LeecherBilling:
         self._unsaved = True
         return encode_receipt(signed)
 
-    def answer_need(self, wallet: bytes, need: Need) -> bytes | None:
-        """Answer a seeder's `need`: sign what we verified from it, at most once per figure asked."""
-        if self._answered_need.get(wallet) == need.byte_count:
-            return None
-        self._answered_need[wallet] = need.byte_count
+    def answer_need(self, wallet: bytes, need: Need, now: float) -> bytes | None:
+        """Answer a seeder's `need`: sign what we verified from it. An unchanged figure is signed
+        again at most once per NEED_RESIGN_INTERVAL, so a seeder cannot keep us busy signing."""
         tally = self.ledger.tally(wallet)
         if tally.verified == 0:
             return None
+        if tally.verified == tally.receipted and now - self._resigned_at.get(
+            wallet, -NEED_RESIGN_INTERVAL
+        ) < (NEED_RESIGN_INTERVAL):
+            return None
+        self._resigned_at[wallet] = now
         # Re-sign even an unchanged figure: the last receipt may have died with a connection.
         signed = self.signer.sign(wallet, tally.verified)
         tally.receipted = tally.verified

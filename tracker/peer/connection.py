@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECV_CHUNK = 256 * 1024  # bytes read per socket read at most
-HANDSHAKE_BUFFER = RECV_CHUNK + wire.HANDSHAKE_LENGTH + 4 + wire.max_message_length(0)
+HANDSHAKE_BUFFER = 16 * 1024  # until a handshake names the torrent, a stranger gets only this much
 WRITE_HIGH_WATER = 4 * 1024 * 1024  # stop serving blocks while this much waits in the socket buffer
 WRITE_LOW_WATER = 1024 * 1024
 MAX_QUEUED_REQUESTS = 2000  # a peer queueing more requests than this is flooding us
@@ -92,6 +92,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         now = asyncio.get_running_loop().time()
         self.last_received = now
         self.last_sent = now
+        self.opened_at = now
 
     def __repr__(self) -> str:
         return f"<peer {self.address[0]}:{self.address[1]} {self.peer_id[:8]!r}>"
@@ -114,6 +115,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         """Start the handshake (we speak first on outgoing connections)."""
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        self.opened_at = self.session.now()
         if self.outgoing and self.torrent is not None:
             self._send_handshake()
         self.session.connection_opened(self)

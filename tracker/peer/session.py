@@ -32,6 +32,8 @@ DISK_THREADS = 2  # hashing and writing on one, reading for peers on the other
 TICK_INTERVAL = 1.0
 CONNECT_TIMEOUT = 10.0
 MAX_HALF_OPEN = 16  # outgoing connection attempts at once
+MAX_SESSION_CONNECTIONS = 500  # across all torrents; more are refused at once
+HANDSHAKE_TIMEOUT = 10.0  # seconds a connection may take to complete its handshake
 
 
 def new_peer_id() -> bytes:
@@ -199,7 +201,10 @@ class Session:
         return True
 
     def connection_opened(self, conn: PeerConnection) -> None:
-        """Track a new connection (and learn an incoming peer's address)."""
+        """Track a new connection (and learn an incoming peer's address); refuse one too many."""
+        if len(self.connections) >= MAX_SESSION_CONNECTIONS:
+            conn.drop("too many connections")
+            return
         self.connections.add(conn)
         if conn.transport is not None and not conn.outgoing:
             peer = conn.transport.get_extra_info("peername")
@@ -216,6 +221,9 @@ class Session:
         while True:
             await asyncio.sleep(TICK_INTERVAL)
             now = loop.time()
+            for conn in list(self.connections):
+                if conn.handshake is None and now - conn.opened_at > HANDSHAKE_TIMEOUT:
+                    conn.drop("no handshake in time")
             for torrent in list(self.torrents.values()):
                 if torrent.error is None:
                     torrent.tick(now, now - last)

@@ -448,7 +448,7 @@ class Torrent:
         message = decode_message(payload)
         if isinstance(message, Need):
             if self.leecher is not None and conn.wallet is not None and conn.extension is not None:
-                answer = self.leecher.answer_need(conn.wallet, message)
+                answer = self.leecher.answer_need(conn.wallet, message, self.session.now())
                 if answer is not None:
                     conn.send(wire.extended(conn.extension.receipt_id, answer))
         elif isinstance(message, SignedReceipt):
