@@ -20,8 +20,9 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from backend.db import Database
@@ -58,6 +59,22 @@ class _PurchaseState:
     credited: int  # sum over seeders
 
 
+@dataclass
+class _Pair:
+    """One (purchase, seeder) credit as loaded, and what this batch does to it."""
+
+    signer: str
+    credited: int
+    signed_bytes: int
+    stored: bool  # a row exists in `credits`
+    changed: bool = False
+    receipt: int | None = None  # index in the batch's new receipt rows of its newest one
+
+
+CREDITS = cast(Table, Credit.__table__)
+RECEIPTS = cast(Table, StoredReceipt.__table__)
+
+
 class DatabaseReceiptSink:
     """Decides verified receipts against the indexed purchases; commits before answering."""
 
@@ -78,18 +95,19 @@ class DatabaseReceiptSink:
                 session.execute(text("LOCK TABLE receipts IN ROW EXCLUSIVE MODE"))
             ids = sorted({r.receipt.purchase_id for r in receipts if r.receipt.purchase_id <= _MAX_DB_ID})
             purchases = self._load(session, ids)
-            credits = {
-                (c.purchase_id, c.seeder): c
-                for c in session.scalars(select(Credit).where(Credit.purchase_id.in_(ids)))
-            }
-            for credit in credits.values():
-                state = purchases.get(credit.purchase_id)
-                if state is not None and credit.signer == state.buyer:
-                    state.credited += credit.credited
+            pairs: dict[tuple[int, str], _Pair] = {}
+            for pid, seeder, signer, credited, signed in session.execute(
+                select(CREDITS.c.purchase_id, CREDITS.c.seeder, CREDITS.c.signer, CREDITS.c.credited,
+                       CREDITS.c.signed_bytes).where(CREDITS.c.purchase_id.in_(ids))
+            ).tuples():  # fmt: skip
+                pairs[(pid, seeder)] = _Pair(signer, credited, int(signed), stored=True)
+                state = purchases.get(pid)
+                if state is not None and signer == state.buyer:
+                    state.credited += credited
             now = int(self.clock())
-            batch = _Batch()
-            outcomes = [self._apply(purchases, credits, verified, now, batch) for verified in receipts]
-            batch.write(session)
+            rows: list[dict[str, object]] = []
+            outcomes = [self._apply(purchases, pairs, verified, now, rows) for verified in receipts]
+            self._write(session, pairs, rows)
             return outcomes
 
     def _load(self, session: Session, ids: list[int]) -> dict[int, _PurchaseState]:
@@ -108,10 +126,10 @@ class DatabaseReceiptSink:
     def _apply(
         self,
         purchases: dict[int, _PurchaseState],
-        credits: dict[tuple[int, str], Credit],
+        pairs: dict[tuple[int, str], _Pair],
         verified: VerifiedReceipt,
         now: int,
-        batch: _Batch,
+        rows: list[dict[str, object]],
     ) -> ReceiptOutcome:
         receipt = verified.receipt
         state = purchases.get(receipt.purchase_id)
@@ -126,56 +144,83 @@ class DatabaseReceiptSink:
         if state.frozen:
             return ReceiptOutcome("rejected", reason="settled")
         key = (receipt.purchase_id, seeder)
-        credit = credits.get(key)
-        if credit is None:
-            credit = Credit(
-                purchase_id=receipt.purchase_id, seeder=seeder, signer=signer, credited=0, signed_bytes=0
-            )
-            credits[key] = credit
-        elif credit.signer != state.buyer:
+        pair = pairs.get(key)
+        if pair is None:
+            pair = pairs[key] = _Pair(signer, 0, 0, stored=False)
+        elif pair.signer != state.buyer:
             # Left by a purchase that a reorganisation replaced: it counts for nothing now.
-            credit.signer, credit.credited, credit.signed_bytes = state.buyer, 0, 0
-        current = credit.credited
-        decision = decide(current, credit.signed_bytes, state.credited, state.length, receipt.byte_count)
+            pair.signer, pair.credited, pair.signed_bytes, pair.changed = state.buyer, 0, 0, True
+        current = pair.credited
+        decision = decide(current, pair.signed_bytes, state.credited, state.length, receipt.byte_count)
         if decision.raises:
             delegation = verified.signed.delegation
-            batch.add(
-                credit,
-                StoredReceipt(
-                    purchase_id=receipt.purchase_id,
-                    seeder=seeder,
-                    signer=signer,
-                    signed_bytes=receipt.byte_count,
-                    credited=decision.credited,
-                    signature=verified.signed.signature,
-                    key_address=to_hex_address(delegation.key.key) if delegation else None,
-                    key_expires=delegation.key.expires if delegation else None,
-                    key_signature=delegation.signature if delegation else None,
-                    accepted_at=now,
-                ),
+            pair.receipt = len(rows)
+            rows.append(
+                {
+                    "purchase_id": receipt.purchase_id,
+                    "seeder": seeder,
+                    "signer": signer,
+                    "signed_bytes": receipt.byte_count,
+                    "credited": decision.credited,
+                    "signature": verified.signed.signature,
+                    "key_address": to_hex_address(delegation.key.key) if delegation else None,
+                    "key_expires": delegation.key.expires if delegation else None,
+                    "key_signature": delegation.signature if delegation else None,
+                    "accepted_at": now,
+                }
             )
             state.credited += decision.credited - current
-            credit.credited = decision.credited
-            credit.signed_bytes = receipt.byte_count
+            pair.credited, pair.signed_bytes, pair.changed = decision.credited, receipt.byte_count, True
         return ReceiptOutcome(decision.status, byte_count=decision.credited)  # type: ignore[arg-type]
 
-
-class _Batch:
-    """The receipts a batch appends and the credits they raise, written with one flush."""
-
-    def __init__(self) -> None:
-        self.receipts: list[StoredReceipt] = []
-        self.latest: dict[int, tuple[Credit, StoredReceipt]] = {}
-
-    def add(self, credit: Credit, row: StoredReceipt) -> None:
-        self.receipts.append(row)
-        self.latest[id(credit)] = (credit, row)
-
-    def write(self, session: Session) -> None:
-        if not self.receipts:
-            return
-        session.add_all(self.receipts)
-        session.flush()  # assigns the receipts' ids
-        for credit, row in self.latest.values():
-            credit.receipt_id = row.id
-            session.add(credit)
+    def _write(
+        self, session: Session, pairs: dict[tuple[int, str], _Pair], rows: list[dict[str, object]]
+    ) -> None:
+        """Append the new receipts and write the credits they raised (a few executemany calls)."""
+        ids: list[int] = []
+        if rows:
+            inserted = session.execute(
+                insert(RECEIPTS).returning(RECEIPTS.c.id, sort_by_parameter_order=True), rows
+            )
+            ids = list(inserted.scalars())
+        fresh: list[dict[str, object]] = []
+        changed: list[dict[str, object]] = []
+        for (pid, seeder), pair in pairs.items():
+            if not pair.changed:
+                continue
+            values = {
+                "p_purchase": pid,
+                "p_seeder": seeder,
+                "p_signer": pair.signer,
+                "p_credited": pair.credited,
+                "p_signed": pair.signed_bytes,
+                "p_receipt": ids[pair.receipt] if pair.receipt is not None else 0,
+            }
+            (changed if pair.stored else fresh).append(values)
+        if fresh:
+            session.execute(
+                insert(CREDITS).values(
+                    purchase_id=bindparam("p_purchase"),
+                    seeder=bindparam("p_seeder"),
+                    signer=bindparam("p_signer"),
+                    credited=bindparam("p_credited"),
+                    signed_bytes=bindparam("p_signed"),
+                    receipt_id=bindparam("p_receipt"),
+                ),
+                fresh,
+            )
+        if changed:
+            session.execute(
+                update(CREDITS)
+                .where(
+                    CREDITS.c.purchase_id == bindparam("p_purchase"),
+                    CREDITS.c.seeder == bindparam("p_seeder"),
+                )
+                .values(
+                    signer=bindparam("p_signer"),
+                    credited=bindparam("p_credited"),
+                    signed_bytes=bindparam("p_signed"),
+                    receipt_id=bindparam("p_receipt"),
+                ),
+                changed,
+            )
