@@ -157,6 +157,7 @@ def main() -> None:
             out = work / "out"
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
+            os.sync()  # the previous run's dirty pages must not throttle this one's writes
             if name == "libtorrent":
                 elapsed = run_libtorrent(raw, work / "content", out)
             else:

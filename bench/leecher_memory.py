@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,7 @@ def theirs(torrent_file: str, out: str, port: int) -> None:
 def leech_in_child(role: str, torrent_file: Path, out: Path, port: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
+    os.sync()  # the previous run's dirty pages must not throttle this one's writes
     cmd = [sys.executable, __file__, "--leech", role, str(torrent_file), str(out), str(port)]
     result = subprocess.run(cmd, check=True, capture_output=True, text=True)
     shutil.rmtree(out, ignore_errors=True)
