@@ -15,6 +15,7 @@ from backend.services import Services
 from backend.settings import Settings, load_settings
 from backend.siwe_auth import SiweAuth
 from backend.swarm_stats import SwarmStats
+from backend.web import install as install_web
 
 DESCRIPTION = """The seedmarket store: a catalog of digital goods delivered over BitTorrent,
 Sign-In with Ethereum, personal `.torrent` files, seeders' rewards with their Merkle proofs,
@@ -41,6 +42,7 @@ def create_app(
     errors.install(app)
     for module in (health, auth, products, library, rewards, epochs):
         app.include_router(module.router)
+    install_web(app)  # the store's pages and /static
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True, allow_methods=["*"]
