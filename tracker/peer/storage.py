@@ -114,11 +114,11 @@ class Storage:
             except OSError as exc:
                 raise StorageError(f"cannot read {item.disk_path}: {exc}") from exc
 
-    def read_piece(self, index: int) -> bytes:
-        """The whole of piece `index` as stored on disk."""
+    def read_piece(self, index: int) -> bytearray:
+        """The whole of piece `index` as stored on disk (a fresh buffer nobody else holds)."""
         buffer = bytearray(self.meta.piece_size(index))
         self.read_into(index * self.meta.piece_length, memoryview(buffer))
-        return bytes(buffer)
+        return buffer
 
     def write_piece(self, index: int, data: bytes | bytearray | memoryview) -> None:
         """Write a whole piece to its files (it must already have been verified)."""

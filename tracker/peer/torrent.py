@@ -321,6 +321,16 @@ class Torrent:
             if picker.missing == 0:  # the last piece: settle up with every seeder
                 wallets = set(self.leecher.ledger.tallies)
             self._send_receipts(wallets, force=picker.missing == 0)
+        self._announce_piece(index)
+        if picker.missing == 0:
+            self._finish()
+        elif len(picker.pending) >= picker.max_pending - 1:
+            # Memory for pieces was full, so pipelines may have run dry: a slot is free again.
+            for conn in list(self.connections):
+                self.request_more(conn)
+
+    def _announce_piece(self, index: int) -> None:
+        """Tell peers we have a new piece; lose interest in peers with nothing else for us."""
         have_msg = wire.have(index)
         for conn in list(self.connections):
             flags = conn.flags
@@ -330,8 +340,6 @@ class Torrent:
                     self._update_interest(conn)
             else:
                 conn.send(have_msg)
-        if picker.missing == 0:
-            self._finish()
 
     def _block_lengths_of(self, size: int) -> list[int]:
         for lengths in self._block_lengths:
@@ -544,7 +552,7 @@ class Torrent:
         future = asyncio.get_running_loop().run_in_executor(self.session.disk, self.storage.read_piece, index)
         future.add_done_callback(lambda done: self._loaded(index, done))
 
-    def _loaded(self, index: int, done: asyncio.Future[bytes]) -> None:
+    def _loaded(self, index: int, done: asyncio.Future[bytearray]) -> None:
         waiters = self._loading.pop(index, [])
         try:
             self.cache.put(index, done.result())
