@@ -34,11 +34,11 @@ _STATUS: list[tuple[type[StoreError], int]] = [
 
 
 def status_of(exc: StoreError) -> int:
-    """The HTTP status for a store error."""
+    """The HTTP status for a store error (an unmapped one is a bug: 500)."""
     for kind, status in _STATUS:
         if isinstance(exc, kind):
             return status
-    return 400
+    return 500
 
 
 def _answer(request: Request, status: int, detail: str) -> JSONResponse:
@@ -65,7 +65,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def _store_error(request: Request, exc: StoreError) -> JSONResponse:
-        return _answer(request, status_of(exc), str(exc))
+        status = status_of(exc)
+        if status == 500:
+            log.exception("unexpected store error on %s %s", request.method, request.url.path)
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+        return _answer(request, status, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -73,6 +77,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's only 400: a body it cannot decode (not UTF-8, not JSON). Same as other
+            # invalid input for a client, and documented as such.
+            return _answer(request, 422, "request body is not valid JSON")
         return _answer(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
@@ -82,7 +90,6 @@ def install(app: FastAPI) -> None:
 
 
 _DESCRIPTIONS = {
-    400: "Bad request",
     401: "Not signed in, or the sign-in failed",
     403: "The signed-in wallet may not do this",
     404: "Not found",

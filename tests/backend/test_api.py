@@ -203,3 +203,10 @@ def test_rewards_epochs_and_proofs_after_an_epoch(
     assert [r["purchase"] for r in data["receipts"]] == [purchase]
     assert data["receipts"][0]["sig"] == "0x" + receipt.signature.hex()
     assert client.get("/epochs/99").status_code == 404
+
+
+def test_a_body_that_is_not_utf8_is_an_invalid_request(client: TestClient) -> None:
+    answer = client.post(
+        "/auth/session", content=b"\xff\xfe\x00", headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422 and answer.json() == {"detail": "request body is not valid JSON"}
