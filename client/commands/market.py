@@ -1,0 +1,152 @@
+"""`seedmarket buy`, `rewards`, `claim`: the buyer's and the seeder's money, on chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from eth_utils import is_address, to_checksum_address
+from rich.console import Console
+from rich.table import Table
+
+from client import wallet
+from client.amounts import from_units
+from client.chain import ClaimRequest
+from client.commands.wallet import JsonFlag, PasswordFile, password
+from client.connect import connect
+from client.errors import ClientError
+
+console = Console()
+
+KeyOption = Annotated[str, typer.Option("--key", help="Wallet name, `ape:<alias>` or keystore file.")]
+OptionalKey = Annotated[
+    str | None, typer.Option("--key", help="Wallet name, `ape:<alias>` or keystore file.")
+]
+StoreOption = Annotated[
+    str | None, typer.Option("--store", help="Store URL (default $SEEDMARKET_STORE_URL or local).")
+]
+RpcOption = Annotated[
+    str | None, typer.Option("--rpc", help="Chain JSON-RPC URL (default $SEEDMARKET_RPC_URL or local).")
+]
+ProductArg = Annotated[int, typer.Argument(help="The product id (see the store's catalog).", min=1)]
+
+
+def _emit(as_json: bool, data: Any, human: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(data))
+    else:
+        console.print(human, highlight=False)
+
+
+def buy(
+    product: ProductArg,
+    key: KeyOption,
+    store: StoreOption = None,
+    rpc: RpcOption = None,
+    password_file: PasswordFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Buy a product: pay its price (approving an ERC-20 first when needed) into the escrow contract."""
+    account = wallet.unlock(key, password(password_file))
+    with connect(store, rpc, account) as conn:
+        listing = conn.store.product(product)
+        if not listing.get("registered"):
+            raise ClientError(
+                f"product {product} has no registered torrent yet; buy it once the seller finishes"
+            )
+        symbol, decimals = conn.chain.token_info(listing["token"])
+        purchase_id, tx = conn.chain.purchase(product)
+    price = from_units(int(listing["price"]), decimals)
+    _emit(
+        as_json,
+        {"product": product, "purchase": purchase_id, "transaction": tx, "price": listing["price"]},
+        f"bought product {product} ({listing.get('title')}) for {price} {symbol}: purchase {purchase_id}\n"
+        f"next: seedmarket download {product} --key {key}",
+    )
+
+
+def _account(key: str | None, account: str | None, password_file: Path | None) -> str:
+    if account is not None:
+        if not is_address(account):
+            raise ClientError(f"{account!r} is not an address")
+        return to_checksum_address(account)
+    if key is None:
+        raise ClientError("say whose rewards: --key WALLET or --account ADDRESS")
+    found = next((w for w in wallet.list_wallets() if w.name == key), None)
+    if found is not None and found.address != "unknown":
+        return found.address
+    return wallet.unlock(key, password(password_file)).address
+
+
+def rewards(
+    key: OptionalKey = None,
+    account: Annotated[
+        str | None, typer.Option("--account", help="Any address, instead of a wallet.")
+    ] = None,
+    store: StoreOption = None,
+    rpc: RpcOption = None,
+    password_file: PasswordFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show what an account earned by seeding: earned, claimable now, claimed, pending; per token."""
+    address = _account(key, account, password_file)
+    with connect(store, rpc) as conn:
+        result = conn.store.rewards(address)
+        tokens = [(t, *conn.chain.token_info(t["token"])) for t in result["tokens"]]
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    if not tokens:
+        console.print(f"{address} has earned nothing yet: keep seeding (seedmarket seed --key ...)")
+        return
+    table = Table(title=f"rewards of {address} (active epoch {result.get('active_epoch')})")
+    for column in ("token", "earned", "claimable", "claimed", "pending"):
+        table.add_column(column, justify="left" if column == "token" else "right")
+    for entry, symbol, decimals in tokens:
+        table.add_row(
+            symbol,
+            *(from_units(int(entry[f]), decimals) for f in ("earned", "claimable", "claimed", "pending")),
+        )
+    console.print(table)
+
+
+def claim(
+    key: KeyOption,
+    account: Annotated[
+        str | None,
+        typer.Option("--account", help="Claim for this address (it gets the money); default: yours."),
+    ] = None,
+    store: StoreOption = None,
+    rpc: RpcOption = None,
+    password_file: PasswordFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Claim every token's claimable rewards in one transaction (paid to the account, never the caller)."""
+    signer = wallet.unlock(key, password(password_file))
+    address = to_checksum_address(account) if account else signer.address
+    with connect(store, rpc, signer) as conn:
+        tokens = [t for t in conn.store.rewards(address)["tokens"] if int(t["claimable"]) > 0]
+        if not tokens:
+            raise ClientError(f"nothing is claimable for {address} right now (see `seedmarket rewards`)")
+        requests = []
+        for entry in tokens:
+            proof = conn.store.proof(address, entry["token"])
+            requests.append(
+                ClaimRequest(
+                    account=proof["account"],
+                    token=proof["token"],
+                    cumulative_amount=int(proof["cumulative_amount"]),
+                    proof=[bytes.fromhex(node[2:]) for node in proof["proof"]],
+                )
+            )
+        tx = conn.chain.claim_many(requests)
+        paid = [(e["token"], int(e["claimable"]), *conn.chain.token_info(e["token"])) for e in tokens]
+    _emit(
+        as_json,
+        {"account": address, "transaction": tx, "claimed": {t: str(a) for t, a, _, _ in paid}},
+        "claimed "
+        + ", ".join(f"{from_units(amount, decimals)} {symbol}" for _, amount, symbol, decimals in paid)
+        + f" for {address} (tx {tx})",
+    )
