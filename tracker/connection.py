@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tracker import responses
 from tracker.access import MISS
@@ -73,8 +73,9 @@ class Connection(asyncio.Protocol):
 
     # ----- asyncio callbacks -----
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # uvloop's TCP transport is no asyncio.Transport subclass but has the same methods.
+        transport = cast(asyncio.Transport, base)
         tracker = self.tracker
         peername = transport.get_extra_info("peername")
         try:
