@@ -4,7 +4,7 @@ Runs, on the same file in the same run: libtorrent -> libtorrent over TCP (uTP o
 seed -> our leecher with receipts on (the seed bills a wallet and journals every receipt), then
 ours with receipts off. Each of our peers is its own process (like two libtorrent threads pools).
 
-    python bench/download.py [--size-mib 1024] [--dir /tmp/seedmarket-bench]
+    python bench/download.py [--size-mib 1024] [--repeat 3] [--dir /tmp/seedmarket-bench-download]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -137,6 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--dir", default="/tmp/seedmarket-bench-download")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each client; medians are reported")
     parser.add_argument("--serve", nargs=4)
     args = parser.parse_args()
     if args.serve:
@@ -152,18 +154,21 @@ def main() -> None:
         torrent_file = work / "payload.torrent"
         torrent_file.write_bytes(raw)
         meta = parse_metainfo(raw)
-        results = {}
-        for name in ("libtorrent", "ours, receipts on", "ours, receipts off"):
-            out = work / "out"
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir()
-            os.sync()  # the previous run's dirty pages must not throttle this one's writes
-            if name == "libtorrent":
-                elapsed = run_libtorrent(raw, work / "content", out)
-            else:
-                elapsed = run_ours(torrent_file, meta, work / "content", out, work, name.endswith("on"))
-            results[name] = size / elapsed / 2**20
-            shutil.rmtree(out, ignore_errors=True)
+        names = ("libtorrent", "ours, receipts on", "ours, receipts off")
+        rates: dict[str, list[float]] = {name: [] for name in names}
+        for _ in range(args.repeat):  # interleaved, so a burst of load elsewhere hits all alike
+            for name in names:
+                out = work / "out"
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                os.sync()  # the previous run's dirty pages must not throttle this one's writes
+                if name == "libtorrent":
+                    elapsed = run_libtorrent(raw, work / "content", out)
+                else:
+                    elapsed = run_ours(torrent_file, meta, work / "content", out, work, name.endswith("on"))
+                rates[name].append(size / elapsed / 2**20)
+                shutil.rmtree(out, ignore_errors=True)
+        results = {name: statistics.median(values) for name, values in rates.items()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     peer = results["libtorrent"]
@@ -171,9 +176,10 @@ def main() -> None:
     off = results["ours, receipts off"]
     pieces = f"piece length {meta.piece_length // 1024} KiB"
     print(f"loopback download of {args.size_mib} MiB, {pieces}, data on disk")
-    print(f"{'client':<22}{'MiB/s':>10}{'vs libtorrent':>16}")
+    print(f"{'client':<22}{'median MiB/s':>14}{'vs libtorrent':>16}   all runs")
     for name, rate in results.items():
-        print(f"{name:<22}{rate:>10.1f}{rate / peer:>15.2f}x")
+        runs = " ".join(f"{value:.0f}" for value in rates[name])
+        print(f"{name:<22}{rate:>14.1f}{rate / peer:>15.2f}x   {runs}")
     print(f"receipts cost {100 * (1 - ours / off):.1f} % of throughput (receipts on vs off)")
     summary = {
         "name": "download",
@@ -184,6 +190,7 @@ def main() -> None:
         "ours_receipts_off": round(off, 1),
         "receipts_cost_pct": round(100 * (1 - ours / off), 2),
         "size_mib": args.size_mib,
+        "runs": args.repeat,
     }
     print(json.dumps(summary))
 

@@ -79,7 +79,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.upload_queue: deque[tuple[int, int, int]] = deque()
         self.write_paused = False
         self.waiting_for_piece = False
-        self.credit_blocked = False
+        self.credit_blocked = False  # choked for want of receipts
+        self.credit_stalled_at: float | None = None  # when serving stopped at the credit window
         self.account: CreditAccount | None = None  # set once the peer announced a purchase we bill
         # counters
         self.downloaded = 0

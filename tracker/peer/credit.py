@@ -18,6 +18,7 @@ from tracker.receipts import Domain, Receipt, SignedKey, SignedReceipt, sign_rec
 CREDIT_WINDOW = 8 * 1024 * 1024  # unpaid bytes a seeder risks on one purchase
 CREDIT_WINDOW_PIECES = 3  # ... but always room for pieces in flight, or big pieces could deadlock
 RECEIPT_STEP = 1024 * 1024  # a leecher signs again after this many newly verified bytes
+CREDIT_GRACE = 2.0  # seconds a seeder holds requests at the window for a receipt before choking
 NEED_FRACTION = 2  # a seeder asks for a receipt once half its window is used
 
 

@@ -27,7 +27,7 @@ from tracker.peer.connection import (
     MAX_QUEUED_REQUESTS,
     MIN_PIPELINE,
 )
-from tracker.peer.credit import ReceiptSigner, credit_window
+from tracker.peer.credit import CREDIT_GRACE, CreditAccount, ReceiptSigner, credit_window
 from tracker.peer.errors import PeerError, ProtocolError
 from tracker.peer.extension import Need, decode_message, encode_handshake
 from tracker.peer.picker import BLOCK_SIZE, PiecePicker, PieceProgress
@@ -475,13 +475,15 @@ class Torrent:
             return
         if not grew:
             return
-        for other in self.connections:
-            if other.account is account and other.credit_blocked:
+        for other in list(self.connections):
+            if other.account is not account:
+                continue
+            if other.credit_blocked:
                 other.credit_blocked = False
                 if other.peer_interested:
                     self._maybe_unchoke(other)
-        if not conn.closed and not conn.am_choking:
-            self.serve(conn)
+            elif not other.am_choking:
+                self.serve(other)
 
     # ----- uploading -----
 
@@ -505,42 +507,50 @@ class Torrent:
             return
         queue = conn.upload_queue
         account = conn.account if self.config.enforce_credit else None
-        cache = self.cache
         while queue and not conn.write_paused:
-            parts: list[bytes | memoryview] = []
-            batch = 0
-            stop = False
-            while queue and batch < SERVE_BATCH_BYTES:
-                index, begin, length = queue[0]
-                data = cache.get(index)
-                if data is None:
-                    self._load(index, conn)
-                    stop = True
-                    break
-                if account is not None and not account.allows(batch + length):
-                    stop = True
-                    break
-                queue.popleft()
-                parts.append(wire.piece_header(index, begin, length))
-                parts.append(memoryview(data)[begin : begin + length])
-                batch += length
-            if batch:
-                conn.send_many(parts)
-                conn.uploaded += batch
-                self.uploaded += batch
-                if account is not None:
-                    account.served += batch
-                elif conn.account is not None:
-                    conn.account.served += batch
+            more = self._serve_batch(conn, account)
             if account is not None and queue and not account.allows(queue[0][2]):
-                self._credit_choke(conn, account)
-                return
-            if stop:
+                # Out of credit: hold the requests while a receipt may be on its way (a journal
+                # fsync takes a while); tick() chokes the peer if none comes within CREDIT_GRACE.
+                if conn.credit_stalled_at is None:
+                    conn.credit_stalled_at = self.session.now()
+                break
+            conn.credit_stalled_at = None
+            if not more:
                 break
         if isinstance(conn.account, PurchaseAccount) and self.billing is not None:
             need = self.billing.need_message(conn, conn.account)
             if need is not None:
                 conn.send(need)
+
+    def _serve_batch(self, conn: PeerConnection, account: CreditAccount | None) -> bool:
+        """Send up to SERVE_BATCH_BYTES of queued blocks in one write; False when a piece must
+        first come off the disk or the credit ends."""
+        queue = conn.upload_queue
+        parts: list[bytes | memoryview] = []
+        batch = 0
+        more = True
+        while queue and batch < SERVE_BATCH_BYTES:
+            index, begin, length = queue[0]
+            data = self.cache.get(index)
+            if data is None:
+                self._load(index, conn)
+                more = False
+                break
+            if account is not None and not account.allows(batch + length):
+                more = False
+                break
+            queue.popleft()
+            parts.append(wire.piece_header(index, begin, length))
+            parts.append(memoryview(data)[begin : begin + length])
+            batch += length
+        if batch:
+            conn.send_many(parts)
+            conn.uploaded += batch
+            self.uploaded += batch
+            if conn.account is not None:
+                conn.account.served += batch  # counted even when credit is not enforced
+        return more
 
     def _load(self, index: int, conn: PeerConnection) -> None:
         conn.waiting_for_piece = True
@@ -607,6 +617,7 @@ class Torrent:
         if not conn.am_choking:
             conn.am_choking = True
             conn.upload_queue.clear()
+            conn.credit_stalled_at = None
             conn.send(wire.CHOKE_MSG)
 
     def _unchoke(self, conn: PeerConnection) -> None:
@@ -646,6 +657,10 @@ class Torrent:
                 log.info("%r is not delivering; giving its requests to others", conn)
                 self._release_all(conn)
                 conn.last_block_at = 0.0
+            stalled = conn.credit_stalled_at
+            if stalled is not None and now - stalled > CREDIT_GRACE and conn.account is not None:
+                conn.credit_stalled_at = None
+                self._credit_choke(conn, conn.account)
             if now - conn.last_received > IDLE_TIMEOUT:
                 conn.drop("idle")
             elif now - conn.last_sent > KEEPALIVE_INTERVAL:
