@@ -122,19 +122,3 @@ def test_a_key_that_is_not_the_oracle_is_refused(settings: Settings) -> None:
     with pytest.raises(ConfigError, match="not the contract's oracle"):
         store.oracle().check()
     store.close()
-
-
-def test_production_refuses_the_public_test_key() -> None:
-    with pytest.raises(ConfigError, match="public test key"):
-        load_settings(
-            environment="production", store_accounts=["0x" + "11" * 20], public_url="https://s.example"
-        )
-    assert (
-        load_settings(
-            environment="production",
-            oracle_key="0x" + "42" * 32,
-            store_accounts=["0x" + "11" * 20],
-            public_url="https://s.example",
-        ).production
-        is True
-    )

@@ -1,0 +1,70 @@
+"""Settings: read from SEEDMARKET_* variables, validated, and unsafe defaults refused in production."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend.errors import ConfigError
+from backend.settings import load_settings
+
+PRODUCTION = {
+    "environment": "production",
+    "store_accounts": ["0x" + "11" * 20],
+    "public_url": "https://s.example",
+}
+
+
+def test_environment_variables_configure_the_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SEEDMARKET_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SEEDMARKET_STORE_ACCOUNTS", "0x" + "AB" * 20 + ", 0x" + "cd" * 20)
+    monkeypatch.setenv("SEEDMARKET_EPOCH_LENGTH", "60")
+    monkeypatch.setenv("SEEDMARKET_PUBLIC_URL", "https://shop.example/")
+    settings = load_settings()
+    assert settings.store_accounts == ["0x" + "ab" * 20, "0x" + "cd" * 20]
+    assert settings.epoch_length == 60
+    assert settings.db_url == f"sqlite:///{tmp_path.resolve() / 'seedmarket.db'}"
+    assert (settings.siwe_expected_domain, settings.siwe_expected_uri) == (
+        "shop.example",
+        "https://shop.example",
+    )
+
+
+def test_the_contract_comes_from_the_deployments_file(tmp_path: Path) -> None:
+    (tmp_path / "deployments.json").write_text(
+        '{"31337": {"Marketplace": {"address": "0x5FbDB2315678afecb367f032d93F642f64180aa3",'
+        ' "block": 7, "transaction": "0x00"}}}'
+    )
+    assert load_settings(data_dir=tmp_path).marketplace == ("0x5FbDB2315678afecb367f032d93F642f64180aa3", 7)
+    with pytest.raises(ConfigError, match="deploy"):
+        _ = load_settings(data_dir=tmp_path, chain_id=1).marketplace
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"store_accounts": ["0x1234"]},
+        {"contract_address": "nope"},
+        {"public_url": "ftp://x"},
+        {"epoch_length": 0},
+        {"environment": "staging"},
+    ],
+)
+def test_invalid_values_are_one_clear_error(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match="invalid settings"):
+        load_settings(**bad)
+
+
+def test_production_refuses_public_test_keys_and_missing_secrets() -> None:
+    with pytest.raises(ConfigError, match="public test key"):
+        load_settings(**PRODUCTION)
+    with pytest.raises(ConfigError, match="public test key"):
+        load_settings(
+            **PRODUCTION, oracle_key="0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+        )
+    with pytest.raises(ConfigError, match="PASSWORD"):
+        load_settings(**PRODUCTION, oracle_keystore=Path("/k.json"))
+    with pytest.raises(ConfigError, match="https"):
+        load_settings(**{**PRODUCTION, "public_url": "http://s.example"}, oracle_key="0x" + "42" * 32)
+    assert load_settings(**PRODUCTION, oracle_key="0x" + "42" * 32).production
