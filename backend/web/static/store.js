@@ -28,6 +28,7 @@ function report(message, txHash, kind = "progress") {
   statusLine.textContent = message;
   statusLine.dataset.kind = kind;
   if (txHash) statusLine.dataset.tx = txHash;
+  else if (!message) delete statusLine.dataset.tx;
 }
 const done = (message, txHash) => report(message, txHash, "done");
 const failed = (message) => report(message, undefined, "error");
@@ -224,6 +225,7 @@ document.addEventListener("click", async (event) => {
   const action = button && ACTIONS[button.dataset.action];
   if (!action || button.disabled) return;
   event.preventDefault();
+  report(""); // a new action: the last one's outcome no longer applies
   button.disabled = true;
   button.setAttribute("aria-busy", "true");
   try {
