@@ -123,7 +123,7 @@ def audit_epoch(document: dict[str, Any], chain: Chain, deployment_block: int = 
             int(document["settleAfter"]),
         )
         store_account = str(document["storeAccount"]).lower()
-        frozen = {int(p) for p in document["frozen"]}
+        frozen = {int(f["purchase"]): str(f["recipient"]).lower() for f in document["frozen"]}
         published = list(document["receipts"])
         dump = document["tree"]
         chain_id, contract = int(document["chainId"]), str(document["contract"])
@@ -147,11 +147,17 @@ def audit_epoch(document: dict[str, Any], chain: Chain, deployment_block: int = 
         a = event.args
         pid = int(a["purchaseId"])
         terms[pid] = PurchaseTerms(
-            pid, a["buyer"], a["token"], int(a["seederPool"]), sizes[int(a["productId"])], pid in frozen
+            pid,
+            a["buyer"],
+            a["token"],
+            int(a["seederPool"]),
+            sizes[int(a["productId"])],
+            pid in frozen,
+            frozen.get(pid, ""),
         )
         if pid in frozen and times[event.block_number] > cutoff - settle_after:
             report.problems.append(f"purchase {pid} was frozen before its settlement window passed")
-    for pid in frozen - set(terms):
+    for pid in set(frozen) - set(terms):
         report.problems.append(f"frozen purchase {pid} is not on the chain")
     report.purchases = len(terms)
 

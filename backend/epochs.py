@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import and_, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from backend.db import Database
@@ -30,6 +30,7 @@ from backend.models import (
     Product,
     Purchase,
     StoredReceipt,
+    table,
 )
 from backend.settlement import PurchaseTerms, build_tree, checksum, settle, token_totals
 
@@ -54,7 +55,7 @@ class Cut:
     settle_after: int
 
 
-def take_cut(db: Database, number: int, settle_after: int) -> Cut:
+def take_cut(db: Database, number: int, settle_after: int, store_account: str) -> Cut:
     """Freeze the purchases whose window has passed and fix the receipt cut, in one transaction."""
     with db.writer() as session:
         if not db.is_sqlite:
@@ -74,8 +75,10 @@ def take_cut(db: Database, number: int, settle_after: int) -> Cut:
             )
         ).all()
         if due:
+            recipient = store_account.lower()
             session.execute(
-                FrozenPurchase.__table__.insert(), [{"purchase_id": pid, "epoch": number} for pid in due]
+                insert(table(FrozenPurchase)),
+                [{"purchase_id": pid, "epoch": number, "recipient": recipient} for pid in due],
             )
         receipt_cut = session.scalar(select(func.max(StoredReceipt.id))) or 0
     return Cut(number, cutoff, block, receipt_cut, settle_after)
@@ -90,7 +93,7 @@ def load_terms(session: Session, cut: Cut) -> dict[int, PurchaseTerms]:
             Purchase.token,
             Purchase.seeder_pool,
             Product.size,
-            FrozenPurchase.purchase_id,
+            FrozenPurchase.recipient,
         )
         .join(Product, Product.id == Purchase.product_id)
         .outerjoin(
@@ -100,8 +103,8 @@ def load_terms(session: Session, cut: Cut) -> dict[int, PurchaseTerms]:
         .where(Purchase.block_number <= cut.block_number)
     ).tuples()
     return {
-        pid: PurchaseTerms(pid, buyer, token, pool, size, frozen is not None)
-        for pid, buyer, token, pool, size, frozen in rows
+        pid: PurchaseTerms(pid, buyer, token, pool, size, recipient is not None, recipient or "")
+        for pid, buyer, token, pool, size, recipient in rows
     }
 
 
@@ -155,7 +158,7 @@ def close_epoch(
 ) -> Epoch | None:
     """Compute and store epoch `number`; None when nobody earned anything new since the last one."""
     started = time.perf_counter()
-    cut = take_cut(db, number, settle_after)
+    cut = take_cut(db, number, settle_after, store_account)
     with db.reader() as session:
         terms = load_terms(session, cut)
         earnings = compute(terms, load_credits(session, cut.receipt_cut), store_account)
@@ -199,7 +202,7 @@ def close_epoch(
         session.add(epoch)
         session.flush()
         session.execute(
-            EpochLeaf.__table__.insert(),
+            insert(table(EpochLeaf)),
             [
                 {
                     "epoch": number,
@@ -305,16 +308,15 @@ def published_receipts(session: Session, epoch: Epoch) -> list[dict[str, Any]]:
     return published
 
 
-def frozen_ids(session: Session, epoch: Epoch) -> list[int]:
-    """Purchases frozen as of an epoch."""
-    return list(
-        session.scalars(
-            select(FrozenPurchase.purchase_id)
-            .join(Purchase, Purchase.id == FrozenPurchase.purchase_id)
-            .where(FrozenPurchase.epoch <= epoch.number, Purchase.block_number <= epoch.block_number)
-            .order_by(FrozenPurchase.purchase_id)
-        )
-    )
+def frozen_of(session: Session, epoch: Epoch) -> list[dict[str, Any]]:
+    """Purchases frozen as of an epoch, with who got the unearned part of each."""
+    rows = session.execute(
+        select(FrozenPurchase.purchase_id, FrozenPurchase.recipient)
+        .join(Purchase, Purchase.id == FrozenPurchase.purchase_id)
+        .where(FrozenPurchase.epoch <= epoch.number, Purchase.block_number <= epoch.block_number)
+        .order_by(FrozenPurchase.purchase_id)
+    ).tuples()
+    return [{"purchase": pid, "recipient": checksum(recipient)} for pid, recipient in rows]
 
 
 def publication(session: Session, epoch: Epoch, chain_id: int, contract: str) -> dict[str, Any]:
@@ -331,7 +333,7 @@ def publication(session: Session, epoch: Epoch, chain_id: int, contract: str) ->
         "settleAfter": epoch.settle_after,
         "storeAccount": checksum(epoch.store_account),
         "totals": {checksum(token): amount for token, amount in totals.items()},
-        "frozen": frozen_ids(session, epoch),
+        "frozen": frozen_of(session, epoch),
         "tree": dump_of(session, epoch),
         "receipts": published_receipts(session, epoch),
     }

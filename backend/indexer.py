@@ -17,14 +17,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from backend.chain import Chain, DecodedLog
 from backend.db import Database
 from backend.errors import ChainError, ChainUnavailable, ConfigError
-from backend.models import ChainBlock, ChainEvent, IndexerCursor, Product, Purchase
+from backend.models import ChainBlock, ChainEvent, IndexerCursor, Product, Purchase, table
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class Indexer:
         fresh = [e for e in events if (e.block_number, e.log_index) not in existing]
         if fresh:
             session.execute(
-                ChainEvent.__table__.insert(),
+                insert(table(ChainEvent)),
                 [
                     {
                         "block_number": e.block_number,
@@ -196,7 +196,7 @@ class Indexer:
                 session.flush()
                 _apply_product_event(session, event.name, event.args, event.block_number, timestamp)
         if purchases:
-            session.execute(Purchase.__table__.insert(), purchases)
+            session.execute(insert(table(Purchase)), purchases)
         seen = session.execute(
             select(ChainBlock.number).where(ChainBlock.number.in_(list(headers)))
         ).scalars()
@@ -205,7 +205,7 @@ class Indexer:
             {"number": n, "hash": h, "timestamp": t} for n, (h, t) in headers.items() if n not in stored
         ]
         if new_blocks:
-            session.execute(ChainBlock.__table__.insert(), new_blocks)
+            session.execute(insert(table(ChainBlock)), new_blocks)
         # Remember recent blocks only; a reorg deeper than that re-reads from the deployment block.
         session.execute(delete(ChainBlock).where(ChainBlock.number < last - self.keep_blocks))
         last_hash, last_time = headers[last]

@@ -11,7 +11,9 @@ are Unix seconds.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from typing import cast
+
+from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from backend.db import Uint
@@ -24,6 +26,11 @@ AUTO_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     """Declarative base of every table."""
+
+
+def table(model: type[Base]) -> Table:
+    """A model's Core table (for bulk statements, which skip the ORM's per-object work)."""
+    return cast(Table, model.__table__)
 
 
 # ----- chain data (rebuilt by the indexer) -----
@@ -188,12 +195,14 @@ class Credit(Base):
 
 
 class FrozenPurchase(Base):
-    """A purchase past its settlement window: its earnings are final from `epoch` on."""
+    """A purchase past its settlement window: its earnings are final from `epoch` on, and the part
+    of its pool nobody earned goes to `recipient` (the store's account when it froze)."""
 
     __tablename__ = "frozen_purchases"
 
     purchase_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     epoch: Mapped[int] = mapped_column(Integer, index=True)
+    recipient: Mapped[str] = mapped_column(ADDRESS, server_default="")  # "": the epoch's store account
 
 
 class Epoch(Base):

@@ -20,13 +20,12 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
-from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from backend.db import Database
-from backend.models import Credit, FrozenPurchase, Product, Purchase, StoredReceipt
+from backend.models import Credit, FrozenPurchase, Product, Purchase, StoredReceipt, table
 from tracker.policy import ReceiptOutcome
 from tracker.receipts import VerifiedReceipt, to_hex_address
 
@@ -71,8 +70,8 @@ class _Pair:
     receipt: int | None = None  # index in the batch's new receipt rows of its newest one
 
 
-CREDITS = cast(Table, Credit.__table__)
-RECEIPTS = cast(Table, StoredReceipt.__table__)
+CREDITS = table(Credit)
+RECEIPTS = table(StoredReceipt)
 
 
 class DatabaseReceiptSink:

@@ -55,8 +55,9 @@ def active_epoch(session: Session, chain: Chain) -> Epoch | None:
     return epoch
 
 
-def earned_now(session: Session, account: str, store_account: str | None) -> dict[str, int]:
-    """Per token, what settlement gives `account` from the credits as they stand."""
+def earned_now(session: Session, account: str) -> dict[str, int]:
+    """Per token, what settlement gives `account` from the credits as they stand (with the
+    unearned parts of the frozen purchases it received)."""
     account = account.lower()
     earned: dict[str, int] = defaultdict(int)
     rows = session.execute(
@@ -67,28 +68,29 @@ def earned_now(session: Session, account: str, store_account: str | None) -> dic
     ).tuples()
     for credited, token, pool, size in rows:
         earned[token] += pool * credited // size
-    if store_account is not None and account == store_account.lower():
+    remainders = list(
+        session.execute(
+            select(Purchase.id, Purchase.token, Purchase.seeder_pool)
+            .join(FrozenPurchase, FrozenPurchase.purchase_id == Purchase.id)
+            .where(FrozenPurchase.recipient == account)
+        ).tuples()
+    )
+    if remainders:
         paid: dict[int, int] = defaultdict(int)
         for purchase_id, credited, pool, size in session.execute(
             select(Credit.purchase_id, Credit.credited, Purchase.seeder_pool, Product.size)
             .join(Purchase, Purchase.id == Credit.purchase_id)
             .join(Product, Product.id == Purchase.product_id)
             .join(FrozenPurchase, FrozenPurchase.purchase_id == Credit.purchase_id)
-            .where(Credit.signer == Purchase.buyer)
+            .where(Credit.signer == Purchase.buyer, FrozenPurchase.recipient == account)
         ).tuples():
             paid[purchase_id] += pool * credited // size
-        for purchase_id, token, pool in session.execute(
-            select(Purchase.id, Purchase.token, Purchase.seeder_pool).join(
-                FrozenPurchase, FrozenPurchase.purchase_id == Purchase.id
-            )
-        ).tuples():
+        for purchase_id, token, pool in remainders:
             earned[token] += pool - paid.get(purchase_id, 0)
     return {token: amount for token, amount in earned.items() if amount > 0}
 
 
-def rewards_of(
-    session: Session, chain: Chain, account: str, store_account: str | None
-) -> tuple[Epoch | None, list[TokenRewards]]:
+def rewards_of(session: Session, chain: Chain, account: str) -> tuple[Epoch | None, list[TokenRewards]]:
     """The active epoch and the account's standing in every token it has anything in."""
     account = account.lower()
     epoch = active_epoch(session, chain)
@@ -100,7 +102,7 @@ def rewards_of(
             )
         ).tuples()
         in_root = {token: amount for token, amount in rows}
-    earned = earned_now(session, account, store_account)
+    earned = earned_now(session, account)
     result = []
     for token in sorted(set(earned) | set(in_root)):
         claimed = int(chain.view("claimed", to_checksum_address(account), to_checksum_address(token)))

@@ -2,7 +2,8 @@
 
 DESIGN.md "Settlement": for a purchase with seeder pool P, content length L and credited bytes
 b_s per seeder, seeder s has earned floor(P * b_s / L). Once the purchase is frozen (its
-settlement window passed), the part of P nobody earned goes to the store's account. Leaves are
+settlement window passed), the part of P nobody earned goes to the store's account as it was
+when the purchase froze. Leaves are
 cumulative over all purchases. Pure integer arithmetic over sorted inputs: the same inputs give
 the same leaves and the same root, bit for bit, in the oracle and in `verify-epoch`.
 """
@@ -27,6 +28,7 @@ class PurchaseTerms:
     seeder_pool: int
     size: int  # the product's content length L, from the chain
     frozen: bool
+    recipient: str = ""  # who gets the unearned part once frozen; "" = the store account
 
 
 Earnings = dict[tuple[str, str], int]  # (account, token) -> cumulative amount
@@ -68,7 +70,7 @@ def settle(
         if terms.frozen:
             rest = terms.seeder_pool - paid.get(purchase_id, 0)
             if rest > 0:
-                earnings[(store_account, terms.token)] += rest
+                earnings[(terms.recipient or store_account, terms.token)] += rest
     return {key: amount for key, amount in earnings.items() if amount > 0}
 
 

@@ -27,7 +27,6 @@ class AppContext:
     auth: SiweAuth
     stats: SwarmStats | None
     store_accounts: frozenset[str]
-    store_account: str | None  # gets the unearned part of settled pools
 
 
 def get_context(request: Request) -> AppContext:

@@ -239,6 +239,13 @@ class PublishedReceiptOut(BaseModel):
     key: dict[str, Any] | None = None
 
 
+class FrozenOut(BaseModel):
+    """A purchase past its settlement window, and who got the part of its pool nobody earned."""
+
+    purchase: int
+    recipient: str
+
+
 class PublicationOut(BaseModel):
     """Everything `seedmarket verify-epoch` needs to recompute an epoch's root from the chain."""
 
@@ -252,6 +259,6 @@ class PublicationOut(BaseModel):
     settleAfter: int
     storeAccount: str
     totals: dict[str, str]
-    frozen: list[int]
+    frozen: list[FrozenOut]
     tree: TreeOut
     receipts: list[PublishedReceiptOut]

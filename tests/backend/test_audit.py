@@ -60,7 +60,7 @@ def test_an_honest_epoch_recomputes_to_the_posted_root(
     assert report.ok, report.problems
     assert report.recomputed_root == report.posted_root == published["root"]
     assert (report.purchases, report.receipts) == (3, 4)
-    assert published["frozen"] == [1]
+    assert published["frozen"] == [{"purchase": 1, "recipient": market.accounts[9]}]
 
 
 def _tampered(published: dict[str, Any], change: str, market: Market) -> dict[str, Any]:
@@ -73,7 +73,9 @@ def _tampered(published: dict[str, Any], change: str, market: Market) -> dict[st
         forged = signed_receipt(market.domain, 2, market.accounts[7], SIZE, key(7))
         doc["receipts"].append({**to_json(forged), "credited": SIZE, "acceptedAt": 0})
     elif change == "frozen":
-        doc["frozen"] = [1, 2]
+        doc["frozen"].append({"purchase": 2, "recipient": market.accounts[9]})
+    elif change == "recipient":
+        doc["frozen"][0]["recipient"] = market.accounts[7]
     elif change == "unfrozen":
         doc["frozen"] = []
     elif change == "root":

@@ -12,10 +12,12 @@ from sqlalchemy import select
 from backend.devnet import Anvil, deploy_marketplace
 from backend.epochs import close_epoch, latest_epoch
 from backend.errors import ConfigError, OracleError
-from backend.models import Epoch
+from backend.models import Epoch, EpochLeaf
 from backend.services import Services
 from backend.settings import Settings, load_settings
 from tests.backend.helpers import Market, key, signed_receipt
+
+POOL = 10**18 * 2000 // 10_000 * 8000 // 10_000
 
 
 @pytest.fixture
@@ -122,3 +124,26 @@ def test_a_key_that_is_not_the_oracle_is_refused(settings: Settings) -> None:
     with pytest.raises(ConfigError, match="not the contract's oracle"):
         store.oracle().check()
     store.close()
+
+
+def test_a_new_store_account_does_not_take_what_froze_before_it(
+    store: Services, market: Market, settings: Settings
+) -> None:
+    product_id, _ = market.list_product(market.accounts[1])
+    _earn(store, market, product_id, buyer=2, seeder=3, count=1000)
+    market.anvil.rpc("evm_increaseTime", [2 * 86_400])
+    market.anvil.rpc("evm_mine")
+    store.indexer().sync()
+    assert store.oracle().step(force=True).status == "posted"  # purchase 1 froze: its rest to account 9
+    _earn(store, market, product_id, buyer=4, seeder=3, count=1000)
+    market.anvil.rpc("evm_increaseTime", [2 * 86_400])
+    market.anvil.rpc("evm_mine")
+    store.indexer().sync()
+    moved = Services.open(load_settings(**{**settings.model_dump(), "store_accounts": [market.accounts[8]]}))
+    assert moved.oracle().step(force=True).status == "posted"  # purchase 2 froze: its rest to account 8
+    with moved.db.reader() as session:
+        leaves = {(leaf.account, leaf.epoch): leaf.amount for leaf in session.scalars(select(EpochLeaf))}
+    rest = POOL - POOL * 1000 // 1_000_000
+    assert leaves[(market.accounts[9].lower(), 2)] == leaves[(market.accounts[9].lower(), 1)] == rest
+    assert leaves[(market.accounts[8].lower(), 2)] == rest
+    moved.close()

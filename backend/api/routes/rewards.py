@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from backend.api.deps import ContextDep, ServicesDep, SessionDep
+from backend.api.deps import ServicesDep, SessionDep
 from backend.api.errors import documented
 from backend.api.schemas import Address, ProofOut, RewardsOut, TokenRewardsOut
 from backend.errors import NotFoundError
@@ -19,11 +19,9 @@ TokenPath = Annotated[Address, Path(description="the token, 0x000...0 for ETH")]
 
 
 @router.get("/{account}/rewards", response_model=RewardsOut, responses=documented(422, 502, 503))
-def rewards(
-    account: AccountPath, services: ServicesDep, session: SessionDep, context: ContextDep
-) -> RewardsOut:
+def rewards(account: AccountPath, services: ServicesDep, session: SessionDep) -> RewardsOut:
     """Earned, in the active root, claimed, claimable now, and pending a later root; per token."""
-    epoch, tokens = rewards_of(session, services.chain, account, context.store_account)
+    epoch, tokens = rewards_of(session, services.chain, account)
     return RewardsOut(
         account=checksum(account),
         active_epoch=epoch.number if epoch else None,
