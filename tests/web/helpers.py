@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_from_bytes, urlencode
 
 import httpx
 from playwright.sync_api import BrowserContext, Page
@@ -116,3 +117,19 @@ def goto(page: Page, url: str) -> None:
     """Load a page and wait until its script module has run."""
     page.goto(url)
     page.wait_for_selector("html[data-ready=true]", state="attached")
+
+
+def announce(url: str, info_hash: bytes, *, left: int) -> bytes:
+    """One BEP 3 announce to a personal announce URL; the tracker's bencoded answer."""
+    query = urlencode(
+        {
+            "peer_id": "-SM0001-webtest00000",
+            "port": 6881,
+            "uploaded": 0,
+            "downloaded": 0,
+            "left": left,
+            "compact": 1,
+        }
+    )
+    answer = httpx.get(f"{url}?info_hash={quote_from_bytes(info_hash)}&{query}", timeout=10)
+    return answer.content

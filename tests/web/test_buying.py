@@ -7,8 +7,10 @@ import re
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
+from backend.models import Purchase
 from backend.passkeys import passkey_for
-from tests.web.helpers import PRICE, SIZE, TOKEN_PRICE, Shop, Visit, goto
+from backend.web.money import format_units
+from tests.web.helpers import PRICE, SIZE, TOKEN_PRICE, Shop, Visit, announce, goto
 from tracker.metainfo import parse_metainfo
 
 BUYER = 2
@@ -25,6 +27,7 @@ def test_a_buyer_pays_in_eth_signs_in_and_downloads_a_personal_torrent(
     page.get_by_role("link", name="Field recordings").click()
     page.wait_for_selector("h1:has-text('Field recordings')")
     assert "0.05 ETH" in page.locator(".price").inner_text()
+    split = page.locator("table.split tbody td[data-label=Amount]").all_inner_texts()
     tab.shot("product-page")
 
     before = market.w3.eth.get_balance(buyer)
@@ -62,9 +65,19 @@ def test_a_buyer_pays_in_eth_signs_in_and_downloads_a_personal_torrent(
     assert query["tr"] == [metainfo.announce]
     assert page.get_by_text("seedmarket seed").is_visible()
 
+    with shop.services.db.reader() as session:
+        paid = session.get(Purchase, purchase_id)
+    assert paid is not None  # the split the page promised is the one the contract made
+    assert split == [
+        f"{format_units(a, 18)} ETH" for a in (paid.seller_amount, paid.operator_fee, paid.seeder_pool)
+    ]
+
+    # The buyer seeds with the personal torrent; the product page counts it.
+    assert b"failure reason" not in announce(metainfo.announce, shop.infohash, left=0)
     goto(page, f"{shop.url}/item/{shop.product_id}")
     assert page.get_by_text("You own this product.").is_visible()
     assert page.get_by_role("button", name=re.compile("^Buy")).count() == 0
+    assert page.locator("[data-health=seeders]").inner_text() == "1"
 
 
 def test_an_erc20_product_is_approved_then_bought(visit: Callable[..., Visit], shop: Shop) -> None:
