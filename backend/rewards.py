@@ -90,8 +90,15 @@ def earned_now(session: Session, account: str) -> dict[str, int]:
     return {token: amount for token, amount in earned.items() if amount > 0}
 
 
-def rewards_of(session: Session, chain: Chain, account: str) -> tuple[Epoch | None, list[TokenRewards]]:
-    """The active epoch and the account's standing in every token it has anything in."""
+def rewards_of(
+    session: Session, chain: Chain, account: str, store_account: str | None = None
+) -> tuple[Epoch | None, list[TokenRewards]]:
+    """The active epoch and the account's standing in every token it has anything in.
+
+    `store_account` is accepted for older callers and ignored: frozen purchases now record who
+    received their unearned part.
+    """
+    del store_account
     account = account.lower()
     epoch = active_epoch(session, chain)
     in_root: dict[str, int] = {}

@@ -27,6 +27,7 @@ class AppContext:
     auth: SiweAuth
     stats: SwarmStats | None
     store_accounts: frozenset[str]
+    store_account: str | None  # gets the unearned part of pools that freeze from now on
 
 
 def get_context(request: Request) -> AppContext:

@@ -35,6 +35,7 @@ def create_app(
         auth=SiweAuth(services.db, settings),
         stats=stats,
         store_accounts=frozenset(store_accounts),
+        store_account=store_accounts[0] if store_accounts else None,
     )
     app = FastAPI(title="seedmarket store", version="1", description=DESCRIPTION)
     app.state.context = context
