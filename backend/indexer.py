@@ -147,6 +147,12 @@ class Indexer:
             except (ChainError, OperationalError) as exc:
                 log.warning("indexer: %s; retrying in %.0f s", exc, delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
+            except ConfigError as exc:
+                log.error("indexer stopped: %s", exc)
+                return
+            except Exception:  # a bug: keep the store following the chain, loudly
+                log.exception("indexer: unexpected error; retrying in %.0f s", delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
             stop.wait(delay)
 
     # ----- storing -----

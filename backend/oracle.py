@@ -136,6 +136,12 @@ class Oracle:
             except OracleError as exc:
                 log.error("oracle: %s", exc)
                 delay = min(delay * 2, _MAX_BACKOFF)
+            except ConfigError as exc:
+                log.error("oracle stopped: %s", exc)
+                return
+            except Exception:  # a bug or a database outage: log it, keep the loop alive
+                log.exception("oracle: unexpected error; retrying in %.0f s", delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
             stop.wait(delay)
 
     # ----- posting -----
