@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from sqlalchemy import func, select
@@ -40,29 +39,6 @@ _RECEIPT_POLL = 0.25
 _MAX_BACKOFF = 60.0
 # Refusals after which the same epoch can never be posted: a later epoch takes over.
 _TERMINAL = {"StaleEpoch", "TotalExceedsFunded", "TotalDecreased", "NotOracle"}
-
-
-def load_oracle_account(settings: Settings) -> LocalAccount:
-    """The oracle's signing account from a keystore (with its password) or a private key."""
-    if settings.oracle_keystore is not None:
-        if settings.oracle_keystore_password is None:
-            raise ConfigError("SEEDMARKET_ORACLE_KEYSTORE needs SEEDMARKET_ORACLE_KEYSTORE_PASSWORD")
-        try:
-            keystore = json.loads(settings.oracle_keystore.read_text())
-            key = Account.decrypt(keystore, settings.oracle_keystore_password.get_secret_value())
-        except FileNotFoundError:
-            raise ConfigError(f"oracle keystore {settings.oracle_keystore} does not exist") from None
-        except ValueError as exc:
-            raise ConfigError(f"cannot open oracle keystore {settings.oracle_keystore}: {exc}") from None
-        account: LocalAccount = Account.from_key(key)
-        return account
-    if settings.oracle_key is None:
-        raise ConfigError("set SEEDMARKET_ORACLE_KEY or SEEDMARKET_ORACLE_KEYSTORE")
-    try:
-        account = Account.from_key(settings.oracle_key.get_secret_value())
-    except ValueError:
-        raise ConfigError("SEEDMARKET_ORACLE_KEY is not a private key") from None
-    return account
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from backend.chain import Chain
 from backend.db import Database
 from backend.errors import ConfigError
 from backend.indexer import Indexer
-from backend.oracle import Oracle, load_oracle_account
+from backend.oracle import Oracle
+from backend.oracle_key import load_oracle_account
 from backend.receipt_sink import DatabaseReceiptSink
 from backend.settings import Settings
 from backend.tracker_policy import DatabaseSwarmPolicy

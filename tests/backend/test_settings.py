@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 
 from backend.errors import ConfigError
+from backend.oracle_key import load_oracle_account
 from backend.settings import load_settings
 
 PRODUCTION = {
@@ -68,3 +71,19 @@ def test_production_refuses_public_test_keys_and_missing_secrets() -> None:
     with pytest.raises(ConfigError, match="https"):
         load_settings(**{**PRODUCTION, "public_url": "http://s.example"}, oracle_key="0x" + "42" * 32)
     assert load_settings(**PRODUCTION, oracle_key="0x" + "42" * 32).production
+
+
+def test_the_oracle_key_can_come_from_an_encrypted_keystore(tmp_path: Path) -> None:
+    account = Account.create()
+    keystore = tmp_path / "oracle.json"
+    keystore.write_text(json.dumps(Account.encrypt(account.key, "s3cret", iterations=2)))
+    settings = load_settings(oracle_keystore=keystore, oracle_keystore_password="s3cret")
+    assert load_oracle_account(settings).address == account.address
+    with pytest.raises(ConfigError, match="cannot open"):
+        load_oracle_account(load_settings(oracle_keystore=keystore, oracle_keystore_password="wrong"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_oracle_account(
+            load_settings(oracle_keystore=tmp_path / "nope.json", oracle_keystore_password="x")
+        )
+    with pytest.raises(ConfigError, match="not a private key"):
+        load_oracle_account(load_settings(oracle_key="0x1234"))
