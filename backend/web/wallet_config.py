@@ -47,6 +47,17 @@ ERROR_MESSAGES = {
 }
 
 
+# OpenZeppelin's ERC-20 errors (ERC-6093), which a token purchase's transferFrom passes through.
+TOKEN_ERRORS = {
+    "ERC20InsufficientBalance(address,uint256,uint256)": (
+        "Your wallet does not hold enough of this token to pay the price."
+    ),
+    "ERC20InsufficientAllowance(address,uint256,uint256)": (
+        "The store may not take enough of this token yet; approve the price and try again."
+    ),
+}
+
+
 def selector(signature: str) -> str:
     """The 4-byte selector of a function or error signature, 0x-hex."""
     return "0x" + keccak256(signature.encode())[:4].hex()
@@ -87,8 +98,8 @@ def event_topics(abi: Sequence[dict[str, Any]]) -> dict[str, str]:
 
 
 def error_messages(abi: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """Revert selector -> one sentence, for every custom error of the ABI."""
-    messages = {}
+    """Revert selector -> one sentence, for every custom error of the ABI and the ERC-20 ones."""
+    messages = {selector(signature): message for signature, message in TOKEN_ERRORS.items()}
     for entry in abi:
         if entry.get("type") == "error":
             name = entry["name"]

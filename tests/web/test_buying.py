@@ -114,3 +114,24 @@ ERC20_ABI = [
         "outputs": [{"name": "", "type": "uint256"}],
     },
 ]
+
+
+def test_the_keyboard_alone_skips_to_the_content_and_buys(visit: Callable[..., Visit], shop: Shop) -> None:
+    tab = visit(TOKEN_BUYER)  # it bought the token product above; this is the ETH one
+    page = tab.page
+    goto(page, f"{shop.url}/item/{shop.product_id}")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.dataset.action") == "buy":
+            break
+    else:
+        raise AssertionError("Tab never reached the Buy button")
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"  # focus shows
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#status[data-kind=done]")
+    assert shop.market.contract.functions.purchaseOf(shop.product_id, shop.account(TOKEN_BUYER)).call() != 0
+    assert page.evaluate("document.activeElement.id") == "status"  # the button is gone; focus is on the news

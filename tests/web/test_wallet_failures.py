@@ -111,3 +111,19 @@ def test_the_visitor_picks_a_wallet_when_several_announce_themselves(
     page.get_by_role("button", name="Sign in with Ethereum").first.click()
     page.wait_for_selector("text=Signed in as")
     assert tab.status() == f"Signed in as {shop.account(NOT_A_BUYER)}."  # no second question
+
+
+def test_a_buyer_without_enough_tokens_is_told_so_and_buys_nothing(
+    visit: Callable[..., Visit], shop: Shop
+) -> None:
+    tab = visit(NOT_A_BUYER)
+    page = tab.page
+    goto(page, f"{shop.url}/item/{shop.token_product_id}")
+    page.get_by_role("button", name="Buy for 25 SEED").click()
+    page.wait_for_selector("#status[data-kind=error]")
+    assert tab.status() == "Your wallet does not hold enough of this token to pay the price."
+    assert _sent(tab, "eth_sendTransaction") == 1  # the approval; the purchase was never sent
+    assert (
+        shop.market.contract.functions.purchaseOf(shop.token_product_id, shop.account(NOT_A_BUYER)).call()
+        == 0
+    )

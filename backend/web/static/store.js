@@ -43,11 +43,16 @@ export function formatUnits(amount, decimals) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, {
-    credentials: "same-origin",
-    headers: { "content-type": "application/json", accept: "application/json" },
-    ...options,
-  });
+  let response;
+  try {
+    response = await fetch(path, {
+      credentials: "same-origin",
+      headers: { "content-type": "application/json", accept: "application/json" },
+      ...options,
+    });
+  } catch {
+    throw new WalletError("The store did not answer; check your connection and try again.");
+  }
   if (response.status === 204) return null;
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -121,7 +126,10 @@ async function signIn() {
 }
 
 async function signOut() {
-  await api("/auth/session", { method: "DELETE" });
+  const response = await fetch("/auth/session", { method: "DELETE", credentials: "same-origin" }).catch(() => null);
+  if (!response || (!response.ok && response.status !== 401)) {
+    throw new WalletError("The store did not sign you out; try again in a moment.");
+  } // 401: the session had already ended, so the visitor is signed out either way
   sessionStorage.setItem(FLASH_KEY, "Signed out.");
   window.location.reload();
 }
@@ -223,18 +231,19 @@ const ACTIONS = { "sign-in": signIn, "sign-out": signOut, buy, claim, withdraw }
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("button[data-action]");
   const action = button && ACTIONS[button.dataset.action];
-  if (!action || button.disabled) return;
+  if (!action) return;
   event.preventDefault();
+  // aria-busy, not disabled: a disabled button would drop keyboard focus mid-action.
+  if (button.disabled || button.getAttribute("aria-busy") === "true") return;
   report(""); // a new action: the last one's outcome no longer applies
-  button.disabled = true;
   button.setAttribute("aria-busy", "true");
   try {
     await action(button);
   } catch (error) {
     failed(explain(error, config ?? { errors: {} }));
-    button.disabled = false;
   } finally {
     button.removeAttribute("aria-busy");
+    if (button.disabled || button.hidden) statusLine.focus(); // keep keyboard users where the news is
   }
 });
 
