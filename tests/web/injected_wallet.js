@@ -1,13 +1,14 @@
 // A test wallet injected before the page's own scripts: EIP-1193 providers for anvil's unlocked
 // development accounts, announced over EIP-6963. Every request goes to anvil's JSON-RPC with
 // fetch, so anvil signs personal_sign and eth_sendTransaction; the test steers only what a user
-// would decide (which chain the wallet is on, whether to accept a switch or a signature).
+// would decide (which chain the wallet is on, whether to accept a switch, a signature, a transaction).
 // `SETUP` is prepended by the test: {rpc, wallets: [{account, name, rdns, uuid}], chainId, rejectSwitch, rejectSign}.
 (() => {
   const state = {
     chainId: SETUP.chainId ?? null, // null: whatever anvil says
     rejectSwitch: Boolean(SETUP.rejectSwitch),
     rejectSign: Boolean(SETUP.rejectSign),
+    rejectSend: false,
     calls: [],
   };
   window.__testWallet = state;
@@ -42,6 +43,9 @@
             return null;
           case "personal_sign":
             if (state.rejectSign) throw rpcError(4001, "User rejected the request.");
+            return forward(method, params);
+          case "eth_sendTransaction":
+            if (state.rejectSend) throw rpcError(4001, "User denied transaction signature.");
             return forward(method, params);
           default:
             return forward(method, params);

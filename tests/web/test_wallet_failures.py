@@ -127,3 +127,18 @@ def test_a_buyer_without_enough_tokens_is_told_so_and_buys_nothing(
         shop.market.contract.functions.purchaseOf(shop.token_product_id, shop.account(NOT_A_BUYER)).call()
         == 0
     )
+
+
+def test_a_rejected_transaction_is_explained_and_can_be_retried(
+    visit: Callable[..., Visit], shop: Shop
+) -> None:
+    tab = visit(NOT_A_BUYER)
+    page = tab.page
+    goto(page, f"{shop.url}/item/{shop.product_id}")
+    page.evaluate("window.__testWallet.rejectSend = true")
+    buy = page.get_by_role("button", name=re.compile("^Buy for"))
+    buy.click()
+    page.wait_for_selector("#status[data-kind=error]")
+    assert tab.status() == "You rejected the request in your wallet; nothing was sent."
+    assert buy.is_enabled() and buy.get_attribute("aria-busy") is None  # ready for another try
+    assert shop.market.contract.functions.purchaseOf(shop.product_id, shop.account(NOT_A_BUYER)).call() == 0
