@@ -160,6 +160,7 @@ def seed(
         wallet=address,
         verifier=ReceiptVerifier(domain),
         enforce_credit=not serve_everyone,
+        confirm_buyers=not serve_everyone,
         plain_peers=PlainPeers.SERVE if serve_everyone else PlainPeers.AFTER_PAYING,
     )
 

@@ -157,3 +157,50 @@ def test_a_seeder_killed_after_serving_submits_every_journaled_receipt_after_res
 
     credited = run(restart_and_submit(), uv=False)
     assert credited == {(31, seller.address): verified}
+
+
+def test_a_seeder_confirming_buyers_gives_an_impostor_one_window_and_the_buyer_everything(tmp_path):
+    content = make_content(tmp_path, sizes=(20_000_000,), piece_length=65536)
+    seller, buyer, impostor, victim = new_wallet(), new_wallet(), new_wallet(), new_wallet()
+    purchases = {51: buyer, 52: victim}  # the impostor signs for a purchase it did not make
+
+    async def scenario():
+        server, sink, _ = await _tracker(content, [seller], purchases)
+        base = f"http://127.0.0.1:{server.port}"
+        try:
+            async with (
+                Session(host="127.0.0.1", journal=ReceiptJournal(tmp_path / "seller.journal")) as seed,
+                Session(host="127.0.0.1") as honest,
+                Session(host="127.0.0.1") as cheat,
+            ):
+                config = TorrentConfig(
+                    wallet=seller.address, verifier=ReceiptVerifier(DOMAIN), confirm_buyers=True
+                )
+                seeding = await seed.add_torrent(content.meta, content.folder, config, writable=False)
+                seed.submit_receipts(base)
+                good = await honest.add_torrent(
+                    content.meta, tmp_path / "honest", TorrentConfig(signer=signer_for(buyer, 51))
+                )
+                bad = await cheat.add_torrent(
+                    content.meta, tmp_path / "cheat", TorrentConfig(signer=signer_for(impostor, 52))
+                )
+                await honest.connect(good, "127.0.0.1", seed.port)
+                await cheat.connect(bad, "127.0.0.1", seed.port)
+                await good.completed.wait()
+                assert seeding.billing is not None
+                for _ in range(300):
+                    account = seeding.billing.accounts.get(52)
+                    if account is not None and account.frozen:
+                        break
+                    await asyncio.sleep(0.02)
+                account = seeding.billing.accounts[52]
+                assert account.frozen == "wrong-signer"
+                assert account.served <= seeding.billing.window
+                assert not bad.completed.is_set()
+                assert sink.credited.get((52, seller.address)) is None
+                assert seeding.billing.accounts[51].confirmed
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(scenario(), uv=False)

@@ -34,24 +34,45 @@ class PurchaseAccount(CreditAccount):
 
     buyer: bytes | None = None
     journaling: int = 0  # highest figure on its way to the journal
+    frozen: str = ""  # why the tracker refused this purchase's receipts; no more credit then
+    confirmed: bool = True  # the tracker accepted a receipt of it (False: only the first window)
+
+    def allows(self, length: int) -> bool:
+        """Whether `length` more bytes stay within receipts + window: never once frozen, and
+        only the first window until the tracker confirmed who signs for the purchase."""
+        paid = self.receipted if self.confirmed else 0
+        return not self.frozen and self.served + length <= paid + self.window
 
 
 class SeederBilling:
     """A seeder's receipts: verify, journal, extend credit."""
 
-    def __init__(self, wallet: bytes, verifier: ReceiptVerifier, journal: AsyncJournal, piece_length: int):
+    def __init__(
+        self,
+        wallet: bytes,
+        verifier: ReceiptVerifier,
+        journal: AsyncJournal,
+        piece_length: int,
+        *,
+        confirm_buyers: bool = False,
+    ):
         self.wallet = wallet
         self.verifier = verifier
         self.journal = journal
         self.window = credit_window(piece_length)
+        self.confirm_buyers = confirm_buyers
         self.accounts: dict[int, PurchaseAccount] = {}
 
     def account(self, purchase_id: int) -> PurchaseAccount:
         """The account of a purchase; after a restart it starts from the journaled receipt."""
         account = self.accounts.get(purchase_id)
         if account is None:
-            paid = self.journal.journal.highest_bytes(purchase_id, self.wallet)
-            account = PurchaseAccount(window=self.window, served=paid, receipted=paid, journaling=paid)
+            journal = self.journal.journal
+            paid = journal.highest_bytes(purchase_id, self.wallet)
+            confirmed = not self.confirm_buyers or journal.settled_bytes(purchase_id, self.wallet) > 0
+            account = PurchaseAccount(
+                window=self.window, served=paid, receipted=paid, journaling=paid, confirmed=confirmed
+            )
             self.accounts[purchase_id] = account
         return account
 
@@ -66,6 +87,8 @@ class SeederBilling:
             raise ProtocolError("a receipt naming another seeder")
         if receipt.purchase_id != conn.purchase:
             raise ProtocolError("a receipt for another purchase than the peer announced")
+        if account.frozen:
+            raise ProtocolError(f"the tracker refuses this purchase's receipts ({account.frozen})")
         if receipt.byte_count <= account.journaling:
             return None  # adds nothing: not worth a signature check (a flood of these costs little)
         try:
@@ -83,6 +106,14 @@ class SeederBilling:
         """Store the receipt durably, then raise the account's credit; returns whether it grew."""
         await self.journal.append(signed)
         return account.record_receipt(signed.receipt.byte_count)
+
+    def freeze(self, purchase_id: int, reason: str) -> PurchaseAccount | None:
+        """The tracker rejected a receipt of this purchase (say, not signed by its buyer): the
+        first receipt's signer was trusted on first use, and that trust is now withdrawn."""
+        account = self.accounts.get(purchase_id)
+        if account is not None:
+            account.frozen = reason or "rejected"
+        return account
 
     def need_message(self, conn: PeerConnection, account: PurchaseAccount) -> bytes | None:
         """A `need` message when the account is due for a receipt (once per figure)."""

@@ -22,7 +22,7 @@ from tracker.peer.connection import PeerConnection
 from tracker.peer.errors import PeerError, StorageError
 from tracker.peer.journal import AsyncJournal, ReceiptJournal
 from tracker.peer.storage import CheckProgress, Storage
-from tracker.peer.submitter import Submitter
+from tracker.peer.submitter import Answer, Submitter
 from tracker.peer.torrent import Torrent, TorrentConfig
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class Session:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
         self.completion_hooks: list[Callable[[Torrent], None]] = []
+        self.submitters: list[Submitter] = []
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -176,9 +177,29 @@ class Session:
         """Hand journaled receipts to the tracker at `tracker_url` until each is acknowledged."""
         if self.journal is None:
             raise PeerError("submitting receipts needs a journal")
-        submitter = Submitter(self.journal, tracker_url)
+        submitter = Submitter(
+            self.journal, tracker_url, on_rejected=self._receipt_rejected, on_accepted=self._receipt_accepted
+        )
+        self.submitters.append(submitter)
         self.spawn(submitter.run())
         return submitter
+
+    def submit_soon(self) -> None:
+        """Ask the submitters to hand in journaled receipts now rather than after gathering."""
+        for submitter in self.submitters:
+            submitter.urgent.set()
+
+    def _receipt_accepted(self, answer: Answer) -> None:
+        receipt = answer.signed.receipt
+        for torrent in self.torrents.values():
+            if torrent.billing is not None and torrent.billing.wallet == receipt.seeder:
+                torrent.receipt_accepted(receipt.purchase_id)
+
+    def _receipt_rejected(self, answer: Answer) -> None:
+        receipt = answer.signed.receipt
+        for torrent in self.torrents.values():
+            if torrent.billing is not None and torrent.billing.wallet == receipt.seeder:
+                torrent.receipt_rejected(receipt.purchase_id, answer.reason)
 
     # ----- peers -----
 

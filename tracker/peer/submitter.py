@@ -9,7 +9,11 @@ nothing is lost while the tracker is away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import bencodepy
@@ -28,6 +32,8 @@ BACKOFF_START = 1.0
 BACKOFF_MAX = 300.0
 REQUEST_TIMEOUT = 30.0
 SETTLED_STATUSES = ("accepted", "clipped", "rejected")
+RETRYABLE_REASONS = frozenset({"unknown-purchase"})  # the store may index the purchase later
+RETRY_LATER_SECONDS = 300.0
 
 
 class SubmitError(PeerError):
@@ -40,7 +46,22 @@ def receipts_url(tracker: str) -> str:
     return str(parsed.copy_with(path="/receipts", query=None, fragment=None))
 
 
-def _settlements(batch: list[SignedReceipt], answer: Any) -> list[Settlement]:
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The tracker's word on one receipt."""
+
+    signed: SignedReceipt
+    status: str
+    reason: str = ""
+
+    @property
+    def retry_later(self) -> bool:
+        """A rejection that may turn into acceptance (the store has not indexed the purchase yet)."""
+        return self.status == "rejected" and self.reason in RETRYABLE_REASONS
+
+
+def parse_answers(batch: list[SignedReceipt], answer: Any) -> list[Answer]:
+    """The tracker's answers to a batch, in order; raises SubmitError when it is not one."""
     if not isinstance(answer, dict):
         raise SubmitError("the tracker's answer is not a dictionary")
     failure = answer.get(b"failure reason")
@@ -49,62 +70,94 @@ def _settlements(batch: list[SignedReceipt], answer: Any) -> list[Settlement]:
     results = answer.get(b"results")
     if not isinstance(results, list) or len(results) != len(batch):
         raise SubmitError("the tracker's answer does not have one result per receipt")
-    settlements = []
+    answers = []
     for signed, result in zip(batch, results, strict=True):
         status = result.get(b"status") if isinstance(result, dict) else None
         if not isinstance(status, bytes) or status.decode("ascii", "replace") not in SETTLED_STATUSES:
             raise SubmitError(f"the tracker gave an unknown status {status!r}")
-        if status == b"rejected":
-            log.warning(
-                "tracker rejected the receipt for purchase %d (%r)",
-                signed.receipt.purchase_id,
-                result.get(b"reason"),
-            )
-        receipt = signed.receipt
-        settlements.append(
-            Settlement(receipt.purchase_id, receipt.seeder, receipt.byte_count, status.decode())
-        )
-    return settlements
+        reason = result.get(b"reason", b"")
+        text = reason.decode("utf-8", "replace")[:100] if isinstance(reason, bytes) else ""
+        answers.append(Answer(signed, status.decode(), text))
+    return answers
+
+
+AnswerHook = Callable[[Answer], None]
 
 
 class Submitter:
     """Posts pending receipts from a journal to one tracker."""
 
-    def __init__(self, journal: AsyncJournal, url: str, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        journal: AsyncJournal,
+        url: str,
+        client: httpx.AsyncClient | None = None,
+        on_rejected: AnswerHook | None = None,
+        on_accepted: AnswerHook | None = None,
+    ) -> None:
         self.journal = journal
         self.url = receipts_url(url)
         self._client = client
+        self.on_rejected = on_rejected
+        self.on_accepted = on_accepted
+        self.urgent = asyncio.Event()  # submit now, without gathering first
         self.submitted = 0  # receipts the tracker answered for
+        self._deferred: dict[tuple[int, bytes], float] = {}  # retry-later receipts: not before
+
+    async def _batch(self) -> list[SignedReceipt]:
+        now = time.monotonic()
+        self._deferred = {key: when for key, when in self._deferred.items() if when > now}
+        pending: list[SignedReceipt] = await self.journal.run(
+            self.journal.journal.pending, SUBMIT_BATCH + len(self._deferred)
+        )
+        ready = [s for s in pending if (s.receipt.purchase_id, s.receipt.seeder) not in self._deferred]
+        return ready[:SUBMIT_BATCH]
 
     async def submit_pending(self) -> int:
         """Post everything pending now; returns how many receipts were settled. Raises SubmitError."""
         settled = 0
         client = self._client or httpx.AsyncClient(timeout=REQUEST_TIMEOUT)
         try:
-            while True:
-                batch: list[SignedReceipt] = await self.journal.run(
-                    self.journal.journal.pending, SUBMIT_BATCH
-                )
-                if not batch:
-                    return settled
+            while batch := await self._batch():
                 body = bencodepy.encode({"receipts": [to_message(signed) for signed in batch]})
                 try:
                     response = await client.post(self.url, content=body)
                 except httpx.HTTPError as exc:
                     raise SubmitError(f"cannot reach the tracker at {self.url}: {exc}") from exc
                 try:
-                    answer = bencodepy.decode(response.content)
+                    document = bencodepy.decode(response.content)
                 except (bencodepy.BencodeDecodeError, ValueError, TypeError):
                     raise SubmitError(
                         f"the tracker answered HTTP {response.status_code} with no bencoding"
                     ) from None
-                settlements = _settlements(batch, answer)
-                await self.journal.run(self.journal.journal.settle, settlements)
-                settled += len(settlements)
-                self.submitted += len(settlements)
+                settled += await self._record(parse_answers(batch, document))
+            return settled
         finally:
             if self._client is None:
                 await client.aclose()
+
+    async def _record(self, answers: list[Answer]) -> int:
+        settlements = []
+        for answer in answers:
+            receipt = answer.signed.receipt
+            if answer.retry_later:
+                self._deferred[(receipt.purchase_id, receipt.seeder)] = time.monotonic() + RETRY_LATER_SECONDS
+                continue
+            if answer.status == "rejected":
+                log.warning(
+                    "tracker rejected the receipt for purchase %d: %s", receipt.purchase_id, answer.reason
+                )
+                if self.on_rejected is not None:
+                    self.on_rejected(answer)
+            elif self.on_accepted is not None:
+                self.on_accepted(answer)
+            settlements.append(
+                Settlement(receipt.purchase_id, receipt.seeder, receipt.byte_count, answer.status)
+            )
+        if settlements:
+            await self.journal.run(self.journal.journal.settle, settlements)
+        self.submitted += len(settlements)
+        return len(settlements)
 
     async def run(self) -> None:
         """Submit forever: soon after new receipts arrive, periodically, and with backoff on failure."""
@@ -123,4 +176,6 @@ class Submitter:
                 await asyncio.wait_for(self.journal.changed.wait(), RESUBMIT_INTERVAL)
             except TimeoutError:
                 continue
-            await asyncio.sleep(SUBMIT_DELAY)
+            with contextlib.suppress(TimeoutError):  # gather a batch, unless a buyer awaits its verdict
+                await asyncio.wait_for(self.urgent.wait(), SUBMIT_DELAY)
+            self.urgent.clear()

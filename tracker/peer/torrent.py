@@ -60,6 +60,7 @@ class TorrentConfig:
     wallet: bytes | None = None  # we seed and bill receipts to this payout address
     verifier: ReceiptVerifier | None = None  # checks receipts billed to `wallet`
     enforce_credit: bool = True  # serve receipt-paying peers only within their credit window
+    confirm_buyers: bool = False  # past the first window, credit only once the tracker accepted a receipt
     plain_peers: PlainPeers = PlainPeers.AFTER_PAYING
     upload: bool = True  # serve pieces at all
     upload_slots: int = UPLOAD_SLOTS
@@ -103,7 +104,13 @@ class Torrent:
         if config.wallet is not None:
             if config.verifier is None or session.journal is None:
                 raise PeerError("billing receipts needs a receipt verifier and a journal")
-            self.billing = SeederBilling(config.wallet, config.verifier, session.journal, meta.piece_length)
+            self.billing = SeederBilling(
+                config.wallet,
+                config.verifier,
+                session.journal,
+                meta.piece_length,
+                confirm_buyers=config.confirm_buyers,
+            )
         self.leecher: LeecherBilling | None = None
         if config.signer is not None:
             self.leecher = LeecherBilling(config.signer, meta.info_hash, config.receipt_ledger)
@@ -475,6 +482,11 @@ class Torrent:
             return
         if not grew:
             return
+        if not account.confirmed:
+            self.session.submit_soon()  # the tracker's verdict on the buyer unlocks more credit
+        self._credit_grew(account)
+
+    def _credit_grew(self, account: PurchaseAccount) -> None:
         for other in list(self.connections):
             if other.account is not account:
                 continue
@@ -484,6 +496,23 @@ class Torrent:
                     self._maybe_unchoke(other)
             elif not other.am_choking:
                 self.serve(other)
+
+    def receipt_accepted(self, purchase_id: int) -> None:
+        """The tracker accepted a receipt we billed: its signer is the buyer, credit may grow."""
+        account = self.billing.accounts.get(purchase_id) if self.billing is not None else None
+        if account is not None and not account.confirmed:
+            account.confirmed = True
+            self._credit_grew(account)
+
+    def receipt_rejected(self, purchase_id: int, reason: str) -> None:
+        """The tracker refused a receipt we billed: stop serving that purchase."""
+        if self.billing is None:
+            return
+        account = self.billing.freeze(purchase_id, reason)
+        for conn in list(self.connections):
+            if account is not None and conn.account is account:
+                conn.credit_blocked = True
+                self._choke(conn)
 
     # ----- uploading -----
 
