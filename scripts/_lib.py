@@ -33,3 +33,13 @@ def parse_percent_or_bps(value: str) -> int:
     if not 0 <= bps <= 10_000:
         raise click.BadParameter(f"{value!r} is outside 0%..100%")
     return bps
+
+
+def store_option() -> click.Option:
+    """`--store URL`: the store's API."""
+    return click.option(
+        "--store",
+        default=lambda: os.environ.get("SEEDMARKET_STORE_URL", "http://127.0.0.1:8000"),
+        show_default="$SEEDMARKET_STORE_URL or http://127.0.0.1:8000",
+        help="The store's URL.",
+    )
