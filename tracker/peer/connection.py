@@ -136,7 +136,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         """The socket buffer drained: serve again."""
         self.write_paused = False
         if self.torrent is not None and self.upload_queue:
-            self.torrent.serve(self)
+            self.torrent.uploads.serve(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         """Where the next read lands."""
@@ -187,6 +187,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         end = self._end
         torrent = self.torrent
         assert torrent is not None
+        downloads = torrent.downloads
         max_length = self._max_length
         while end - pos >= 4 and not self.closed:
             length = _LENGTH(buf, pos)[0]
@@ -202,7 +203,7 @@ class PeerConnection(asyncio.BufferedProtocol):
                 if length < 9:
                     raise ProtocolError("piece message too short")
                 index, begin = _INDEX_BEGIN(buf, pos + 5)
-                torrent.on_block(self, index, begin, view[pos + 13 : pos + 4 + length])
+                downloads.on_block(self, index, begin, view[pos + 13 : pos + 4 + length])
             else:
                 self._dispatch(msg_id, pos + 5, length - 1)
             pos += 4 + length
@@ -269,21 +270,21 @@ class PeerConnection(asyncio.BufferedProtocol):
             bitfield_allowed, self._bitfield_allowed = self._bitfield_allowed, False
         if msg_id == wire.REQUEST:
             index, begin, length = _INDEX_BEGIN_LENGTH(buf, start)
-            torrent.on_request(self, index, begin, length)
+            torrent.uploads.on_request(self, index, begin, length)
         elif msg_id == wire.HAVE:
             torrent.on_have(self, _LENGTH(buf, start)[0])
         elif msg_id == wire.CHOKE:
             self.peer_choking = True
-            torrent.on_choke(self)
+            torrent.downloads.on_choke(self)
         elif msg_id == wire.UNCHOKE:
             self.peer_choking = False
-            torrent.on_unchoke(self)
+            torrent.downloads.on_unchoke(self)
         elif msg_id == wire.INTERESTED:
             self.peer_interested = True
-            torrent.on_interest(self)
+            torrent.uploads.on_interest(self)
         elif msg_id == wire.NOT_INTERESTED:
             self.peer_interested = False
-            torrent.on_interest(self)
+            torrent.uploads.on_interest(self)
         elif msg_id == wire.CANCEL:
             index, begin, length = _INDEX_BEGIN_LENGTH(buf, start)
             self._cancel_upload(index, begin, length)
