@@ -54,6 +54,13 @@ class TrackerConfig:
     body_timeout: int = BODY_TIMEOUT
     keepalive_timeout: int = KEEPALIVE_TIMEOUT
 
+    def __post_init__(self) -> None:
+        for name in ("interval", "min_interval", "policy_ttl", "max_connections", "max_peers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"tracker {name} must be at least 1")
+        if min(self.grace, self.head_timeout, self.body_timeout, self.keepalive_timeout) < 0:
+            raise ValueError("tracker grace and timeouts cannot be negative")
+
 
 class TrackerServer:
     """A running tracker: its listening sockets, swarms, caches and counters."""
@@ -119,13 +126,18 @@ class TrackerServer:
         await self.wait_closed()
 
     def _tick(self) -> None:
-        self.now = int(time.monotonic() - self._epoch)
-        swarms = len(self.registry.swarms)
-        if swarms:
-            self.registry.sweep(self.now, max(1, math.ceil(swarms / SWEEP_CYCLE)))
-        for connection in [c for c in self.connections if c.deadline < self.now]:
-            connection.close()
+        """Advance the clock, sweep a share of the swarms, close connections past their deadline."""
         self._tick_handle = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
+        self.now = int(time.monotonic() - self._epoch)
+        try:
+            swarms = len(self.registry.swarms)
+            if swarms:
+                self.registry.sweep(self.now, max(1, math.ceil(swarms / SWEEP_CYCLE)))
+            for connection in [c for c in self.connections if c.deadline < self.now]:
+                connection.close()
+        except Exception:  # a bug here must not stop the clock
+            self.internal_errors += 1
+            log.exception("tracker housekeeping failed")
 
     def answer_announce(self, request: AnnounceRequest, tag: bytes, ip: bytes) -> bytes:
         """Record an announce that passed the policy; the bencoded answer."""

@@ -315,6 +315,40 @@ class TestLimits:
             server.close()
             await server.wait_closed()
 
+    async def test_peers_that_stop_announcing_expire_after_interval_and_grace(self) -> None:
+        server = await start_tracker(
+            "127.0.0.1",
+            0,
+            make_policy(),
+            MemorySink(),
+            ReceiptVerifier(DOMAIN),
+            interval=1,
+            min_interval=1,
+            grace=1,
+        )
+        try:
+            await announce(server.port, ALICE, MOVIE, b"A" * 20, left=0)
+            await announce(server.port, BOB, MOVIE, b"B" * 20)
+            assert server.stats(MOVIE) == (1, 1, 0)
+            deadline = asyncio.get_running_loop().time() + 10
+            while server.stats(MOVIE)[:2] != (0, 0):
+                assert asyncio.get_running_loop().time() < deadline, "peers never expired"
+                await asyncio.sleep(0.2)
+            answer = await announce(server.port, BOB, MOVIE, b"B" * 20)
+            assert answer[b"peers"] == b"", "an expired seed is not handed out"
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    @pytest.mark.parametrize(
+        "setting", [{"interval": 0}, {"grace": -1}, {"max_peers": 0}, {"keepalive_timeout": -5}]
+    )
+    async def test_nonsense_settings_are_refused_at_start(self, setting: dict[str, int]) -> None:
+        with pytest.raises(ValueError, match="tracker"):
+            await start_tracker(
+                "127.0.0.1", 0, make_policy(), MemorySink(), ReceiptVerifier(DOMAIN), **setting
+            )
+
     async def test_policy_answers_are_cached_until_their_ttl(self) -> None:
         policy = make_policy()
         server = await start_tracker(
