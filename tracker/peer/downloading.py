@@ -40,7 +40,7 @@ class Downloads:
 
     def on_choke(self, conn: PeerConnection) -> None:
         """The peer stopped serving us: its outstanding requests are void (BEP 3)."""
-        self.t._release_all(conn)
+        self.t.release_all(conn)
         for other in self.t.connections:
             if other is not conn:
                 self.request_more(other)
@@ -84,13 +84,13 @@ class Downloads:
             conn.wasted += length
         else:
             if picker.in_endgame:
-                self.cancel_duplicates(conn, progress, index, begin, length)
+                self._cancel_duplicates(conn, progress, index, begin, length)
             if progress.complete:
-                self.verify(progress)
+                self._verify(progress)
         if len(conn.outstanding) <= conn.pipeline - conn.pipeline // 4:
             self.request_more(conn)
 
-    def cancel_duplicates(
+    def _cancel_duplicates(
         self, conn: PeerConnection, progress: PieceProgress, index: int, begin: int, length: int
     ) -> None:
         assert self.t.picker is not None
@@ -102,16 +102,16 @@ class Downloads:
             if isinstance(other, type(conn)) and other.outstanding.pop(index << 32 | begin, None) is not None:
                 other.send(wire.cancel(index, begin, length))
 
-    def verify(self, progress: PieceProgress) -> None:
+    def _verify(self, progress: PieceProgress) -> None:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
             self.t.session.disk, self.t.storage.verify_and_write, progress.index, progress.buffer
         )
-        future.add_done_callback(lambda done: self.verified(progress, done))
+        future.add_done_callback(lambda done: self._verified(progress, done))
         self.verifying.add(future)
         future.add_done_callback(self.verifying.discard)
 
-    def verified(self, progress: PieceProgress, done: asyncio.Future[bool]) -> None:
+    def _verified(self, progress: PieceProgress, done: asyncio.Future[bool]) -> None:
         picker = self.t.picker
         if picker is None or progress.index not in picker.pending:
             return
@@ -123,7 +123,7 @@ class Downloads:
         index = progress.index
         senders: list[PeerConnection | None] = list(progress.senders)  # type: ignore[arg-type]
         if not good:
-            self.piece_failed(progress, senders)
+            self._piece_failed(progress, senders)
             picker.finished(index, good=False)
             for conn in list(self.t.connections):
                 self.request_more(conn)
@@ -131,21 +131,21 @@ class Downloads:
         picker.finished(index, good=True)
         self.t.downloaded += progress.size
         self.t.uploads.cache.put(index, progress.buffer)
-        self.smart_ban(index, progress)
+        self._smart_ban(index, progress)
         if self.t.leecher is not None:
-            wallets = self.t.leecher.credit_piece(senders, self.block_lengths_of(progress.size))
+            wallets = self.t.leecher.credit_piece(senders, self._block_lengths_of(progress.size))
             if picker.missing == 0:  # the last piece: settle up with every seeder
                 wallets = set(self.t.leecher.ledger.tallies)
-            self.t._send_receipts(wallets, force=picker.missing == 0)
-        self.announce_piece(index)
+            self.t.send_receipts(wallets, force=picker.missing == 0)
+        self._announce_piece(index)
         if picker.missing == 0:
-            self.t._finish()
+            self.t.finish()
         elif len(picker.pending) >= picker.max_pending - 1:
             # Memory for pieces was full, so pipelines may have run dry: a slot is free again.
             for conn in list(self.t.connections):
                 self.request_more(conn)
 
-    def announce_piece(self, index: int) -> None:
+    def _announce_piece(self, index: int) -> None:
         """Tell peers we have a new piece; lose interest in peers with nothing else for us."""
         have_msg = wire.have(index)
         for conn in list(self.t.connections):
@@ -153,17 +153,17 @@ class Downloads:
             if flags is not None and flags[index]:
                 conn.wanted -= 1
                 if conn.wanted <= 0:
-                    self.t._update_interest(conn)
+                    self.t.update_interest(conn)
             else:
                 conn.send(have_msg)
 
-    def block_lengths_of(self, size: int) -> list[int]:
+    def _block_lengths_of(self, size: int) -> list[int]:
         for lengths in self.block_lengths:
             if sum(lengths) == size:
                 return lengths
         return blocks_of(size)
 
-    def piece_failed(self, progress: PieceProgress, senders: list[PeerConnection | None]) -> None:
+    def _piece_failed(self, progress: PieceProgress, senders: list[PeerConnection | None]) -> None:
         self.t.failed_pieces += 1
         log.info("piece %d failed its hash check", progress.index)
         evidence = []
@@ -177,9 +177,9 @@ class Downloads:
         for sender in {sender for sender in senders if sender is not None}:
             sender.strikes += 1
             if sender.strikes >= MAX_STRIKES:
-                self.t._ban(sender, "sent pieces that failed their hash check")
+                self.t.ban(sender, "sent pieces that failed their hash check")
 
-    def smart_ban(self, index: int, progress: PieceProgress) -> None:
+    def _smart_ban(self, index: int, progress: PieceProgress) -> None:
         """A piece that failed before now verified: whoever sent a block that differs lied."""
         evidence = self.suspects.pop(index, None)
         if not evidence:
@@ -192,7 +192,7 @@ class Downloads:
         good = set(digests.values())
         for sender, digest in evidence:
             if digest not in good:
-                self.t._ban(sender, "sent a corrupt block")
+                self.t.ban(sender, "sent a corrupt block")
 
 
 def block_digest(block: memoryview) -> bytes:

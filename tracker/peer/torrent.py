@@ -150,19 +150,21 @@ class Torrent:
             return
         self.connections.discard(conn)
         if self.picker is not None:
-            self._release_all(conn)
+            self.release_all(conn)
             self.picker.remove_peer(None if conn.is_seed else conn.flags)
         if not conn.am_choking:
             conn.am_choking = True
             self.uploads.fill_slots()
 
-    def _release_all(self, conn: PeerConnection) -> None:
+    def release_all(self, conn: PeerConnection) -> None:
+        """Give every block requested from `conn` back to the picker."""
         if self.picker is not None:
             for key in conn.outstanding:
                 self.picker.release(key >> 32, key & 0xFFFFFFFF, conn)
         conn.outstanding.clear()
 
-    def _ban(self, conn: PeerConnection, reason: str) -> None:
+    def ban(self, conn: PeerConnection, reason: str) -> None:
+        """Drop a peer and refuse it for the rest of the session."""
         log.info("banning %r: %s", conn, reason)
         self.banned.add(self.ban_key(conn))
         conn.drop(reason)
@@ -205,9 +207,10 @@ class Torrent:
         if self.complete and conn.is_seed:
             conn.close("both sides are seeds")
             return
-        self._update_interest(conn)
+        self.update_interest(conn)
 
-    def _update_interest(self, conn: PeerConnection) -> None:
+    def update_interest(self, conn: PeerConnection) -> None:
+        """Tell the peer whether we want something it has, and ask for it if we do."""
         want = self.picker is not None and conn.wanted > 0
         if want != conn.am_interested:
             conn.am_interested = want
@@ -222,7 +225,8 @@ class Torrent:
         except PeerError as exc:
             log.warning("%s", exc)
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
+        """Every piece is here: save the ledger, leave interest, close fellow seeds."""
         self.picker = None
         if self.leecher is not None:
             self._save_ledger()
@@ -261,7 +265,8 @@ class Torrent:
 
     # ----- receipts: leecher side -----
 
-    def _send_receipts(self, wallets: set[bytes], *, force: bool) -> None:
+    def send_receipts(self, wallets: set[bytes], *, force: bool) -> None:
+        """Sign and send receipts due to these seeder wallets (all that is unsigned if `force`)."""
         assert self.leecher is not None
         for wallet in wallets:
             payload = self.leecher.receipt_for(wallet, force=force)
@@ -358,7 +363,7 @@ class Torrent:
             conn.pipeline = max(MIN_PIPELINE, min(cap, max(target, conn.pipeline)))
             if conn.outstanding and now - conn.last_block_at > REQUEST_TIMEOUT:
                 log.info("%r is not delivering; giving its requests to others", conn)
-                self._release_all(conn)
+                self.release_all(conn)
                 conn.last_block_at = 0.0
             stalled = conn.credit_stalled_at
             if stalled is not None and now - stalled > CREDIT_GRACE and conn.account is not None:

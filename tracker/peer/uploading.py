@@ -52,7 +52,7 @@ class Uploads:
         queue = conn.upload_queue
         account = conn.account if self.t.config.enforce_credit else None
         while queue and not conn.write_paused:
-            more = self.serve_batch(conn, account)
+            more = self._serve_batch(conn, account)
             if account is not None and queue and not account.allows(queue[0][2]):
                 # Out of credit: hold the requests while a receipt may be on its way (a journal
                 # fsync takes a while); tick() chokes the peer if none comes within CREDIT_GRACE.
@@ -67,7 +67,7 @@ class Uploads:
             if need is not None:
                 conn.send(need)
 
-    def serve_batch(self, conn: PeerConnection, account: CreditAccount | None) -> bool:
+    def _serve_batch(self, conn: PeerConnection, account: CreditAccount | None) -> bool:
         """Send up to SERVE_BATCH_BYTES of queued blocks in one write; False when a piece must
         first come off the disk or the credit ends."""
         queue = conn.upload_queue
@@ -78,7 +78,7 @@ class Uploads:
             index, begin, length = queue[0]
             data = self.cache.get(index)
             if data is None:
-                self.load(index, conn)
+                self._load(index, conn)
                 more = False
                 break
             if account is not None and not account.allows(batch + length):
@@ -96,7 +96,7 @@ class Uploads:
                 conn.account.served += batch  # counted even when credit is not enforced
         return more
 
-    def load(self, index: int, conn: PeerConnection) -> None:
+    def _load(self, index: int, conn: PeerConnection) -> None:
         conn.waiting_for_piece = True
         waiters = self.loading.get(index)
         if waiters is not None:
@@ -106,9 +106,9 @@ class Uploads:
         future = asyncio.get_running_loop().run_in_executor(
             self.t.session.disk, self.t.storage.read_piece, index
         )
-        future.add_done_callback(lambda done: self.loaded(index, done))
+        future.add_done_callback(lambda done: self._loaded(index, done))
 
-    def loaded(self, index: int, done: asyncio.Future[bytearray]) -> None:
+    def _loaded(self, index: int, done: asyncio.Future[bytearray]) -> None:
         waiters = self.loading.pop(index, [])
         try:
             self.cache.put(index, done.result())
@@ -120,6 +120,7 @@ class Uploads:
             self.serve(conn)
 
     def credit_choke(self, conn: PeerConnection, account: PurchaseAccount | object) -> None:
+        """Choke a peer that ran out of credit, ask it for a receipt, and free its slot."""
         conn.credit_blocked = True
         self.choke(conn)
         if isinstance(account, PurchaseAccount) and self.t.billing is not None:
@@ -138,10 +139,11 @@ class Uploads:
             self.choke(conn)
             self.fill_slots()
 
-    def unchoked(self) -> int:
+    def _unchoked(self) -> int:
         return sum(1 for c in self.t.connections if not c.am_choking)
 
     def maybe_unchoke(self, conn: PeerConnection) -> None:
+        """Unchoke an interested peer now if a slot is free for it."""
         if not conn.am_choking or conn.credit_blocked or not self.t.config.upload:
             return
         waiting_paying = sum(
@@ -150,23 +152,25 @@ class Uploads:
             if c.am_choking and c.peer_interested and c.account and not c.credit_blocked
         )
         if self.choker.has_room(
-            self.unchoked(), conn.account is not None, waiting_paying - (conn.account is not None)
+            self._unchoked(), conn.account is not None, waiting_paying - (conn.account is not None)
         ):
-            self.unchoke(conn)
+            self._unchoke(conn)
 
     def fill_slots(self) -> None:
+        """Give free slots to waiting interested peers, receipt-paying ones first."""
         for conn in sorted(self.t.connections, key=lambda c: c.account is None):
             if conn.am_choking and conn.peer_interested:
                 self.maybe_unchoke(conn)
 
     def choke(self, conn: PeerConnection) -> None:
+        """Choke a peer: its queued requests are void."""
         if not conn.am_choking:
             conn.am_choking = True
             conn.upload_queue.clear()
             conn.credit_stalled_at = None
             conn.send(wire.CHOKE_MSG)
 
-    def unchoke(self, conn: PeerConnection) -> None:
+    def _unchoke(self, conn: PeerConnection) -> None:
         conn.am_choking = False
         conn.send(wire.UNCHOKE_MSG)
 
@@ -183,6 +187,6 @@ class Uploads:
         for conn in list(self.t.connections):
             if conn in chosen:
                 if conn.am_choking:
-                    self.unchoke(conn)
+                    self._unchoke(conn)
             elif not conn.am_choking:
                 self.choke(conn)
