@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,9 @@ from backend.errors import AuditError
 from backend.models import Epoch
 from backend.services import Services
 from backend.settings import Settings
-from tests.backend.helpers import Market, key, signed_receipt
+from tests.backend.helpers import Market, address_of_key, key, signed_receipt
 from tests.backend.processes import cli, run, store_env
-from tracker.receipts import to_json
+from tracker.receipts import ReceiptKey, SignedKey, SignedReceipt, sign_receipt_key, to_json
 
 SIZE = 1_000_000
 DAY = 86_400
@@ -45,6 +46,17 @@ def published(store: Services, market: Market) -> dict[str, Any]:
         signed_receipt(market.domain, later[1], market.accounts[6], SIZE // 2, key(5)),
         signed_receipt(market.domain, later[1], market.accounts[3], SIZE, key(5)),  # clipped to half
     ]
+    # And one signed by a session key the buyer authorised.
+    session_key = key(11)
+    grant = ReceiptKey(early, bytes.fromhex(address_of_key(session_key)[2:]), int(time.time()) + 3600)
+    delegated = signed_receipt(market.domain, early, market.accounts[6], SIZE // 3, session_key)
+    receipts.append(
+        SignedReceipt(
+            delegated.receipt,
+            delegated.signature,
+            SignedKey(grant, sign_receipt_key(market.domain, grant, key(2))),
+        )
+    )
     store.sink().store_now([store.verifier().verify(r) for r in receipts])
     assert store.oracle().step(force=True).status == "posted"
     with store.db.reader() as session:
@@ -59,7 +71,8 @@ def test_an_honest_epoch_recomputes_to_the_posted_root(
     report = audit_epoch(published, store.chain, market.deployed.block)
     assert report.ok, report.problems
     assert report.recomputed_root == report.posted_root == published["root"]
-    assert (report.purchases, report.receipts) == (3, 4)
+    assert (report.purchases, report.receipts) == (3, 5)
+    assert any("key" in r for r in published["receipts"])
     assert published["frozen"] == [{"purchase": 1, "recipient": market.accounts[9]}]
 
 
@@ -87,7 +100,7 @@ def _tampered(published: dict[str, Any], change: str, market: Market) -> dict[st
 
 
 @pytest.mark.parametrize(
-    "change", ["credited", "signature", "forged", "frozen", "unfrozen", "root", "overcredit"]
+    "change", ["credited", "signature", "forged", "frozen", "recipient", "unfrozen", "root", "overcredit"]
 )
 def test_a_tampered_publication_does_not_verify(
     store: Services, published: dict[str, Any], market: Market, change: str
