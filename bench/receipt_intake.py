@@ -235,14 +235,14 @@ def main() -> None:
         f"Receipt intake: {total:,} receipts in {len(bodies)} bencoded batches over {CONNECTIONS} connections"
     )
     print(f"  (signing them took {signing:.1f} s; every receipt raises a credit)")
-    print(f"  {'sink':<32} {'receipts/s':>11}")
+    print(f"  {'sink':<38} {'receipts/s':>11}")
     labels = {
         "sqlite": "database: SQLite",
         "postgresql": "database: PostgreSQL",
         "memory": "no sink: HTTP + verification (peer)",
     }
     for kind, rate in rates.items():
-        print(f"  {labels[kind]:<32} {rate:>11,.0f}")
+        print(f"  {labels[kind]:<38} {rate:>11,.0f}")
     line = {
         "name": "receipt_intake_post_receipts_sqlite",
         "ours": round(rates["sqlite"]),
