@@ -6,12 +6,14 @@ info_hash, peer_id and port) on loopback, each tracker pinned to the same single
 
 Each tracker is first filled with `--peers` peers in `--swarms` swarms (each peer announces
 `started` once), then wrk sends regular announces of random known peers for `--duration`
-seconds, with keep-alive and then with a new connection per request. A sample of answers from
-every tracker is checked to be a real peer list, not a failure.
+seconds, with keep-alive and then with a new connection per request (opentracker closes every
+connection after one answer, so it runs only the latter). A sample of answers from every tracker
+is checked to be a real peer list, not a failure.
 
 Needs `apt-get install -y opentracker wrk`, node and npm; bittorrent-tracker is installed on first
 use with `npm install --ignore-scripts` into ~/.cache/seedmarket-bench (never into the
-repository). Ends with one JSON line (keep-alive announces/s; `ratio` is ours / opentracker).
+repository). Ends with one JSON line: announces/s of each tracker in its faster mode; `ratio` is
+ours / opentracker.
 """
 
 from __future__ import annotations
@@ -131,15 +133,36 @@ end
 # ----- the trackers -----
 
 
+@dataclass(frozen=True)
+class Spec:
+    """How to start one tracker."""
+
+    name: str
+    argv: list[str]
+    port: int
+    passkeys: bool  # whether the announce path carries /<passkey>
+    keep_alive: bool  # opentracker closes every connection after one answer
+
+
 @dataclass
 class Tracker:
     """A tracker process listening on 127.0.0.1:port."""
 
-    name: str
+    spec: Spec
     process: subprocess.Popen[bytes]
-    port: int
-    prefix: str  # announce path
-    passkeys: bool  # whether the path carries /<passkey>
+    prefix: str = "/announce"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def port(self) -> int:
+        return self.spec.port
+
+    @property
+    def passkeys(self) -> bool:
+        return self.spec.passkeys
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time the process has used."""
@@ -178,15 +201,14 @@ def pinned(argv: list[str], core: str) -> list[str]:
 
 
 @contextmanager
-def running(
-    name: str, argv: list[str], port: int, prefix: str, passkeys: bool, cwd: Path | None = None
-) -> Iterator[Tracker]:
+def start(spec: Spec) -> Iterator[Tracker]:
+    """Run a tracker pinned to the server core until the block ends."""
     process = subprocess.Popen(
-        pinned(argv, SERVER_CORE), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        pinned(spec.argv, SERVER_CORE), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        wait_ready(port, process, name)
-        yield Tracker(name, process, port, prefix, passkeys)
+        wait_ready(spec.port, process, spec.name)
+        yield Tracker(spec, process)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -196,17 +218,17 @@ def running(
             process.wait()
 
 
-def ours(swarms: int, peers: int) -> tuple[str, list[str], str, bool, Path | None]:
+def ours(swarms: int, peers: int) -> Spec:
     port = free_port()
     argv = [sys.executable, str(Path(__file__).resolve()), "--serve", str(port), str(swarms), str(peers)]
-    return "seedmarket (Python, uvloop)", argv, str(port), True, None
+    return Spec("seedmarket (Python, uvloop)", argv, port, passkeys=True, keep_alive=True)
 
 
-def opentracker(swarms: int, workdir: Path) -> tuple[str, list[str], str, bool, Path | None]:
+def opentracker(swarms: int, workdir: Path) -> Spec:
     if not shutil.which("opentracker"):
         raise SystemExit("opentracker missing: apt-get install -y opentracker wrk")
     root = workdir / "opentracker"
-    root.mkdir()
+    root.mkdir(exist_ok=True)
     # Debian's build is whitelist-only and chroots into -d, so the list's path is relative to it.
     (root / "whitelist.txt").write_text("".join(info_hash(s).hex() + "\n" for s in range(swarms)))
     port = free_port()
@@ -223,28 +245,25 @@ def opentracker(swarms: int, workdir: Path) -> tuple[str, list[str], str, bool, 
         "-w",
         "whitelist.txt",
     ]
-    return "opentracker (C)", argv, str(port), False, None
+    return Spec("opentracker (C)", argv, port, passkeys=False, keep_alive=False)
 
 
-def bittorrent_tracker(workdir: Path) -> tuple[str, list[str], str, bool, Path | None]:
+def bittorrent_tracker(workdir: Path) -> Spec:
     server_js = BITTORRENT_TRACKER_DIR / "node_modules" / "bittorrent-tracker" / "server.js"
     if not server_js.exists():
         BITTORRENT_TRACKER_DIR.mkdir(parents=True, exist_ok=True)
         (BITTORRENT_TRACKER_DIR / "package.json").write_text('{"name": "bench", "private": true}\n')
         # --ignore-scripts: a WebRTC dependency would download a binary; server.js does not need it.
-        subprocess.run(
-            [
-                "npm",
-                "install",
-                "--ignore-scripts",
-                "--no-save",
-                "--no-audit",
-                "--no-fund",
-                "bittorrent-tracker",
-            ],
-            cwd=BITTORRENT_TRACKER_DIR,
-            check=True,
-        )
+        npm = [
+            "npm",
+            "install",
+            "--ignore-scripts",
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "bittorrent-tracker",
+        ]
+        subprocess.run(npm, cwd=BITTORRENT_TRACKER_DIR, check=True)
     script = workdir / "bittorrent-tracker.mjs"
     script.write_text(
         "const { default: Server } = await import(process.argv[2]);\n"
@@ -254,20 +273,8 @@ def bittorrent_tracker(workdir: Path) -> tuple[str, list[str], str, bool, Path |
         "process.on('SIGTERM', () => server.close(() => process.exit(0)));\n"
     )
     port = free_port()
-    return (
-        "bittorrent-tracker (node)",
-        ["node", str(script), server_js.as_uri(), str(port)],
-        str(port),
-        False,
-        None,
-    )
-
-
-@contextmanager
-def start(spec: tuple[str, list[str], str, bool, Path | None]) -> Iterator[Tracker]:
-    name, argv, port, passkeys, cwd = spec
-    with running(name, argv, int(port), "/announce", passkeys, cwd) as tracker:
-        yield tracker
+    argv = ["node", str(script), server_js.as_uri(), str(port)]
+    return Spec("bittorrent-tracker (node)", argv, port, passkeys=False, keep_alive=True)
 
 
 # ----- our tracker as a benchmark subprocess -----
@@ -391,12 +398,50 @@ def run_wrk(
     return result
 
 
+MODES = (("keep-alive", False), ("new connection", True))
+
+
+def best(rows: dict[str, dict]) -> dict:
+    """A tracker's faster mode (opentracker has only new connections)."""
+    return max(rows.values(), key=lambda row: row["rate"])
+
+
+def print_table(results: dict[str, dict[str, dict]], args: argparse.Namespace) -> None:
+    names = list(results)
+    print()
+    print(
+        f"announces on loopback, {args.swarms:,} swarms, {args.peers:,} peers, wrk -t1 -c{args.connections}"
+        f" -d{args.duration}s, trackers pinned to core {SERVER_CORE}, wrk to core {LOAD_CORE}"
+    )
+    print(
+        f"{'tracker':28} {'connections':15} {'announces/s':>12} {'ours/this':>10} {'p50 ms':>8}"
+        f" {'p99 ms':>8} {'errors':>7} {'per CPU-s':>10} {'ours/this':>10}"
+    )
+    for mode, _ in MODES:
+        first = results[names[0]][mode]
+        for name in names:
+            row = results[name].get(mode)
+            if row is None:
+                print(f"{name:28} {mode:15} {'(closes every connection after one answer)':>45}")
+                continue
+            print(
+                f"{name:28} {mode:15} {row['rate']:12,.0f} {first['rate'] / row['rate']:9.2f}x"
+                f" {row['p50_us'] / 1000:8.2f} {row['p99_us'] / 1000:8.2f} {row['errors']:7}"
+                f" {row['per_cpu_second']:10,.0f} {first['per_cpu_second'] / row['per_cpu_second']:9.2f}x"
+            )
+    print("errors: wrk's connect, read, write and timeout errors; per CPU-s: announces per second of")
+    print("the tracker's own CPU time, steadier than wall time on a shared machine")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--swarms", type=int, default=10_000)
     parser.add_argument("--peers", type=int, default=100_000)
+    parser.add_argument(
+        "--trackers", default="ours,opentracker,bittorrent-tracker", help="comma-separated, ours first"
+    )
     parser.add_argument(
         "--serve", nargs=3, type=int, metavar=("PORT", "SWARMS", "PEERS"), help=argparse.SUPPRESS
     )
@@ -412,13 +457,13 @@ def main() -> None:
         workdir = Path(folder)
         script = workdir / "announce.lua"
         script.write_text(LUA)
-        specs = [
-            ours(args.swarms, args.peers),
-            opentracker(args.swarms, workdir),
-            bittorrent_tracker(workdir),
-        ]
-        for spec in specs:
-            with start(spec) as tracker:
+        makers = {
+            "ours": lambda: ours(args.swarms, args.peers),
+            "opentracker": lambda: opentracker(args.swarms, workdir),
+            "bittorrent-tracker": lambda: bittorrent_tracker(workdir),
+        }
+        for name in args.trackers.split(","):
+            with start(makers[name]()) as tracker:
                 seconds = populate(tracker, args.swarms, args.peers)
                 mean_peers = check_answers(tracker, args.swarms, args.peers)
                 print(
@@ -430,39 +475,17 @@ def main() -> None:
                     mode: run_wrk(
                         tracker, script, args.swarms, args.peers, args.duration, args.connections, close
                     )
-                    for mode, close in (("keep-alive", False), ("new connection", True))
+                    for mode, close in MODES
+                    if close or tracker.spec.keep_alive
                 }
-
-    names = list(results)
-    print()
-    print(
-        f"announces on loopback, {args.swarms:,} swarms, {args.peers:,} peers, wrk -t1 -c{args.connections}"
-        f" -d{args.duration}s, trackers pinned to core {SERVER_CORE}, wrk to core {LOAD_CORE}"
-    )
-    print(
-        f"{'tracker':28} {'connections':15} {'announces/s':>12} {'ours/this':>10} {'p50 ms':>8}"
-        f" {'p99 ms':>8} {'errors':>7} {'per CPU-s':>10} {'ours/this':>10}"
-    )
-    for mode in ("keep-alive", "new connection"):
-        for name in names:
-            row, first = results[name][mode], results[names[0]][mode]
-            print(
-                f"{name:28} {mode:15} {row['rate']:12,.0f} {first['rate'] / row['rate']:9.2f}x"
-                f" {row['p50_us'] / 1000:8.2f} {row['p99_us'] / 1000:8.2f} {row['errors']:7}"
-                f" {row['per_cpu_second']:10,.0f} {first['per_cpu_second'] / row['per_cpu_second']:9.2f}x"
-            )
-    print(
-        "errors: wrk's connect/read/write/timeout counts;"
-        " opentracker closes every connection after one answer"
-    )
-    if len(names) < 3:
+    print_table(results, args)
+    if len(results) < 3:
         return  # the comparison needs all three
-    ours_rate = results[names[0]]["keep-alive"]["rate"]
-    open_rate = results[names[1]]["keep-alive"]["rate"]
-    node_rate = results[names[2]]["keep-alive"]["rate"]
+    ours_rows, open_rows, node_rows = results.values()
+    ours_rate, open_rate, node_rate = (best(rows)["rate"] for rows in (ours_rows, open_rows, node_rows))
     print(
-        f"goals: >= 2x bittorrent-tracker ({ours_rate / node_rate:.2f}x), >= 0.5x opentracker"
-        f" ({ours_rate / open_rate:.2f}x)"
+        f"each at its best: ours {ours_rate:,.0f}/s = {ours_rate / node_rate:.2f}x bittorrent-tracker"
+        f" (goal >= 2), {ours_rate / open_rate:.2f}x opentracker (goal >= 0.5)"
     )
     print(
         json.dumps(
@@ -471,17 +494,17 @@ def main() -> None:
                 "ours": round(ours_rate),
                 "peer": round(open_rate),
                 "ratio": round(ours_rate / open_rate, 3),
-                "unit": "announces/s (keep-alive)",
+                "unit": "announces/s, each tracker at its best",
                 "peer_name": "opentracker",
                 "bittorrent_tracker": round(node_rate),
                 "ratio_vs_bittorrent_tracker": round(ours_rate / node_rate, 3),
-                "ours_new_connection": round(results[names[0]]["new connection"]["rate"]),
-                "opentracker_new_connection": round(results[names[1]]["new connection"]["rate"]),
-                "bittorrent_tracker_new_connection": round(results[names[2]]["new connection"]["rate"]),
-                "ours_p99_ms": round(results[names[0]]["keep-alive"]["p99_us"] / 1000, 2),
-                "ours_per_cpu_second": round(results[names[0]]["keep-alive"]["per_cpu_second"]),
-                "opentracker_per_cpu_second": round(results[names[1]]["keep-alive"]["per_cpu_second"]),
-                "bittorrent_tracker_per_cpu_second": round(results[names[2]]["keep-alive"]["per_cpu_second"]),
+                "ours_new_connection": round(ours_rows["new connection"]["rate"]),
+                "bittorrent_tracker_new_connection": round(node_rows["new connection"]["rate"]),
+                "ours_p50_ms": round(best(ours_rows)["p50_us"] / 1000, 2),
+                "ours_p99_ms": round(best(ours_rows)["p99_us"] / 1000, 2),
+                "ours_per_cpu_second": round(best(ours_rows)["per_cpu_second"]),
+                "opentracker_per_cpu_second": round(best(open_rows)["per_cpu_second"]),
+                "bittorrent_tracker_per_cpu_second": round(best(node_rows)["per_cpu_second"]),
             }
         )
     )
