@@ -42,7 +42,7 @@ test-long: compile
 	SEEDMARKET_LONG=1 $(BIN)/pytest
 
 run: compile
-	bash tools/run-local.sh
+	$(BIN)/python -m backend.devstack run
 
 lint: install
 	$(BIN)/ruff check .

@@ -22,6 +22,7 @@ from backend.errors import ChainError
 from backend.passkeys import passkey_for
 from backend.services import Services
 from backend.settings import Settings
+from backend.store_seed import StoreSeed
 from backend.swarm_stats import InProcessStats, ScrapeStats, SwarmStats
 from tracker.server import TrackerServer, start_tracker
 
@@ -69,13 +70,15 @@ def start_workers(services: Services, *, indexer: bool, oracle: bool) -> Workers
 
 
 async def serve(
-    settings: Settings, *, tracker: bool = True, indexer: bool = True, oracle: bool = True
+    settings: Settings, *, tracker: bool = True, indexer: bool = True, oracle: bool = True, seed: bool = True
 ) -> None:
-    """API + tracker + indexer + oracle in one process, until interrupted."""
+    """API + tracker + indexer + oracle + the store's seed in one process, until interrupted."""
     services = Services.open(settings)
     _check_chain(services)
     workers = start_workers(services, indexer=indexer, oracle=oracle)
     server: TrackerServer | None = None
+    seeding: asyncio.Task[None] | None = None
+    stop_seeding = asyncio.Event()
     try:
         stats: SwarmStats
         if tracker:
@@ -90,10 +93,15 @@ async def serve(
             log.info("tracker listening on %s:%d", settings.tracker_host, server.port)
         else:
             stats = _scrape_stats(services)
+        if seed:
+            seeding = asyncio.create_task(StoreSeed(services).run(stop_seeding), name="store-seed")
         app = create_app(settings, services=services, stats=stats)
         config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None)
         await _ApiServer(config).serve()
     finally:
+        stop_seeding.set()
+        if seeding is not None:
+            await _finish(seeding)
         if server is not None:
             server.close()
             await server.wait_closed()
@@ -131,6 +139,29 @@ def _scrape_stats(services: Services) -> SwarmStats:
     if not accounts:
         return ScrapeStats(services.settings.tracker_url, lambda: "0" * 32)
     return ScrapeStats(services.settings.tracker_url, lambda: passkey_for(services.db, accounts[0]))
+
+
+async def _finish(task: asyncio.Task[None]) -> None:
+    """Wait for a background task that was asked to stop; log (never raise) how it failed."""
+    try:
+        await asyncio.wait_for(task, timeout=30)
+    except Exception:
+        log.exception("%s failed", task.get_name())
+
+
+async def run_store_seed(settings: Settings) -> None:
+    """The store's seed alone (sharing the database with `serve --no-seed`), until SIGINT/SIGTERM."""
+    services = Services.open(settings)
+    stop = asyncio.Event()
+    seeding = asyncio.create_task(StoreSeed(services).run(stop), name="store-seed")
+    try:
+        signalled = asyncio.create_task(_until_signalled())
+        await asyncio.wait({seeding, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+    finally:
+        stop.set()
+        await _finish(seeding)
+        services.close()
 
 
 async def run_tracker(settings: Settings) -> None:

@@ -10,7 +10,13 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.contract.contract import ContractFunction
-from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3Exception
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    TimeExhausted,
+    Web3Exception,
+    Web3RPCError,
+)
 from web3.types import TxParams, Wei
 
 from client.contract import ERC20_ABI, ETH, MARKETPLACE_ABI, explain_revert
@@ -174,7 +180,7 @@ class ChainClient:
             raise ClientError(explain_revert(_revert_data(exc))) from None
         except TimeExhausted:
             raise ClientError(f"the transaction was not mined within {RECEIPT_TIMEOUT:.0f} s") from None
-        except ValueError as exc:  # node errors such as insufficient funds
+        except (ValueError, Web3RPCError) as exc:  # node errors such as insufficient funds
             raise ClientError(f"the node refused the transaction: {_node_message(exc)}") from None
         except (OSError, Web3Exception) as exc:
             raise ClientError(f"the chain did not answer: {exc}") from None
@@ -190,8 +196,10 @@ def _revert_data(exc: Exception) -> str | None:
     return data if isinstance(data, str) else None
 
 
-def _node_message(exc: ValueError) -> str:
-    detail = exc.args[0] if exc.args else exc
+def _node_message(exc: Exception) -> str:
+    detail = getattr(exc, "rpc_response", None) or (exc.args[0] if exc.args else exc)
+    if isinstance(detail, dict) and isinstance(detail.get("error"), dict):
+        detail = detail["error"]
     if isinstance(detail, dict):
         return str(detail.get("message", detail))
     return str(detail)

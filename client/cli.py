@@ -22,7 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 # Errors a user can fix; anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (ClientError, StoreError, TrackerError)
@@ -36,6 +36,7 @@ def _root() -> None:
 app.add_typer(wallet_commands.app, name="wallet")
 app.command("serve")(store_commands.serve)
 app.command("tracker")(store_commands.tracker)
+app.command("store-seed")(store_commands.store_seed)
 app.command("oracle")(store_commands.oracle)
 app.command("verify-epoch")(store_commands.verify_epoch)
 app.command("download")(peer_commands.download)

@@ -24,7 +24,6 @@ POLL_SECONDS = 1.0
 async def hand_over(
     meta: Metainfo,
     folder: Path,
-    wallet: bytes,
     handed_over: Callable[[], bool],
     *,
     timeout: float,
@@ -33,7 +32,8 @@ async def hand_over(
     """Seed `meta` from `folder` until `handed_over()` is true; the bytes uploaded meanwhile."""
     if not meta.announce:
         raise ClientError("the personal torrent names no tracker")
-    config = TorrentConfig(wallet=wallet, enforce_credit=False, plain_peers=PlainPeers.SERVE)
+    # No payout wallet: nobody owes the seller receipts for the hand-over.
+    config = TorrentConfig(enforce_credit=False, plain_peers=PlainPeers.SERVE)
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + timeout
     async with Session() as session:

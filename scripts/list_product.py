@@ -11,6 +11,7 @@ is picked up where it stopped (registration, hand-over); nothing is listed twice
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import click
@@ -30,6 +31,7 @@ from tracker.metainfo import create_torrent, parse_metainfo
 
 ETH = "0x0000000000000000000000000000000000000000"
 HANDOVER_SECONDS = 600
+INDEXING_SECONDS = 180
 
 
 def _fail(message: str) -> click.ClickException:
@@ -94,9 +96,9 @@ def _list(
 
     with StoreClient(store_url) as store:
         facts = store.health()
-        if int(facts["chain_id"]) != provider.chain_id:
+        if int(facts["chainId"]) != provider.chain_id:
             raise ClientError(
-                f"the store runs on chain {facts['chain_id']}, this network is {provider.chain_id}"
+                f"the store runs on chain {facts['chainId']}, this network is {provider.chain_id}"
             )
         market = Contract(facts["contract"], contract_type=project.Marketplace.contract_type)
         decimals = 18 if token == ETH else int(Contract(token).decimals())
@@ -104,7 +106,7 @@ def _list(
 
         click.echo(f"signing in to {store_url} as {account.address}")
         store.sign_in(account.address, lambda text: _sign(account, text))
-        announce = store.me()["announce_url"]
+        announce = store.me()["announceUrl"]
 
         click.echo(f"hashing {content} ...")
         torrent = create_torrent(content, announce, comment=title)
@@ -122,6 +124,7 @@ def _list(
                 raise ClientError(f"this content is already listed as product {product_id} by {seller}")
             click.echo(f"resuming: this content is already your product {product_id}")
 
+        _wait_until_indexed(store, product_id)
         try:
             store.register_listing(product_id, title, description, torrent)
         except ClientError as exc:
@@ -134,13 +137,11 @@ def _list(
         if handover_timeout > 0:
             personal = parse_metainfo(store.torrent(product_id))
             folder = content.resolve().parent
-            wallet = bytes.fromhex(account.address[2:])
             click.echo("handing the content to the store's seed ...")
             sent = asyncio.run(
                 hand_over(
                     personal,
                     folder,
-                    wallet,
                     lambda: _handed_over(store, product_id),
                     timeout=handover_timeout,
                 )
@@ -162,6 +163,22 @@ def _list_on_chain(market, account, infohash32, size, token, units, discount_bps
     product_id = int(listed[0].productId)
     click.echo(f"listed as product {product_id} (tx {receipt.txn_hash})")
     return product_id
+
+
+def _wait_until_indexed(store: StoreClient, product_id: int) -> None:
+    """The store learns of listings from the chain, a few confirmations late: wait for it."""
+    deadline = time.monotonic() + INDEXING_SECONDS
+    while True:
+        try:
+            store.product(product_id)
+            return
+        except ClientError:
+            if time.monotonic() > deadline:
+                raise ClientError(
+                    f"the store has not seen product {product_id} after {INDEXING_SECONDS} s "
+                    "(is its indexer following this chain?); run the same command again to finish"
+                ) from None
+            time.sleep(1)
 
 
 def _sign(account: AccountAPI, text: str) -> bytes:

@@ -32,6 +32,7 @@ Port = Annotated[
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per announce and receipt batch
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -46,13 +47,22 @@ def serve(
     tracker: Annotated[bool, typer.Option(help="Run the tracker in this process.")] = True,
     indexer: Annotated[bool, typer.Option(help="Follow the chain in this process.")] = True,
     oracle: Annotated[bool, typer.Option(help="Close and post epochs in this process.")] = True,
+    seed: Annotated[bool, typer.Option(help="Run the store's own seed in this process.")] = True,
 ) -> None:
-    """Run the store: API, tracker, chain indexer and oracle in one process (Ctrl-C stops)."""
+    """Run the store: API, pages, tracker, chain indexer, oracle and the store's seed (Ctrl-C stops)."""
     from backend import runner  # noqa: PLC0415 - see the imports
 
     _logging()
     settings = _settings(api_host=host, api_port=port)
-    asyncio.run(runner.serve(settings, tracker=tracker, indexer=indexer, oracle=oracle))
+    asyncio.run(runner.serve(settings, tracker=tracker, indexer=indexer, oracle=oracle, seed=seed))
+
+
+def store_seed() -> None:
+    """Run the store's own seed alone: every registered product, to every admitted peer."""
+    from backend import runner  # noqa: PLC0415 - see the imports
+
+    _logging()
+    asyncio.run(runner.run_store_seed(_settings()))
 
 
 def tracker(host: Host = None, port: Port = None) -> None:
