@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from backend.api import errors
 from backend.api.deps import AppContext
 from backend.api.limits import BodyLimit
-from backend.api.routes import auth, epochs, health, library, products, rewards
+from backend.api.routes import auth, epochs, health, library, products, rewards, sellers
 from backend.services import Services
 from backend.settings import Settings, load_settings
 from backend.siwe_auth import SiweAuth
@@ -40,7 +40,7 @@ def create_app(
     app = FastAPI(title="seedmarket store", version="1", description=DESCRIPTION)
     app.state.context = context
     errors.install(app)
-    for module in (health, auth, products, library, rewards, epochs):
+    for module in (health, auth, products, library, rewards, epochs, sellers):
         app.include_router(module.router)
     install_web(app)  # the store's pages and /static
     if settings.cors_origins:

@@ -262,3 +262,34 @@ class PublicationOut(BaseModel):
     frozen: list[FrozenOut]
     tree: TreeOut
     receipts: list[PublishedReceiptOut]
+
+
+# ----- sellers -----
+
+
+class SalesRowOut(Model):
+    """One product's sales in one token."""
+
+    product_id: int
+    title: str | None
+    token: str
+    count: int
+    gross: Amount
+    seller_amount: Amount
+
+
+class SalesTotalOut(Model):
+    """A seller's sales in one token, all products together."""
+
+    token: str
+    count: int
+    gross: Amount
+    seller_amount: Amount
+
+
+class SalesOut(Model):
+    """A seller's products and what they sold (withdrawable balances are on chain: `balanceOf`)."""
+
+    seller: str
+    products: list[SalesRowOut]
+    totals: list[SalesTotalOut]

@@ -24,9 +24,9 @@ from backend.chain import ZERO_ADDRESS
 from backend.errors import ChainError, ConfigError
 from backend.passkeys import passkey_for
 from backend.rewards import rewards_of
+from backend.sales import library_of, magnet_link, seller_summary
 from backend.settlement import checksum
 from backend.web.money import split_of
-from backend.web.queries import library_of, magnet_link, seller_summary
 from backend.web.state import WebState, web_state
 
 log = logging.getLogger(__name__)

@@ -210,3 +210,30 @@ def test_a_body_that_is_not_utf8_is_an_invalid_request(client: TestClient) -> No
         "/auth/session", content=b"\xff\xfe\x00", headers={"content-type": "application/json"}
     )
     assert answer.status_code == 422 and answer.json() == {"detail": "request body is not valid JSON"}
+
+
+def test_a_sellers_sales_add_up_per_product_and_token(
+    client: TestClient, listed: tuple[int, bytes], market: Market, store: Services
+) -> None:
+    product_id, torrent = listed
+    client.put(f"/products/{product_id}/listing", json=listing_body(torrent), headers=sign_in(client, 1))
+    for buyer in (2, 3):
+        market.buy(market.accounts[buyer], product_id)
+    store.indexer().sync()
+    sales = client.get(f"/sellers/{market.accounts[1].lower()}/sales").json()
+    assert sales["seller"] == market.accounts[1]
+    (row,) = sales["products"]
+    assert (row["productId"], row["title"], row["count"], row["gross"]) == (
+        product_id,
+        "An album",
+        2,
+        str(2 * 10**18),
+    )
+    seller_amount = 2 * (10**18 - 10**18 * 2000 // 10_000)  # the Market helper lists at a 20 % discount
+    assert row["sellerAmount"] == str(seller_amount)
+    assert sales["totals"] == [
+        {"token": row["token"], "count": 2, "gross": str(2 * 10**18), "sellerAmount": str(seller_amount)}
+    ]
+    nobody = client.get(f"/sellers/{market.accounts[5]}/sales").json()
+    assert nobody["products"] == [] and nobody["totals"] == []
+    assert client.get("/sellers/0x1234/sales").status_code == 422

@@ -1,4 +1,4 @@
-"""Reads the pages need that the JSON API does not offer: a wallet's library, a seller's sales.
+"""A wallet's library and a seller's sales, for the pages and the JSON API.
 
 Amounts are `Uint` text columns, so sums are taken in Python, never in SQL.
 """
