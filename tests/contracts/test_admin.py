@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import ape
 import pytest
+from ape.api import AccountAPI
+from ape.contracts import ContractInstance
+from ape.managers import ChainManager
 
 from tests.contracts.helpers import ETH, FEE_BPS, PRICE, ROOT_DELAY, Seeders, bought, listed, post
 
 
 class TestDeploying:
-    def test_sets_every_role_and_parameter(self, market, owner, oracle, guardian, treasury):
+    def test_sets_every_role_and_parameter(
+        self,
+        market: ContractInstance,
+        owner: AccountAPI,
+        oracle: AccountAPI,
+        guardian: AccountAPI,
+        treasury: AccountAPI,
+    ) -> None:
         assert market.owner() == owner.address
         assert (market.oracle(), market.guardian(), market.treasury()) == (
             oracle.address,
@@ -20,20 +32,20 @@ class TestDeploying:
         assert not market.paused()
         assert (market.productCount(), market.purchaseCount(), market.lastEpoch()) == (0, 0, 0)
 
-    def test_names_the_receipt_signing_domain(self, market, chain):
+    def test_names_the_receipt_signing_domain(self, market: ContractInstance, chain: ChainManager) -> None:
         domain = market.eip712Domain()
         assert (domain.name, domain.version) == ("seedmarket", "1")
         assert (domain.chainId, domain.verifyingContract) == (chain.chain_id, market.address)
 
     @pytest.mark.parametrize("role", range(4), ids=["owner", "oracle", "guardian", "treasury"])
-    def test_without_a_role_is_refused(self, project, owner, role):
+    def test_without_a_role_is_refused(self, project: Any, owner: AccountAPI, role: int) -> None:
         roles = [owner.address] * 4
         roles[role] = ETH
         error = project.Marketplace.OwnableInvalidOwner if role == 0 else project.Marketplace.ZeroAddress
         with ape.reverts(error):
             owner.deploy(project.Marketplace, *roles, FEE_BPS, ROOT_DELAY)
 
-    def test_with_a_fee_above_one_whole_is_refused(self, project, owner):
+    def test_with_a_fee_above_one_whole_is_refused(self, project: Any, owner: AccountAPI) -> None:
         with ape.reverts(project.Marketplace.InvalidBps, bps=10_001):
             owner.deploy(project.Marketplace, owner, owner, owner, owner, 10_001, ROOT_DELAY)
 
@@ -47,14 +59,22 @@ class TestSettingRolesAndParameters:
             ("setTreasury", "treasury", "TreasurySet"),
         ],
     )
-    def test_the_owner_replaces_a_role(self, market, owner, others, setter, getter, event):
+    def test_the_owner_replaces_a_role(
+        self,
+        market: ContractInstance,
+        owner: AccountAPI,
+        others: list[AccountAPI],
+        setter: str,
+        getter: str,
+        event: str,
+    ) -> None:
         receipt = getattr(market, setter)(others[0], sender=owner)
         assert getattr(market, getter)() == others[0].address
         assert len(receipt.events.filter(getattr(market, event))) == 1
         with ape.reverts(market.ZeroAddress):
             getattr(market, setter)(ETH, sender=owner)
 
-    def test_the_owner_sets_the_fee_and_the_delay(self, market, owner):
+    def test_the_owner_sets_the_fee_and_the_delay(self, market: ContractInstance, owner: AccountAPI) -> None:
         receipt = market.setOperatorFee(10_000, sender=owner)
         assert receipt.events.filter(market.OperatorFeeSet)[0].operatorFeeBps == 10_000
         receipt = market.setRootDelay(0, sender=owner)
@@ -63,13 +83,22 @@ class TestSettingRolesAndParameters:
         with ape.reverts(market.InvalidBps, bps=10_001):
             market.setOperatorFee(10_001, sender=owner)
 
-    def test_a_new_delay_applies_to_the_next_root(self, market, owner, oracle, seller, buyer):
+    def test_a_new_delay_applies_to_the_next_root(
+        self,
+        market: ContractInstance,
+        owner: AccountAPI,
+        oracle: AccountAPI,
+        seller: AccountAPI,
+        buyer: AccountAPI,
+    ) -> None:
         bought(market, listed(market, seller), buyer)
         market.setRootDelay(0, sender=owner)
         post(market, oracle, Seeders.of([(buyer, ETH, 1)]), [ETH])
         assert market.activeRoot()[1] == 1
 
-    def test_the_owner_allows_and_disallows_a_token(self, market, owner, token):
+    def test_the_owner_allows_and_disallows_a_token(
+        self, market: ContractInstance, owner: AccountAPI, token: ContractInstance
+    ) -> None:
         receipt = market.setTokenAllowed(token, False, sender=owner)
         assert not receipt.events.filter(market.TokenAllowed)[0].allowed
         assert not market.tokenAllowed(token)
@@ -88,13 +117,23 @@ class TestSettingRolesAndParameters:
             ("unpause", ()),
         ],
     )
-    def test_nobody_but_the_owner_may(self, market, oracle, guardian, others, method, args):
+    def test_nobody_but_the_owner_may(
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        guardian: AccountAPI,
+        others: list[AccountAPI],
+        method: str,
+        args: Any,
+    ) -> None:
         args = [others[0] if a == "others" else a for a in args]
         for account in (oracle, guardian, others[0]):
             with ape.reverts(market.OwnableUnauthorizedAccount, account=account.address):
                 getattr(market, method)(*args, sender=account)
 
-    def test_ownership_moves_in_two_steps(self, market, owner, others):
+    def test_ownership_moves_in_two_steps(
+        self, market: ContractInstance, owner: AccountAPI, others: list[AccountAPI]
+    ) -> None:
         market.transferOwnership(others[0], sender=owner)
         assert market.owner() == owner.address
         with ape.reverts(market.OwnableUnauthorizedAccount):
@@ -104,7 +143,14 @@ class TestSettingRolesAndParameters:
 
 
 class TestPausing:
-    def test_the_guardian_pauses_and_the_owner_resumes(self, market, owner, guardian, seller, buyer):
+    def test_the_guardian_pauses_and_the_owner_resumes(
+        self,
+        market: ContractInstance,
+        owner: AccountAPI,
+        guardian: AccountAPI,
+        seller: AccountAPI,
+        buyer: AccountAPI,
+    ) -> None:
         product_id = listed(market, seller)
 
         receipt = market.pause(sender=guardian)
@@ -116,21 +162,25 @@ class TestPausing:
         assert not market.paused()
         market.purchase(product_id, sender=buyer, value=PRICE)
 
-    def test_the_owner_may_pause_too(self, market, owner):
+    def test_the_owner_may_pause_too(self, market: ContractInstance, owner: AccountAPI) -> None:
         market.pause(sender=owner)
         assert market.paused()
 
-    def test_nobody_else_may_pause(self, market, oracle, buyer):
+    def test_nobody_else_may_pause(
+        self, market: ContractInstance, oracle: AccountAPI, buyer: AccountAPI
+    ) -> None:
         for account in (oracle, buyer):
             with ape.reverts(market.NotGuardian):
                 market.pause(sender=account)
 
-    def test_the_guardian_may_not_resume(self, market, guardian):
+    def test_the_guardian_may_not_resume(self, market: ContractInstance, guardian: AccountAPI) -> None:
         market.pause(sender=guardian)
         with ape.reverts(market.OwnableUnauthorizedAccount):
             market.unpause(sender=guardian)
 
-    def test_pausing_twice_or_resuming_a_running_store_is_refused(self, market, owner, guardian):
+    def test_pausing_twice_or_resuming_a_running_store_is_refused(
+        self, market: ContractInstance, owner: AccountAPI, guardian: AccountAPI
+    ) -> None:
         with ape.reverts(market.ExpectedPause):
             market.unpause(sender=owner)
         market.pause(sender=guardian)

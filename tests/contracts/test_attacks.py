@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import ape
 import pytest
+from ape.api import AccountAPI
+from ape.contracts import ContractInstance
+from ape.managers import ChainManager
 from eth_utils import keccak, to_checksum_address
 
 from backend.merkle import hash_pair
@@ -24,23 +29,25 @@ ETHER = 10**18
 REENTRANCY = keccak(text="ReentrancyGuardReentrantCall()")[:4]
 
 
-def sorted_tokens(*tokens):
+def sorted_tokens(*tokens: Any) -> list[str]:
     return sorted((address(t) for t in tokens), key=lambda t: int(t, 16))
 
 
 @pytest.fixture
-def receiver(project, owner):
+def receiver(project: Any, owner: AccountAPI) -> ContractInstance:
     """A contract account that calls back into the market whenever it receives ETH."""
     return owner.deploy(project.ReentrantReceiver)
 
 
 @pytest.fixture
-def keeper(others):
+def keeper(others: list[AccountAPI]) -> AccountAPI:
     return others[3]
 
 
 class TestReentrancy:
-    def test_a_seller_contract_cannot_withdraw_twice_by_reentering(self, market, receiver, owner, buyer):
+    def test_a_seller_contract_cannot_withdraw_twice_by_reentering(
+        self, market: ContractInstance, receiver: ContractInstance, owner: AccountAPI, buyer: AccountAPI
+    ) -> None:
         listing = market.listProduct.encode_input(b"\x01" * 32, 1, ETH, PRICE, 0, "")
         receiver.execute(market, 0, listing, sender=owner)
         bought(market, 1, buyer)
@@ -57,8 +64,15 @@ class TestReentrancy:
         assert market.balance == 0
 
     def test_a_seeder_contract_cannot_reenter_a_claim(
-        self, market, oracle, chain, receiver, owner, buyer, keeper
-    ):
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        chain: ChainManager,
+        receiver: ContractInstance,
+        owner: AccountAPI,
+        buyer: AccountAPI,
+        keeper: AccountAPI,
+    ) -> None:
         bought(market, listed(market, buyer), keeper)
         pool = split(PRICE)[2]
         seeders = Seeders.of([(receiver, ETH, pool // 2), (buyer, ETH, pool // 2)])
@@ -78,8 +92,15 @@ class TestReentrancy:
         assert market.seederPool(ETH) == (pool, pool)
 
     def test_a_seeder_contract_that_refuses_payment_only_blocks_its_own_claim(
-        self, market, oracle, chain, receiver, owner, buyer, keeper
-    ):
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        chain: ChainManager,
+        receiver: ContractInstance,
+        owner: AccountAPI,
+        buyer: AccountAPI,
+        keeper: AccountAPI,
+    ) -> None:
         bought(market, listed(market, buyer), keeper)
         seeders = Seeders.of([(receiver, ETH, 1), (buyer, ETH, 2)])
         post(market, oracle, seeders, [ETH])
@@ -95,7 +116,16 @@ class TestReentrancy:
 
 class TestForgedClaims:
     @pytest.fixture
-    def live(self, market, oracle, chain, seller, buyer, others, keeper):
+    def live(
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        chain: ChainManager,
+        seller: AccountAPI,
+        buyer: AccountAPI,
+        others: list[AccountAPI],
+        keeper: AccountAPI,
+    ) -> Seeders:
         product_id = listed(market, seller)
         for account in (buyer, *others):
             bought(market, product_id, account)
@@ -104,7 +134,9 @@ class TestForgedClaims:
         activate(chain)
         return seeders
 
-    def test_claiming_twice_pays_once(self, market, live, buyer, keeper):
+    def test_claiming_twice_pays_once(
+        self, market: ContractInstance, live: Seeders, buyer: AccountAPI, keeper: AccountAPI
+    ) -> None:
         market.claim(*live.claim_args(buyer, ETH), sender=keeper)
         with ape.reverts(market.NothingToClaim):
             market.claim(*live.claim_args(buyer, ETH), sender=keeper)
@@ -113,36 +145,58 @@ class TestForgedClaims:
         assert market.claimed(buyer, ETH) == 3 * ETHER // 10
         assert market.seederPool(ETH)[1] == 3 * ETHER // 10
 
-    def test_one_batch_cannot_claim_a_leaf_twice(self, market, live, buyer, keeper):
+    def test_one_batch_cannot_claim_a_leaf_twice(
+        self, market: ContractInstance, live: Seeders, buyer: AccountAPI, keeper: AccountAPI
+    ) -> None:
         with ape.reverts(market.NothingToClaim):
             market.claimMany([live.claim_args(buyer, ETH)] * 2, sender=keeper)
         assert market.claimed(buyer, ETH) == 0
 
-    def test_a_raised_amount_does_not_verify(self, market, live, buyer, keeper):
+    def test_a_raised_amount_does_not_verify(
+        self, market: ContractInstance, live: Seeders, buyer: AccountAPI, keeper: AccountAPI
+    ) -> None:
         account, token, amount, proof = live.claim_args(buyer, ETH)
         with ape.reverts(market.InvalidProof):
             market.claim(account, token, amount + 1, proof, sender=keeper)
 
-    def test_a_made_up_proof_does_not_verify(self, market, live, keeper):
+    def test_a_made_up_proof_does_not_verify(
+        self, market: ContractInstance, live: Seeders, keeper: AccountAPI
+    ) -> None:
         with ape.reverts(market.InvalidProof):
             market.claim(keeper, ETH, ETHER // 10, [b"\x42" * 32], sender=keeper)
         with ape.reverts(market.InvalidProof):
             market.claim(keeper, ETH, ETHER // 10, [], sender=keeper)
 
-    def test_another_accounts_proof_does_not_verify(self, market, live, others, keeper):
+    def test_another_accounts_proof_does_not_verify(
+        self, market: ContractInstance, live: Seeders, others: list[AccountAPI], keeper: AccountAPI
+    ) -> None:
         _, token, amount, proof = live.claim_args(others[0], ETH)
         with ape.reverts(market.InvalidProof):
             market.claim(keeper, token, amount, proof, sender=keeper)
 
-    def test_a_proof_for_one_token_does_not_verify_for_another(self, market, live, buyer, keeper, token):
+    def test_a_proof_for_one_token_does_not_verify_for_another(
+        self,
+        market: ContractInstance,
+        live: Seeders,
+        buyer: AccountAPI,
+        keeper: AccountAPI,
+        token: ContractInstance,
+    ) -> None:
         bought(market, listed(market, buyer, token=token.address), keeper)
         account, _, amount, proof = live.claim_args(buyer, ETH)
         with ape.reverts(market.InvalidProof):
             market.claim(account, token, amount, proof, sender=keeper)
 
     def test_an_inner_node_cannot_be_claimed_as_a_leaf(
-        self, market, oracle, chain, pools, project, owner, keeper
-    ):
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        chain: ChainManager,
+        pools: dict[str, int],
+        project: Any,
+        owner: AccountAPI,
+        keeper: AccountAPI,
+    ) -> None:
         # In a four-leaf tree, node 1 has a one-step proof to the root. A contract that took leaf
         # hashes, or hashed a 64-byte leaf once, would accept node 1's children as a leaf. Ours
         # builds the leaf itself from (account, token, amount), hashed twice.
@@ -157,25 +211,37 @@ class TestForgedClaims:
         harness = owner.deploy(project.EarningsTreeHarness)
         assert harness.verifyLeafHash([sibling], seeders.root, node)
         low, high = sorted([left, right])
-        for account, token, amount in [
-            (low[12:], high[12:], 1),
-            (low[12:], ETH, int.from_bytes(high, "big")),
+        attempts: list[tuple[str, str, int]] = [
+            (to_checksum_address(low[12:]), to_checksum_address(high[12:]), 1),
+            (to_checksum_address(low[12:]), ETH, int.from_bytes(high, "big")),
             (ETH, ETH, int.from_bytes(node, "big")),
-        ]:
+        ]
+        for account, token, amount in attempts:
             with ape.reverts(market.InvalidProof):
-                market.claim(
-                    to_checksum_address(account), to_checksum_address(token), amount, [sibling], sender=keeper
-                )
+                market.claim(account, token, amount, [sibling], sender=keeper)
 
-    def test_a_leaf_of_a_root_not_yet_active_is_refused(self, market, oracle, live, buyer, keeper):
+    def test_a_leaf_of_a_root_not_yet_active_is_refused(
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        live: Seeders,
+        buyer: AccountAPI,
+        keeper: AccountAPI,
+    ) -> None:
         newer = Seeders.of([(keeper, ETH, ETHER // 10), (buyer, ETH, 3 * ETHER // 10)])
         post(market, oracle, newer, [ETH], totals=live.totals([ETH]))
         with ape.reverts(market.InvalidProof):
             market.claim(*newer.claim_args(keeper, ETH), sender=keeper)
 
     def test_a_leaf_of_a_canceled_root_is_refused_for_good(
-        self, market, oracle, guardian, chain, live, keeper
-    ):
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        guardian: AccountAPI,
+        chain: ChainManager,
+        live: Seeders,
+        keeper: AccountAPI,
+    ) -> None:
         bad = Seeders.of([(keeper, ETH, 5 * ETHER // 10)])
         post(market, oracle, bad, [ETH])
         market.cancelRoot(sender=guardian)
@@ -184,35 +250,58 @@ class TestForgedClaims:
             market.claim(*bad.claim_args(keeper, ETH), sender=keeper)
 
     def test_nothing_can_be_claimed_while_only_a_pending_root_exists(
-        self, market, oracle, seller, buyer, keeper
-    ):
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        seller: AccountAPI,
+        buyer: AccountAPI,
+        keeper: AccountAPI,
+    ) -> None:
         bought(market, listed(market, seller), buyer)
         seeders = Seeders.of([(keeper, ETH, 1)])
         post(market, oracle, seeders, [ETH])
         with ape.reverts(market.NoActiveRoot):
             market.claim(*seeders.claim_args(keeper, ETH), sender=keeper)
 
-    def test_claims_are_refused_while_paused(self, market, guardian, live, buyer, keeper):
+    def test_claims_are_refused_while_paused(
+        self,
+        market: ContractInstance,
+        guardian: AccountAPI,
+        live: Seeders,
+        buyer: AccountAPI,
+        keeper: AccountAPI,
+    ) -> None:
         market.pause(sender=guardian)
         with ape.reverts(market.EnforcedPause):
             market.claim(*live.claim_args(buyer, ETH), sender=keeper)
 
 
 class TestDishonestOracle:
-    def test_a_stranger_cannot_post_a_root(self, market, seller, buyer, keeper):
+    def test_a_stranger_cannot_post_a_root(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, keeper: AccountAPI
+    ) -> None:
         bought(market, listed(market, seller), buyer)
         greedy = Seeders.of([(keeper, ETH, split(PRICE)[2])])
         with ape.reverts(market.NotOracle):
             post(market, keeper, greedy, [ETH])
 
-    def test_the_oracle_cannot_promise_more_than_was_funded(self, market, oracle, seller, buyer):
+    def test_the_oracle_cannot_promise_more_than_was_funded(
+        self, market: ContractInstance, oracle: AccountAPI, seller: AccountAPI, buyer: AccountAPI
+    ) -> None:
         bought(market, listed(market, seller), buyer)
         # The contract holds the whole price, but only the seeder pool is the oracle's to give.
         greedy = Seeders.of([(oracle, ETH, PRICE)])
         with ape.reverts(market.TotalExceedsFunded, token=ETH, total=PRICE, funded=split(PRICE)[2]):
             post(market, oracle, greedy, [ETH])
 
-    def test_the_oracle_cannot_reuse_an_old_epoch(self, market, oracle, chain, seller, buyer):
+    def test_the_oracle_cannot_reuse_an_old_epoch(
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        chain: ChainManager,
+        seller: AccountAPI,
+        buyer: AccountAPI,
+    ) -> None:
         bought(market, listed(market, seller), buyer)
         seeders = Seeders.of([(buyer, ETH, 1)])
         post(market, oracle, seeders, [ETH], epoch=7)
@@ -221,8 +310,16 @@ class TestDishonestOracle:
             post(market, oracle, seeders, [ETH], epoch=6)
 
     def test_a_tree_worth_more_than_its_total_cannot_pay_more_than_the_total(
-        self, market, oracle, chain, seller, buyer, others, treasury, keeper
-    ):
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        chain: ChainManager,
+        seller: AccountAPI,
+        buyer: AccountAPI,
+        others: list[AccountAPI],
+        treasury: AccountAPI,
+        keeper: AccountAPI,
+    ) -> None:
         product_id = listed(market, seller)
         for account in (buyer, *others):
             bought(market, product_id, account)
@@ -246,7 +343,15 @@ class TestDishonestOracle:
         market.withdraw(ETH, sender=treasury)
         assert market.balance == pool - half
 
-    def test_a_later_root_cannot_take_back_what_was_paid(self, market, oracle, chain, seller, buyer, keeper):
+    def test_a_later_root_cannot_take_back_what_was_paid(
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        chain: ChainManager,
+        seller: AccountAPI,
+        buyer: AccountAPI,
+        keeper: AccountAPI,
+    ) -> None:
         bought(market, listed(market, seller), buyer)
         seeders = Seeders.of([(buyer, ETH, 100)])
         post(market, oracle, seeders, [ETH])
@@ -265,24 +370,32 @@ class TestDishonestOracle:
 
 
 class TestBadPayments:
-    def test_underpaying_in_eth_is_refused(self, market, seller, buyer):
+    def test_underpaying_in_eth_is_refused(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI
+    ) -> None:
         product_id = listed(market, seller)
         with ape.reverts(market.WrongPayment, expected=PRICE, sent=PRICE - 1):
             market.purchase(product_id, sender=buyer, value=PRICE - 1)
 
-    def test_buying_a_closed_product_is_refused(self, market, seller, buyer):
+    def test_buying_a_closed_product_is_refused(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI
+    ) -> None:
         product_id = listed(market, seller)
         market.setProductActive(product_id, False, sender=seller)
         with ape.reverts(market.ProductInactive):
             market.purchase(product_id, sender=buyer, value=PRICE)
 
-    def test_buying_while_paused_is_refused(self, market, seller, buyer, guardian):
+    def test_buying_while_paused_is_refused(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, guardian: AccountAPI
+    ) -> None:
         product_id = listed(market, seller)
         market.pause(sender=guardian)
         with ape.reverts(market.EnforcedPause):
             market.purchase(product_id, sender=buyer, value=PRICE)
 
-    def test_sending_ether_without_a_purchase_is_refused(self, market, buyer):
+    def test_sending_ether_without_a_purchase_is_refused(
+        self, market: ContractInstance, buyer: AccountAPI
+    ) -> None:
         with ape.reverts():
             buyer.transfer(market, 1)
         assert market.balance == 0
@@ -290,14 +403,18 @@ class TestBadPayments:
 
 class TestMaliciousTokens:
     @pytest.fixture
-    def evil(self, project, owner, market, buyer):
+    def evil(
+        self, project: Any, owner: AccountAPI, market: ContractInstance, buyer: AccountAPI
+    ) -> ContractInstance:
         contract = owner.deploy(project.MaliciousToken)
         market.setTokenAllowed(contract, True, sender=owner)
         contract.mint(buyer, 10 * PRICE, sender=owner)
         contract.approve(market, 10 * PRICE, sender=buyer)
         return contract
 
-    def test_a_fee_on_transfer_token_cannot_be_paid_with(self, market, project, owner, seller, buyer):
+    def test_a_fee_on_transfer_token_cannot_be_paid_with(
+        self, market: ContractInstance, project: Any, owner: AccountAPI, seller: AccountAPI, buyer: AccountAPI
+    ) -> None:
         fot = owner.deploy(project.FeeOnTransferToken)
         market.setTokenAllowed(fot, True, sender=owner)
         fot.mint(buyer, PRICE, sender=owner)
@@ -311,7 +428,9 @@ class TestMaliciousTokens:
         assert market.seederPool(fot) == (0, 0)
         assert fot.balanceOf(market) == 0
 
-    def test_a_token_that_lies_about_a_transfer_in_buys_nothing(self, market, seller, buyer, evil):
+    def test_a_token_that_lies_about_a_transfer_in_buys_nothing(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, evil: ContractInstance
+    ) -> None:
         product_id = listed(market, seller, token=evil.address)
         evil.setMode(2, ETH, b"", sender=buyer)  # LieOnTransferFrom
 
@@ -320,7 +439,9 @@ class TestMaliciousTokens:
 
         assert market.balanceOf(seller, evil) == 0
 
-    def test_a_token_that_fails_a_transfer_out_keeps_the_balance_owed(self, market, seller, buyer, evil):
+    def test_a_token_that_fails_a_transfer_out_keeps_the_balance_owed(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, evil: ContractInstance
+    ) -> None:
         bought(market, listed(market, seller, token=evil.address), buyer)
         evil.setMode(3, ETH, b"", sender=buyer)  # FailTransfer
 
@@ -329,7 +450,14 @@ class TestMaliciousTokens:
 
         assert market.balanceOf(seller, evil) == split(PRICE)[0]
 
-    def test_a_token_cannot_reenter_during_a_purchase(self, market, seller, buyer, treasury, evil):
+    def test_a_token_cannot_reenter_during_a_purchase(
+        self,
+        market: ContractInstance,
+        seller: AccountAPI,
+        buyer: AccountAPI,
+        treasury: AccountAPI,
+        evil: ContractInstance,
+    ) -> None:
         bought(market, listed(market, seller), buyer)  # the treasury is owed ETH fees
         product_id = listed(market, seller, token=evil.address)
         evil.setMode(1, market, market.withdraw.encode_input(ETH), sender=buyer)  # Reenter
@@ -341,7 +469,9 @@ class TestMaliciousTokens:
         assert evil.balanceOf(market) == PRICE
         assert market.balanceOf(seller, evil) == split(PRICE)[0]
 
-    def test_a_token_cannot_reenter_a_withdrawal(self, market, seller, buyer, evil):
+    def test_a_token_cannot_reenter_a_withdrawal(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, evil: ContractInstance
+    ) -> None:
         bought(market, listed(market, seller, token=evil.address), buyer)
         evil.setMode(1, market, market.withdraw.encode_input(evil), sender=buyer)
 
@@ -351,7 +481,17 @@ class TestMaliciousTokens:
         assert evil.balanceOf(seller) == split(PRICE)[0]
         assert evil.balanceOf(market) == PRICE - split(PRICE)[0]
 
-    def test_a_token_cannot_reenter_a_claim(self, market, oracle, chain, seller, buyer, others, keeper, evil):
+    def test_a_token_cannot_reenter_a_claim(
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        chain: ChainManager,
+        seller: AccountAPI,
+        buyer: AccountAPI,
+        others: list[AccountAPI],
+        keeper: AccountAPI,
+        evil: ContractInstance,
+    ) -> None:
         bought(market, listed(market, seller, token=evil.address), buyer)
         pool = split(PRICE)[2]
         seeders = Seeders.of([(others[0], evil.address, pool // 2), (others[1], evil.address, pool // 2)])
@@ -369,8 +509,14 @@ class TestMaliciousTokens:
 
 
 def test_the_delay_gives_the_guardian_time_to_stop_a_bad_root(
-    market, oracle, guardian, chain, seller, buyer, keeper
-):
+    market: ContractInstance,
+    oracle: AccountAPI,
+    guardian: AccountAPI,
+    chain: ChainManager,
+    seller: AccountAPI,
+    buyer: AccountAPI,
+    keeper: AccountAPI,
+) -> None:
     bought(market, listed(market, seller), buyer)
     bad = Seeders.of([(keeper, ETH, split(PRICE)[2])])
     posted = post(market, oracle, bad, [ETH])

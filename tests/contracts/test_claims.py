@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ape
 import pytest
+from ape.api import AccountAPI
+from ape.contracts import ContractInstance
+from ape.managers import ChainManager
 from eth_utils import to_checksum_address
 
 from tests.contracts.helpers import ETH, Seeders, activate, post
@@ -12,12 +15,12 @@ ETHER = 10**18
 
 
 @pytest.fixture
-def tokens(token):
+def tokens(token: ContractInstance) -> list[str]:
     return sorted([ETH, token.address], key=lambda t: int(t, 16))
 
 
 @pytest.fixture
-def seeders(buyer, others, token):
+def seeders(buyer: AccountAPI, others: list[AccountAPI], token: ContractInstance) -> Seeders:
     return Seeders.of(
         [
             (buyer, ETH, 3 * ETHER // 10),
@@ -30,7 +33,14 @@ def seeders(buyer, others, token):
 
 
 @pytest.fixture
-def live(market, oracle, chain, pools, seeders, tokens):
+def live(
+    market: ContractInstance,
+    oracle: AccountAPI,
+    chain: ChainManager,
+    pools: dict[str, int],
+    seeders: Seeders,
+    tokens: list[str],
+) -> Seeders:
     """The seeders' root is posted and active."""
     post(market, oracle, seeders, tokens)
     activate(chain)
@@ -38,13 +48,15 @@ def live(market, oracle, chain, pools, seeders, tokens):
 
 
 @pytest.fixture
-def keeper(others):
+def keeper(others: list[AccountAPI]) -> AccountAPI:
     """An account with no leaf that sends claims for others."""
     return others[3]
 
 
 class TestClaimingEth:
-    def test_pays_the_account_its_earnings(self, market, live, buyer, keeper):
+    def test_pays_the_account_its_earnings(
+        self, market: ContractInstance, live: Seeders, buyer: AccountAPI, keeper: AccountAPI
+    ) -> None:
         before = buyer.balance
 
         receipt = market.claim(*live.claim_args(buyer, ETH), sender=keeper)
@@ -61,14 +73,24 @@ class TestClaimingEth:
         assert market.claimed(buyer, ETH) == amount
         assert market.seederPool(ETH)[1] == amount
 
-    def test_by_the_account_itself_pays_it_too(self, market, live, others):
+    def test_by_the_account_itself_pays_it_too(
+        self, market: ContractInstance, live: Seeders, others: list[AccountAPI]
+    ) -> None:
         before = others[0].balance
         receipt = market.claim(*live.claim_args(others[0], ETH), sender=others[0])
         assert others[0].balance == before + 2 * ETHER // 10 - receipt.total_fees_paid
 
     def test_pays_only_the_growth_of_a_later_root(
-        self, market, oracle, chain, live, buyer, others, keeper, tokens
-    ):
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        chain: ChainManager,
+        live: Seeders,
+        buyer: AccountAPI,
+        others: list[AccountAPI],
+        keeper: AccountAPI,
+        tokens: list[str],
+    ) -> None:
         market.claim(*live.claim_args(buyer, ETH), sender=keeper)
         later = Seeders.of([(buyer, ETH, 5 * ETHER // 10), (others[0], ETH, 2 * ETHER // 10)])
         post(
@@ -88,8 +110,15 @@ class TestClaimingEth:
         assert market.claimed(buyer, ETH) == 5 * ETHER // 10
 
     def test_uses_the_current_root_while_a_newer_one_waits(
-        self, market, oracle, live, buyer, others, keeper, tokens
-    ):
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        live: Seeders,
+        buyer: AccountAPI,
+        others: list[AccountAPI],
+        keeper: AccountAPI,
+        tokens: list[str],
+    ) -> None:
         newer = Seeders.of([(buyer, ETH, 6 * ETHER // 10)])
         post(market, oracle, newer, tokens, totals=live.totals(tokens))
 
@@ -98,27 +127,50 @@ class TestClaimingEth:
         with ape.reverts(market.InvalidProof):
             market.claim(*newer.claim_args(buyer, ETH), sender=keeper)
 
-    def test_of_a_zero_leaf_pays_nothing(self, market, live, others, keeper):
+    def test_of_a_zero_leaf_pays_nothing(
+        self, market: ContractInstance, live: Seeders, others: list[AccountAPI], keeper: AccountAPI
+    ) -> None:
         with ape.reverts(market.NothingToClaim):
             market.claim(*live.claim_args(others[2], ETH), sender=keeper)
 
     def test_before_any_root_is_active_is_refused(
-        self, market, oracle, pools, seeders, buyer, keeper, tokens
-    ):
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        pools: dict[str, int],
+        seeders: Seeders,
+        buyer: AccountAPI,
+        keeper: AccountAPI,
+        tokens: list[str],
+    ) -> None:
         with ape.reverts(market.NoActiveRoot):
             market.claim(*seeders.claim_args(buyer, ETH), sender=keeper)
         post(market, oracle, seeders, tokens)
         with ape.reverts(market.NoActiveRoot):
             market.claim(*seeders.claim_args(buyer, ETH), sender=keeper)
 
-    def test_is_refused_while_paused(self, market, guardian, live, buyer, keeper):
+    def test_is_refused_while_paused(
+        self,
+        market: ContractInstance,
+        guardian: AccountAPI,
+        live: Seeders,
+        buyer: AccountAPI,
+        keeper: AccountAPI,
+    ) -> None:
         market.pause(sender=guardian)
         with ape.reverts(market.EnforcedPause):
             market.claim(*live.claim_args(buyer, ETH), sender=keeper)
 
 
 class TestClaimingATokenReward:
-    def test_pays_the_account_in_that_token(self, market, live, buyer, keeper, token):
+    def test_pays_the_account_in_that_token(
+        self,
+        market: ContractInstance,
+        live: Seeders,
+        buyer: AccountAPI,
+        keeper: AccountAPI,
+        token: ContractInstance,
+    ) -> None:
         before = token.balanceOf(buyer)
         market.claim(*live.claim_args(buyer, token.address), sender=keeper)
         assert token.balanceOf(buyer) == before + 4 * ETHER // 10
@@ -128,7 +180,15 @@ class TestClaimingATokenReward:
 
 
 class TestClaimingMany:
-    def test_pays_every_claim_of_the_batch(self, market, live, buyer, others, keeper, token):
+    def test_pays_every_claim_of_the_batch(
+        self,
+        market: ContractInstance,
+        live: Seeders,
+        buyer: AccountAPI,
+        others: list[AccountAPI],
+        keeper: AccountAPI,
+        token: ContractInstance,
+    ) -> None:
         requests = [
             live.claim_args(a, t)
             for a, t in [(buyer, ETH), (buyer, token.address), (others[1], token.address)]
@@ -144,28 +204,50 @@ class TestClaimingMany:
         assert token.balanceOf(buyer) == token_before + 4 * ETHER // 10
         assert market.claimed(others[1], token) == ETHER // 10
 
-    def test_fails_as_a_whole_when_one_claim_fails(self, market, live, buyer, others, keeper):
+    def test_fails_as_a_whole_when_one_claim_fails(
+        self,
+        market: ContractInstance,
+        live: Seeders,
+        buyer: AccountAPI,
+        others: list[AccountAPI],
+        keeper: AccountAPI,
+    ) -> None:
         good = live.claim_args(buyer, ETH)
         account, token_, amount, proof = live.claim_args(others[0], ETH)
         with ape.reverts(market.InvalidProof):
             market.claimMany([good, (account, token_, amount + 1, proof)], sender=keeper)
         assert market.claimed(buyer, ETH) == 0
 
-    def test_of_nothing_pays_nothing(self, market, live, keeper):
+    def test_of_nothing_pays_nothing(
+        self, market: ContractInstance, live: Seeders, keeper: AccountAPI
+    ) -> None:
         receipt = market.claimMany([], sender=keeper)
         assert not receipt.events.filter(market.Claimed)
 
-    def test_is_refused_while_paused(self, market, guardian, live, buyer, keeper):
+    def test_is_refused_while_paused(
+        self,
+        market: ContractInstance,
+        guardian: AccountAPI,
+        live: Seeders,
+        buyer: AccountAPI,
+        keeper: AccountAPI,
+    ) -> None:
         market.pause(sender=guardian)
         with ape.reverts(market.EnforcedPause):
             market.claimMany([live.claim_args(buyer, ETH)], sender=keeper)
 
-    def test_before_any_root_is_active_is_refused(self, market, keeper):
+    def test_before_any_root_is_active_is_refused(self, market: ContractInstance, keeper: AccountAPI) -> None:
         with ape.reverts(market.NoActiveRoot):
             market.claimMany([], sender=keeper)
 
 
-def test_a_leaf_for_a_stranger_pays_the_stranger(market, oracle, chain, pools, keeper):
+def test_a_leaf_for_a_stranger_pays_the_stranger(
+    market: ContractInstance,
+    oracle: AccountAPI,
+    chain: ChainManager,
+    pools: dict[str, int],
+    keeper: AccountAPI,
+) -> None:
     stranger = to_checksum_address("0x" + "5e" * 20)
     seeders = Seeders.of([(stranger, ETH, 12345)])
     tokens = sorted(pools, key=lambda t: int(t, 16))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
+from ape.managers import ChainManager
 from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
 from hypothesis import HealthCheck, event, settings
@@ -269,6 +270,7 @@ class MarketMachine(RuleBasedStateMachine):
             return
         before = self.holding(account.address, t)
         receipt = self.send(None, account, "withdraw", t)
+        assert receipt is not None
         fees = receipt.fee if t == ETH else 0
         assert self.holding(account.address, t) - before + fees == owed
         self.balances[(account.address, t)] = 0
@@ -466,7 +468,7 @@ class MarketMachine(RuleBasedStateMachine):
 
 
 @pytest.fixture(scope="module")
-def world(project, accounts, chain) -> Iterator[World]:
+def world(project: Any, accounts: Any, chain: ChainManager) -> Iterator[World]:
     owner, oracle, guardian, treasury = (accounts[i] for i in range(4))
     actors = [accounts[i] for i in range(4, 10)]
     market = owner.deploy(project.Marketplace, owner, oracle, guardian, treasury, FEE_BPS, DELAY)
@@ -500,7 +502,9 @@ def world(project, accounts, chain) -> Iterator[World]:
 
 # A passing run takes under a minute; a failing one needs minutes more to shrink to a short example.
 @pytest.mark.timeout(1_800)
-def test_no_sequence_of_calls_leaves_the_market_owing_more_than_it_holds(world, chain):
+def test_no_sequence_of_calls_leaves_the_market_owing_more_than_it_holds(
+    world: World, chain: ChainManager
+) -> None:
     world.snapshot = chain.snapshot()  # within this test's own isolation snapshot
     MarketMachine.world = world
     run_state_machine_as_test(

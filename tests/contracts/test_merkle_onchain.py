@@ -4,8 +4,12 @@ real claims. The JavaScript comparison of the same trees is in tests/backend/tes
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
+from ape.api import AccountAPI
+from ape.contracts import ContractInstance
+from ape.managers import ChainManager
 from eth_utils import to_checksum_address
 
 from backend.merkle import Leaf, MerkleTree
@@ -32,11 +36,11 @@ def as_claim(leaf: Leaf, proof: list[bytes]) -> tuple[str, str, int, list[bytes]
 
 
 @pytest.fixture(scope="module")
-def harness(project, accounts):
+def harness(project: Any, accounts: Any) -> ContractInstance:
     return accounts[0].deploy(project.EarningsTreeHarness)
 
 
-def test_every_proof_of_random_trees_verifies_and_no_altered_leaf_does(harness):
+def test_every_proof_of_random_trees_verifies_and_no_altered_leaf_does(harness: ContractInstance) -> None:
     rng = random.Random(20240611)
     tokens = [ETH] + [to_checksum_address(rng.randbytes(20)) for _ in range(2)]
     cases, expected = [], []
@@ -60,13 +64,21 @@ def test_every_proof_of_random_trees_verifies_and_no_altered_leaf_does(harness):
     assert checked > TREES * 10
 
 
-def test_the_contract_hashes_leaves_as_the_python_tree_does(harness):
+def test_the_contract_hashes_leaves_as_the_python_tree_does(harness: ContractInstance) -> None:
     rng = random.Random(5)
     for leaf in random_leaves(rng, 20, [ETH, to_checksum_address(rng.randbytes(20))]):
         assert harness.leaf(leaf.account, leaf.token, leaf.cumulative_amount) == leaf.hash()
 
 
-def test_sampled_leaves_of_random_trees_are_paid_in_full(market, oracle, chain, owner, seller, buyer, others):
+def test_sampled_leaves_of_random_trees_are_paid_in_full(
+    market: ContractInstance,
+    oracle: AccountAPI,
+    chain: ChainManager,
+    owner: AccountAPI,
+    seller: AccountAPI,
+    buyer: AccountAPI,
+    others: list[AccountAPI],
+) -> None:
     # A 100 ETH pool, all for the seeders; five random trees in turn, three real claims from each.
     market.setOperatorFee(0, sender=owner)
     bought(market, listed(market, seller, price=100 * 10**18, discount_bps=10_000), buyer)

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,13 +56,13 @@ contract Counter { uint256 public count; function increment() external { count +
 
 
 class TestTheSolcShim:
-    def test_answers_version_like_solc(self, offline_env):
+    def test_answers_version_like_solc(self, offline_env: dict[str, str]) -> None:
         result = subprocess.run(
             [SHIM, "--version"], capture_output=True, text=True, env=offline_env, check=True
         )
         assert "Version: 0.8.28+commit." in result.stdout
 
-    def test_compiles_standard_json_from_stdin(self, offline_env):
+    def test_compiles_standard_json_from_stdin(self, offline_env: dict[str, str]) -> None:
         result = subprocess.run(
             [SHIM, "--standard-json"],
             input=standard_json({"Counter.sol": COUNTER}),
@@ -76,7 +77,9 @@ class TestTheSolcShim:
         assert {item["name"] for item in counter["abi"]} == {"count", "increment"}
         assert len(counter["evm"]["bytecode"]["object"]) > 100
 
-    def test_writes_a_big_output_whole_to_a_slow_reader(self, offline_env, tmp_path):
+    def test_writes_a_big_output_whole_to_a_slow_reader(
+        self, offline_env: dict[str, str], tmp_path: Path
+    ) -> None:
         # Many contracts with every output: megabytes of JSON through a pipe nobody reads for a while.
         fields = " ".join(f"uint256 public field{j};" for j in range(8))
         sources = {
@@ -105,7 +108,7 @@ class TestTheSolcShim:
         assert not [e for e in output.get("errors", []) if e["severity"] == "error"]
         assert set(output["contracts"]) == set(sources)
 
-    def test_reports_malformed_json_as_a_compiler_error(self, offline_env):
+    def test_reports_malformed_json_as_a_compiler_error(self, offline_env: dict[str, str]) -> None:
         result = subprocess.run(
             [SHIM, "--standard-json"],
             input="{not json",
@@ -125,7 +128,9 @@ class TestTheSolcShim:
             (["--bogus"], "unrecognised option '--bogus'"),
         ],
     )
-    def test_refuses_what_it_does_not_support_with_a_clear_message(self, offline_env, args, message):
+    def test_refuses_what_it_does_not_support_with_a_clear_message(
+        self, offline_env: dict[str, str], args: Any, message: str
+    ) -> None:
         result = subprocess.run(
             [SHIM, *args], capture_output=True, text=True, env=offline_env, input="", check=False
         )
@@ -134,7 +139,9 @@ class TestTheSolcShim:
         assert result.stdout == ""
 
 
-def test_ape_compiles_a_clean_copy_of_the_contracts_offline(offline_env, tmp_path):
+def test_ape_compiles_a_clean_copy_of_the_contracts_offline(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
     shutil.copytree(REPO / "contracts", tmp_path / "contracts", ignore=shutil.ignore_patterns(".cache"))
     shutil.copy(REPO / "ape-config.yaml", tmp_path / "ape-config.yaml")
     (tmp_path / "node_modules").symlink_to(REPO / "node_modules")
@@ -158,9 +165,11 @@ def test_ape_compiles_a_clean_copy_of_the_contracts_offline(offline_env, tmp_pat
     }
 
 
-def test_ape_run_deploy_writes_a_deployments_file_the_backend_reads(offline_env, tmp_path):
+def test_ape_run_deploy_writes_a_deployments_file_the_backend_reads(
+    offline_env: dict[str, str], tmp_path: Path
+) -> None:
     deployments = tmp_path / "deployments.json"
-    command = [BIN / "ape", "run", "deploy", "marketplace", "--network", "ethereum:local:foundry"]
+    command = [str(BIN / "ape"), "run", "deploy", "marketplace", "--network", "ethereum:local:foundry"]
     command += ["--account", "TEST::0", "--deployments", str(deployments)]
 
     result = subprocess.run(

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import ape
+from ape.api import AccountAPI
+from ape.contracts import ContractInstance
 
 from tests.contracts.helpers import ETH, PRICE, bought, listed, split
 
 
 class TestWithdrawingEth:
-    def test_pays_the_seller_exactly_its_balance(self, market, seller, buyer):
+    def test_pays_the_seller_exactly_its_balance(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI
+    ) -> None:
         bought(market, listed(market, seller), buyer)
         seller_amount = split(PRICE)[0]
         before = seller.balance
@@ -20,7 +26,14 @@ class TestWithdrawingEth:
         assert (event.account, event.token, event.amount) == (seller.address, ETH, seller_amount)
         assert market.balanceOf(seller, ETH) == 0
 
-    def test_pays_the_treasury_its_fees(self, market, seller, buyer, others, treasury):
+    def test_pays_the_treasury_its_fees(
+        self,
+        market: ContractInstance,
+        seller: AccountAPI,
+        buyer: AccountAPI,
+        others: list[AccountAPI],
+        treasury: AccountAPI,
+    ) -> None:
         product_id = listed(market, seller)
         for account in (buyer, *others):
             bought(market, product_id, account)
@@ -30,13 +43,17 @@ class TestWithdrawingEth:
 
         assert treasury.balance == before + 5 * split(PRICE)[1] - receipt.total_fees_paid
 
-    def test_twice_pays_only_once(self, market, seller, buyer):
+    def test_twice_pays_only_once(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI
+    ) -> None:
         bought(market, listed(market, seller), buyer)
         market.withdraw(ETH, sender=seller)
         with ape.reverts(market.NothingToWithdraw):
             market.withdraw(ETH, sender=seller)
 
-    def test_leaves_later_sales_to_be_withdrawn(self, market, seller, buyer, others):
+    def test_leaves_later_sales_to_be_withdrawn(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, others: list[AccountAPI]
+    ) -> None:
         product_id = listed(market, seller)
         bought(market, product_id, buyer)
         market.withdraw(ETH, sender=seller)
@@ -48,25 +65,29 @@ class TestWithdrawingEth:
             market.withdraw(ETH, sender=seller).events.filter(market.Withdrawn)[0].amount == split(PRICE)[0]
         )
 
-    def test_works_while_paused(self, market, seller, buyer, guardian):
+    def test_works_while_paused(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, guardian: AccountAPI
+    ) -> None:
         bought(market, listed(market, seller), buyer)
         market.pause(sender=guardian)
         market.withdraw(ETH, sender=seller)
         assert market.balanceOf(seller, ETH) == 0
 
-    def test_by_someone_owed_nothing_is_refused(self, market, buyer):
+    def test_by_someone_owed_nothing_is_refused(self, market: ContractInstance, buyer: AccountAPI) -> None:
         with ape.reverts(market.NothingToWithdraw):
             market.withdraw(ETH, sender=buyer)
 
-    def test_never_touches_the_seeder_pool(self, market, seller, buyer, treasury):
+    def test_never_touches_the_seeder_pool(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, treasury: AccountAPI
+    ) -> None:
         bought(market, listed(market, seller), buyer)
         market.withdraw(ETH, sender=seller)
         market.withdraw(ETH, sender=treasury)
         assert market.balance == split(PRICE)[2] == market.seederPool(ETH)[0]
 
     def test_to_a_contract_that_refuses_ether_fails_and_keeps_the_balance(
-        self, market, project, owner, buyer
-    ):
+        self, market: ContractInstance, project: Any, owner: AccountAPI, buyer: AccountAPI
+    ) -> None:
         shop = owner.deploy(project.ReentrantReceiver)
         shop.execute(
             market, 0, market.listProduct.encode_input(b"\x01" * 32, 1, ETH, PRICE, 0, ""), sender=owner
@@ -81,7 +102,9 @@ class TestWithdrawingEth:
 
 
 class TestWithdrawingTokens:
-    def test_pays_each_token_separately(self, market, seller, buyer, token):
+    def test_pays_each_token_separately(
+        self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, token: ContractInstance
+    ) -> None:
         bought(market, listed(market, seller), buyer)
         bought(market, listed(market, seller, token=token.address), buyer)
 
@@ -91,7 +114,14 @@ class TestWithdrawingTokens:
         assert market.balanceOf(seller, token) == 0
         assert market.balanceOf(seller, ETH) == split(PRICE)[0]
 
-    def test_works_after_the_token_leaves_the_allow_list(self, market, owner, seller, buyer, token):
+    def test_works_after_the_token_leaves_the_allow_list(
+        self,
+        market: ContractInstance,
+        owner: AccountAPI,
+        seller: AccountAPI,
+        buyer: AccountAPI,
+        token: ContractInstance,
+    ) -> None:
         bought(market, listed(market, seller, token=token.address), buyer)
         market.setTokenAllowed(token, False, sender=owner)
         market.withdraw(token, sender=seller)
