@@ -44,6 +44,7 @@ app.command("seed")(peer_commands.seed)
 app.command("buy")(market_commands.buy)
 app.command("rewards")(market_commands.rewards)
 app.command("claim")(market_commands.claim)
+app.command("sales")(market_commands.sales)
 
 
 @app.command("version")

@@ -61,7 +61,7 @@ def connect(
     client = StoreClient(store_url(store))
     try:
         facts = client.health()
-        chain_id = int(facts["chain_id"])
+        chain_id = int(facts["chainId"])
         contract = str(facts["contract"])
         if not is_address(contract):
             raise ClientError(f"the store names {contract!r} as its contract, which is not an address")

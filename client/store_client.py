@@ -73,7 +73,7 @@ class StoreClient:
             statement=SIGN_IN_STATEMENT,
             uri=offer["uri"],
             version="1",
-            chain_id=int(offer["chain_id"]),
+            chain_id=int(offer["chainId"]),
             nonce=offer["nonce"],
             issued_at=ISO8601Datetime.from_datetime(issued),
             expiration_time=ISO8601Datetime.from_datetime(issued + SIGN_IN_LIFETIME),
@@ -109,6 +109,11 @@ class StoreClient:
     def swarm_health(self, product_id: int) -> dict[str, Any]:
         """Seeders, leechers and completed downloads of a product's swarm."""
         result: dict[str, Any] = self._json("GET", f"/products/{product_id}/health")
+        return result
+
+    def sales(self, seller: str) -> dict[str, Any]:
+        """A seller's products and sales per token."""
+        result: dict[str, Any] = self._json("GET", f"/sellers/{seller}/sales")
         return result
 
     # ----- signed-in -----

@@ -101,7 +101,7 @@ def rewards(
     if not tokens:
         console.print(f"{address} has earned nothing yet: keep seeding (seedmarket seed --key ...)")
         return
-    table = Table(title=f"rewards of {address} (active epoch {result.get('active_epoch')})")
+    table = Table(title=f"rewards of {address} (active epoch {result.get('activeEpoch')})")
     for column in ("token", "earned", "claimable", "claimed", "pending"):
         table.add_column(column, justify="left" if column == "token" else "right")
     for entry, symbol, decimals in tokens:
@@ -137,7 +137,7 @@ def claim(
                 ClaimRequest(
                     account=proof["account"],
                     token=proof["token"],
-                    cumulative_amount=int(proof["cumulative_amount"]),
+                    cumulative_amount=int(proof["cumulativeAmount"]),
                     proof=[bytes.fromhex(node[2:]) for node in proof["proof"]],
                 )
             )
@@ -150,3 +150,55 @@ def claim(
         + ", ".join(f"{from_units(amount, decimals)} {symbol}" for _, amount, symbol, decimals in paid)
         + f" for {address} (tx {tx})",
     )
+
+
+def sales(
+    key: KeyOption,
+    withdraw: Annotated[bool, typer.Option("--withdraw", help="Withdraw every token's balance.")] = False,
+    store: StoreOption = None,
+    rpc: RpcOption = None,
+    password_file: PasswordFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A seller's products, sales and withdrawable balance per token; `--withdraw` pays it out."""
+    seller = wallet.unlock(key, password(password_file)) if withdraw else None
+    address = seller.address if seller is not None else _account(key, None, password_file)
+    with connect(store, rpc, seller) as conn:
+        report = conn.store.sales(address)
+        tokens = [t["token"] for t in report["totals"]]
+        balances = {token: conn.chain.balance_of(address, token) for token in tokens}
+        info = {token: conn.chain.token_info(token) for token in tokens}
+        paid = {}
+        if withdraw:
+            for token, balance in balances.items():
+                if balance > 0:
+                    paid[token] = (balance, conn.chain.withdraw(token))
+    if as_json:
+        report["balances"] = {token: str(balance) for token, balance in balances.items()}
+        report["withdrawn"] = {
+            token: {"amount": str(a), "transaction": tx} for token, (a, tx) in paid.items()
+        }
+        typer.echo(json.dumps(report))
+        return
+    if not report["products"]:
+        console.print(f"{address} has listed nothing yet (ape run list_product ...)")
+        return
+    table = Table(title=f"sales of {address}")
+    for column in ("product", "title", "sold", "gross", "yours"):
+        table.add_column(column, justify="right" if column in ("sold", "gross", "yours") else "left")
+    for row in report["products"]:
+        symbol, decimals = info.get(row["token"], ("?", 18))
+        table.add_row(
+            str(row["productId"]),
+            row["title"] or "(unregistered)",
+            str(row["count"]),
+            f"{from_units(int(row['gross']), decimals)} {symbol}",
+            f"{from_units(int(row['sellerAmount']), decimals)} {symbol}",
+        )
+    console.print(table)
+    for token, balance in balances.items():
+        symbol, decimals = info[token]
+        if token in paid:
+            console.print(f"withdrew {from_units(balance, decimals)} {symbol} (tx {paid[token][1]})")
+        else:
+            console.print(f"withdrawable: {from_units(balance, decimals)} {symbol}")
