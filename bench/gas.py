@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import ape
+from ape.logging import LogLevel, logger
 
 from backend.merkle import Leaf, MerkleTree
 
@@ -260,6 +261,7 @@ def why_an_eth_claim_costs(row: Row) -> str:
 
 def main() -> int:
     os.chdir(REPO)  # ape finds the project (and its compiled contracts) in the working directory
+    logger.set_level(LogLevel.WARNING)  # keep ape's progress lines out of the table and the JSON line
     with ape.networks.parse_network_choice("ethereum:local:foundry"):
         bench = Bench()
         bench.sales()

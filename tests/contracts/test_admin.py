@@ -136,6 +136,7 @@ class TestSettingRolesAndParameters:
     ) -> None:
         market.transferOwnership(others[0], sender=owner)
         assert market.owner() == owner.address
+        assert market.pendingOwner() == others[0].address
         with ape.reverts(market.OwnableUnauthorizedAccount):
             market.acceptOwnership(sender=others[1])
         market.acceptOwnership(sender=others[0])
