@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 
 from backend.errors import StoreError
+from client.commands import library as library_commands
 from client.commands import market as market_commands
-from client.commands import peer as peer_commands
 from client.commands import store as store_commands
 from client.commands import wallet as wallet_commands
 from client.errors import ClientError
@@ -39,8 +39,8 @@ app.command("tracker")(store_commands.tracker)
 app.command("store-seed")(store_commands.store_seed)
 app.command("oracle")(store_commands.oracle)
 app.command("verify-epoch")(store_commands.verify_epoch)
-app.command("download")(peer_commands.download)
-app.command("seed")(peer_commands.seed)
+app.command("download")(library_commands.download)
+app.command("seed")(library_commands.seed)
 app.command("buy")(market_commands.buy)
 app.command("rewards")(market_commands.rewards)
 app.command("claim")(market_commands.claim)

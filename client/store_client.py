@@ -32,6 +32,7 @@ class StoreClient:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, follow_redirects=False)
         self.address: str | None = None
+        self._signer: tuple[str, MessageSigner] | None = None
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -46,10 +47,12 @@ class StoreClient:
     # ----- transport -----
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ClientError(f"cannot reach the store at {self.base_url} ({exc}); is it running?") from None
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 401 and self._signer is not None and not path.startswith("/auth/"):
+            # The session expired (a long-running seeder outlives it): sign in again, once.
+            address, sign = self._signer
+            self.sign_in(address, sign)
+            response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             raise ClientError(f"the store refused {method} {path}: {_detail(response)}")
         return response
@@ -60,6 +63,12 @@ class StoreClient:
             return response.json()
         except ValueError:
             raise ClientError(f"the store answered {method} {path} with something that is not JSON") from None
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ClientError(f"cannot reach the store at {self.base_url} ({exc}); is it running?") from None
 
     # ----- sign-in -----
 
@@ -82,6 +91,7 @@ class StoreClient:
         session = self._json("POST", "/auth/session", json={"message": message, "signature": signature})
         self._http.headers["Authorization"] = f"Bearer {session['token']}"
         self.address = session["address"]
+        self._signer = (address, sign)
 
     # ----- catalog -----
 

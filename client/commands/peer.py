@@ -61,7 +61,7 @@ def _unlock(key: str, password_file: Path | None) -> tuple[bytes, bytes]:
     return bytes(account.key), bytes.fromhex(account.address[2:])
 
 
-def _peer_address(text: str) -> tuple[str, int]:
+def peer_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ClientError(f"--peer {text!r} is not HOST:PORT")
@@ -75,26 +75,10 @@ async def _join(session: Session, torrent: Torrent, meta: Metainfo, peers: list[
         session.spawn(session.connect(torrent, host, port))
 
 
-def download(
-    torrent_file: Annotated[Path, typer.Argument(help="The .torrent of your purchase.")],
-    key: KeyOption,
-    purchase: Annotated[int, typer.Option("--purchase", help="Your purchase id (from `seedmarket buy`).")],
-    chain_id: ChainOption,
-    contract: ContractOption,
-    out: Annotated[Path, typer.Option("--out", help="Folder to download into.")] = Path(),
-    port: PortOption = 0,
-    peer: PeerOption = None,
-    password_file: PasswordFile = None,
-) -> None:
-    """Download a purchase, paying every seeder with signed receipts for the bytes it sent."""
-    meta = _load_torrent(torrent_file)
-    domain = _domain(chain_id, contract)
-    if purchase <= 0:
-        raise ClientError("--purchase must be a positive purchase id")
-    private_key, _ = _unlock(key, password_file)
-    peers = [_peer_address(text) for text in peer or []]
-    ledger = wallet.home() / "receipts" / f"{meta.info_hash.hex()}-{purchase}.json"
-    config = TorrentConfig(signer=ReceiptSigner(domain, purchase, private_key), receipt_ledger=ledger)
+def run_download(
+    meta: Metainfo, out: Path, config: TorrentConfig, peers: list[tuple[str, int]], port: int
+) -> Torrent:
+    """Download `meta` into `out` with a progress bar until complete; raises the torrent's error."""
 
     async def run() -> Torrent:
         async with Session(port=port) as session:
@@ -115,6 +99,31 @@ def download(
     torrent = uvloop.run(run())
     if torrent.error is not None:
         raise torrent.error
+    return torrent
+
+
+def download(
+    torrent_file: Annotated[Path, typer.Argument(help="The .torrent of your purchase.")],
+    key: KeyOption,
+    purchase: Annotated[int, typer.Option("--purchase", help="Your purchase id (from `seedmarket buy`).")],
+    chain_id: ChainOption,
+    contract: ContractOption,
+    out: Annotated[Path, typer.Option("--out", help="Folder to download into.")] = Path(),
+    port: PortOption = 0,
+    peer: PeerOption = None,
+    password_file: PasswordFile = None,
+) -> None:
+    """Download a purchase, paying every seeder with signed receipts for the bytes it sent."""
+    meta = _load_torrent(torrent_file)
+    domain = _domain(chain_id, contract)
+    if purchase <= 0:
+        raise ClientError("--purchase must be a positive purchase id")
+    private_key, _ = _unlock(key, password_file)
+    peers = [peer_address(text) for text in peer or []]
+    ledger = wallet.home() / "receipts" / f"{meta.info_hash.hex()}-{purchase}.json"
+    config = TorrentConfig(signer=ReceiptSigner(domain, purchase, private_key), receipt_ledger=ledger)
+
+    run_download(meta, out, config, peers, port)
     console.print(f"downloaded {meta.name} into {out.resolve()}")
 
 
@@ -151,7 +160,7 @@ def seed(
     folder = _content_folder(meta, path)
     domain = _domain(chain_id, contract)
     _, address = _unlock(key, password_file)
-    peers = [_peer_address(text) for text in peer or []]
+    peers = [peer_address(text) for text in peer or []]
     receipts_to = tracker or meta.announce
     if not receipts_to:
         raise ClientError("the torrent names no tracker: pass --tracker URL")
