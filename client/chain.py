@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
@@ -19,8 +19,8 @@ from web3.exceptions import (
 )
 from web3.types import TxParams, Wei
 
-from client.contract import ERC20_ABI, ETH, MARKETPLACE_ABI, explain_revert
-from client.errors import ClientError
+from client.contract import ERC20_ABI, ETH, MARKETPLACE_ABI, explain_revert, revert_error
+from client.errors import ClientError, TransactionReverted
 
 RECEIPT_TIMEOUT = 120.0
 
@@ -159,7 +159,7 @@ class ChainClient:
         try:
             return function.call()
         except (ContractCustomError, ContractLogicError) as exc:
-            raise ClientError(explain_revert(_revert_data(exc))) from None
+            raise _reverted(exc) from None
         except (OSError, Web3Exception) as exc:
             raise ClientError(f"the chain did not answer: {exc}") from None
 
@@ -177,7 +177,7 @@ class ChainClient:
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT)
         except (ContractCustomError, ContractLogicError) as exc:
-            raise ClientError(explain_revert(_revert_data(exc))) from None
+            raise _reverted(exc) from None
         except TimeExhausted:
             raise ClientError(f"the transaction was not mined within {RECEIPT_TIMEOUT:.0f} s") from None
         except (ValueError, Web3RPCError) as exc:  # node errors such as insufficient funds
@@ -185,8 +185,26 @@ class ChainClient:
         except (OSError, Web3Exception) as exc:
             raise ClientError(f"the chain did not answer: {exc}") from None
         if receipt["status"] != 1:
-            raise ClientError(f"the transaction {tx_hash.hex()} reverted")
+            raise self._mined_revert(tx, receipt)
         return receipt
+
+    def _mined_revert(self, tx: Any, receipt: Any) -> TransactionReverted:
+        """Why a mined transaction reverted: replay it in its block (same timestamp, same roots)."""
+        tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
+        replay = cast(TxParams, {k: tx[k] for k in ("from", "to", "data", "value") if k in tx})
+        try:
+            self.w3.eth.call(replay, block_identifier=receipt["blockNumber"])
+        except (ContractCustomError, ContractLogicError) as exc:
+            reverted = _reverted(exc)
+            return TransactionReverted(f"the transaction {tx_hash} reverted: {reverted}", reverted.error)
+        except (OSError, Web3Exception):
+            pass
+        return TransactionReverted(f"the transaction {tx_hash} reverted")
+
+
+def _reverted(exc: Exception) -> TransactionReverted:
+    data = _revert_data(exc)
+    return TransactionReverted(explain_revert(data), revert_error(data))
 
 
 def _revert_data(exc: Exception) -> str | None:

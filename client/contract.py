@@ -137,9 +137,16 @@ REVERT_REASONS: dict[str, str] = {
     "ERC20InsufficientBalance(address,uint256,uint256)": "the wallet does not hold enough of the token",
     "ERC20InsufficientAllowance(address,uint256,uint256)": "the token allowance is too low",
 }
-_BY_SELECTOR = {
-    "0x" + function_signature_to_4byte_selector(sig).hex(): why for sig, why in REVERT_REASONS.items()
-}
+_BY_SELECTOR = {"0x" + function_signature_to_4byte_selector(sig).hex(): sig for sig in REVERT_REASONS}
+
+
+def revert_error(data: str | bytes | None) -> str | None:
+    """The signature of the custom error in revert data, e.g. "InvalidProof()", if we know it."""
+    if isinstance(data, bytes):
+        data = "0x" + data.hex()
+    if not data or len(data) < 10:
+        return None
+    return _BY_SELECTOR.get(data[:10].lower())
 
 
 def explain_revert(data: str | bytes | None) -> str:
@@ -148,4 +155,5 @@ def explain_revert(data: str | bytes | None) -> str:
         data = "0x" + data.hex()
     if not data or len(data) < 10:
         return "the transaction reverted without a reason"
-    return _BY_SELECTOR.get(data[:10].lower(), f"the contract refused the call (error {data[:10]})")
+    error = revert_error(data)
+    return REVERT_REASONS[error] if error else f"the contract refused the call (error {data[:10]})"

@@ -15,8 +15,8 @@ from client import wallet
 from client.amounts import from_units
 from client.chain import ClaimRequest
 from client.commands.wallet import JsonFlag, PasswordFile, password
-from client.connect import connect
-from client.errors import ClientError
+from client.connect import Connection, connect
+from client.errors import ClientError, TransactionReverted
 
 console = Console()
 
@@ -112,6 +112,19 @@ def rewards(
     console.print(table)
 
 
+CLAIM_ATTEMPTS = 2
+
+
+def _claim_request(conn: Connection, address: str, token: str) -> ClaimRequest:
+    proof = conn.store.proof(address, token)
+    return ClaimRequest(
+        account=proof["account"],
+        token=proof["token"],
+        cumulative_amount=int(proof["cumulativeAmount"]),
+        proof=[bytes.fromhex(node[2:]) for node in proof["proof"]],
+    )
+
+
 def claim(
     key: KeyOption,
     account: Annotated[
@@ -127,21 +140,19 @@ def claim(
     signer = wallet.unlock(key, password(password_file))
     address = to_checksum_address(account) if account else signer.address
     with connect(store, rpc, signer) as conn:
-        tokens = [t for t in conn.store.rewards(address)["tokens"] if int(t["claimable"]) > 0]
-        if not tokens:
-            raise ClientError(f"nothing is claimable for {address} right now (see `seedmarket rewards`)")
-        requests = []
-        for entry in tokens:
-            proof = conn.store.proof(address, entry["token"])
-            requests.append(
-                ClaimRequest(
-                    account=proof["account"],
-                    token=proof["token"],
-                    cumulative_amount=int(proof["cumulativeAmount"]),
-                    proof=[bytes.fromhex(node[2:]) for node in proof["proof"]],
+        for attempt in range(CLAIM_ATTEMPTS):
+            tokens = [t for t in conn.store.rewards(address)["tokens"] if int(t["claimable"]) > 0]
+            if not tokens:
+                raise ClientError(f"nothing is claimable for {address} right now (see `seedmarket rewards`)")
+            try:
+                tx = conn.chain.claim_many(
+                    [_claim_request(conn, address, entry["token"]) for entry in tokens]
                 )
-            )
-        tx = conn.chain.claim_many(requests)
+                break
+            except TransactionReverted as exc:
+                # A new root may have become active between reading the proofs and mining.
+                if exc.error != "InvalidProof()" or attempt + 1 == CLAIM_ATTEMPTS:
+                    raise
         paid = [(e["token"], int(e["claimable"]), *conn.chain.token_info(e["token"])) for e in tokens]
     _emit(
         as_json,
