@@ -26,6 +26,26 @@ $(STAMPS)/npm: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+# Debian packages the tests use: Chromium for the web store's browser tests.
+SYSTEM_PACKAGES := chromium
+$(STAMPS)/system:
+	@mkdir -p $(STAMPS)
+	@if ! command -v chromium >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) \
+		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }; \
+	fi
+	touch $@
+
+# What the benchmarks compare against: opentracker and wrk (bench/tracker_*.py).
+BENCH_PACKAGES := opentracker wrk
+$(STAMPS)/bench-system:
+	@mkdir -p $(STAMPS)
+	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	$$SUDO apt-get install -y --no-install-recommends $(BENCH_PACKAGES) \
+	|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends $(BENCH_PACKAGES); }
+	touch $@
+
 install: $(STAMPS)/venv $(STAMPS)/npm
 
 .build/__local__.json: $(STAMPS)/venv $(STAMPS)/npm ape-config.yaml $(wildcard contracts/*.sol contracts/test/*.sol)
@@ -34,11 +54,11 @@ install: $(STAMPS)/venv $(STAMPS)/npm
 
 compile: .build/__local__.json
 
-test: compile
+test: compile $(STAMPS)/system
 	$(BIN)/pytest
 
 # The long runs: more property-test sequences and bigger random trees.
-test-long: compile
+test-long: compile $(STAMPS)/system
 	SEEDMARKET_LONG=1 $(BIN)/pytest
 
 run: compile
@@ -53,7 +73,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: compile
+bench: compile $(STAMPS)/bench-system
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
