@@ -5,9 +5,7 @@ the announcing address always comes from the connection."""
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
-from urllib.parse import unquote_to_bytes
 
 from tracker.errors import TrackerError
 
@@ -25,7 +23,10 @@ NONE, STARTED, COMPLETED, STOPPED, PAUSED = 0, 1, 2, 3, 4
 _EVENTS = {b"": NONE, b"started": STARTED, b"completed": COMPLETED, b"stopped": STOPPED, b"paused": PAUSED}
 
 _HEX = b"0123456789abcdef"
-_STRICT_PERCENT = re.compile(rb"(?:[^%]|%[0-9A-Fa-f]{2})*")
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+_ESCAPED = {
+    f"{high}{low}".encode(): bytes([int(high + low, 16)]) for high in _HEX_DIGITS for low in _HEX_DIGITS
+}
 _ANNOUNCE_FIELDS = frozenset(
     (b"info_hash", b"peer_id", b"port", b"uploaded", b"downloaded", b"left", b"event", b"numwant", b"compact")
 )
@@ -57,9 +58,12 @@ def parse_passkey(segment: bytes) -> str:
 
 def _binary(value: bytes, name: str, length: int) -> bytes:
     if b"%" in value:
-        if not _STRICT_PERCENT.fullmatch(value):
-            raise RequestError(f"{name} has a malformed percent escape")
-        value = unquote_to_bytes(value)
+        # Strict percent-decoding: every % must start two hex digits (urllib lets "%zz" through).
+        first, *escaped = value.split(b"%")
+        try:
+            value = first + b"".join([_ESCAPED[part[:2]] + part[2:] for part in escaped])
+        except KeyError:
+            raise RequestError(f"{name} has a malformed percent escape") from None
     if len(value) != length:
         raise RequestError(f"{name} must be exactly {length} bytes")
     return value

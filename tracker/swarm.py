@@ -25,6 +25,14 @@ V4_SEEDS, V4_LEECHERS, V6_SEEDS, V6_LEECHERS = 0, 1, 2, 3
 LANE_BITS = 2
 _LANE_MASK = (1 << LANE_BITS) - 1
 DEFAULT_MAX_PEERS = 5_000_000  # about 1 GB of swarm state; refuse new peers beyond it
+# The lanes a requester's list is drawn from, keyed by (IPv6?, seed?): its own address family
+# first, the other one to fill up; seeds get only leechers, leechers get both.
+_LISTED_LANES = {
+    (False, False): ((V4_SEEDS, V4_LEECHERS), (V6_SEEDS, V6_LEECHERS)),
+    (False, True): ((V4_LEECHERS,), (V6_LEECHERS,)),
+    (True, False): ((V6_SEEDS, V6_LEECHERS), (V4_SEEDS, V4_LEECHERS)),
+    (True, True): ((V6_LEECHERS,), (V4_LEECHERS,)),
+}
 
 
 class SwarmFull(Exception):
@@ -44,28 +52,30 @@ class _Lane:
 
 
 class _Swarm:
-    __slots__ = ("lanes", "peers")
+    __slots__ = ("lanes", "peers", "seeds")
 
     def __init__(self) -> None:
         self.peers: dict[bytes, int] = {}
         self.lanes: list[_Lane | None] = [None, None, None, None]
+        self.seeds = 0
 
-    def count(self, lane_id: int) -> int:
-        lane = self.lanes[lane_id]
-        return 0 if lane is None else len(lane.keys)
-
-    def add(self, lane_id: int, key: bytes, addr: bytes, expires: int) -> None:
+    def add(self, lane_id: int, key: bytes, addr: bytes, expires: int) -> int:
+        """List a new peer; returns its slot in the lane."""
         lane = self.lanes[lane_id]
         if lane is None:
             lane = self.lanes[lane_id] = _Lane(IPV4_WIDTH if lane_id < V6_SEEDS else IPV6_WIDTH)
-        self.peers[key] = len(lane.keys) << LANE_BITS | lane_id
+        slot = len(lane.keys)
+        self.peers[key] = slot << LANE_BITS | lane_id
         lane.keys.append(key)
         lane.addrs += addr
         lane.expires.append(expires)
+        self.seeds += lane_id % 2 == 0
+        return slot
 
     def remove(self, lane_id: int, slot: int) -> None:
         lane = self.lanes[lane_id]
         assert lane is not None
+        self.seeds -= lane_id % 2 == 0
         del self.peers[lane.keys[slot]]
         last = len(lane.keys) - 1
         width = lane.width
@@ -141,6 +151,26 @@ def _pick(lanes: list[_Lane], skip: tuple[_Lane, int] | None, want: int) -> byte
     return b"".join(parts)
 
 
+def _peer_lists(
+    swarm: _Swarm, lane_id: int, slot: int, v6: bool, seed: bool, want: int
+) -> tuple[bytes, bytes]:
+    """(peers, peers6) for the requester at `slot` of lane `lane_id`."""
+    lanes = swarm.lanes
+    own_ids, other_ids = _LISTED_LANES[v6, seed]
+    first = [lane for lane_no in own_ids if (lane := lanes[lane_no]) is not None]
+    own = lanes[lane_id]
+    # A leecher's own lane is among those it is sent; leave its own record out.
+    skip = None if seed or own is None else (own, slot)
+    own_peers = _pick(first, skip, want) if first else b""
+    rest = want - len(own_peers) // (IPV6_WIDTH if v6 else IPV4_WIDTH)
+    other_peers = b""
+    if rest > 0:
+        second = [lane for lane_no in other_ids if (lane := lanes[lane_no]) is not None]
+        if second:
+            other_peers = _pick(second, None, rest)
+    return (other_peers, own_peers) if v6 else (own_peers, other_peers)
+
+
 class SwarmRegistry:
     """All swarms of the tracker. Times are whole seconds on the caller's monotonic clock."""
 
@@ -164,12 +194,13 @@ class SwarmRegistry:
         v6 = len(addr) == IPV6_WIDTH
         lane_id = (V6_SEEDS if v6 else V4_SEEDS) + (not seed)
         code = swarm.peers.get(key)
+        slot = -1
         if code is not None:
             old_lane, slot = code & _LANE_MASK, code >> LANE_BITS
             if event == STOPPED or old_lane != lane_id:
                 swarm.remove(old_lane, slot)
                 self.peer_count -= 1
-                code = None
+                slot = -1
             else:
                 lane = swarm.lanes[lane_id]
                 assert lane is not None
@@ -179,41 +210,24 @@ class SwarmRegistry:
                     lane.addrs[slot * width : slot * width + width] = addr
         if event == STOPPED:
             return self._counts_and_forget(info_hash, swarm)
-        if event == COMPLETED and seed and code is None:  # a seed already listed was counted before
-            self.downloaded[info_hash] = self.downloaded.get(info_hash, 0) + 1
-        if code is None:
+        if slot < 0:
+            if event == COMPLETED and seed:  # a seed already listed was counted before
+                self.downloaded[info_hash] = self.downloaded.get(info_hash, 0) + 1
             if self.peer_count >= self.max_peers:
                 raise SwarmFull
-            swarm.add(lane_id, key, addr, now + self.expiry)
+            slot = swarm.add(lane_id, key, addr, now + self.expiry)
             self.peer_count += 1
-        complete = swarm.count(V4_SEEDS) + swarm.count(V6_SEEDS)
-        incomplete = swarm.count(V4_LEECHERS) + swarm.count(V6_LEECHERS)
+        complete = swarm.seeds
+        incomplete = len(swarm.peers) - complete
         if numwant <= 0:
             return complete, incomplete, b"", b""
-        slot = swarm.peers[key] >> LANE_BITS
-        own = swarm.lanes[lane_id]
-        assert own is not None
-        skip = (own, slot)
-        # Seeds get leechers only; leechers get both. Own family first, the other fills up.
-        wanted = (V4_LEECHERS, V6_LEECHERS) if seed else (V4_SEEDS, V4_LEECHERS, V6_SEEDS, V6_LEECHERS)
-        first = [lane for lane_no in wanted if (lane_no >= V6_SEEDS) == v6 and (lane := swarm.lanes[lane_no])]
-        second = [
-            lane for lane_no in wanted if (lane_no >= V6_SEEDS) != v6 and (lane := swarm.lanes[lane_no])
-        ]
-        own_peers = _pick(first, skip if own in first else None, numwant) if first else b""
-        width = IPV6_WIDTH if v6 else IPV4_WIDTH
-        rest = numwant - len(own_peers) // width
-        other_peers = _pick(second, None, rest) if second and rest > 0 else b""
-        if v6:
-            return complete, incomplete, other_peers, own_peers
-        return complete, incomplete, own_peers, other_peers
+        return complete, incomplete, *_peer_lists(swarm, lane_id, slot, v6, seed, numwant)
 
     def _counts_and_forget(self, info_hash: bytes, swarm: _Swarm) -> tuple[int, int, bytes, bytes]:
         if not swarm.peers:
             del self.swarms[info_hash]
             return 0, 0, b"", b""
-        complete = swarm.count(V4_SEEDS) + swarm.count(V6_SEEDS)
-        return complete, len(swarm.peers) - complete, b"", b""
+        return swarm.seeds, len(swarm.peers) - swarm.seeds, b"", b""
 
     def stats(self, info_hash: bytes) -> tuple[int, int, int]:
         """(complete, incomplete, downloaded) of one swarm, as scrape reports them."""
@@ -221,8 +235,7 @@ class SwarmRegistry:
         downloaded = self.downloaded.get(info_hash, 0)
         if swarm is None:
             return 0, 0, downloaded
-        complete = swarm.count(V4_SEEDS) + swarm.count(V6_SEEDS)
-        return complete, len(swarm.peers) - complete, downloaded
+        return swarm.seeds, len(swarm.peers) - swarm.seeds, downloaded
 
     def sweep(self, now: int, budget: int | None = None) -> int:
         """Drop expired peers from up to `budget` swarms (all when None), continuing round-robin
