@@ -43,6 +43,7 @@ def check_storage(registry: SwarmRegistry) -> None:
             assert len(lane.addrs) == lane.width * len(lane.keys) == lane.width * len(lane.expires)
             for slot, peer_key in enumerate(lane.keys):
                 assert swarm.peers[peer_key] == slot << 2 | lane_id
+        assert swarm.seeds == sum(len(lane.keys) for lane in swarm.lanes[0::2] if lane is not None)
         total += len(swarm.peers)
     assert total == registry.peer_count
 
