@@ -10,6 +10,7 @@ assumes a local chain: the chain id and accounts are whatever that node has).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -25,11 +26,13 @@ from typing import IO, Any
 import httpx
 from eth_account import Account
 
+from backend.chain import load_contract_type
 from backend.deployments import DeploymentError, read_deployment
 from backend.devnet import Anvil, free_port
 from backend.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
+MANIFEST = REPO / ".build" / "__local__.json"
 # anvil's development accounts come from this public mnemonic: never for real money.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 STARTUP_SECONDS = 60.0
@@ -116,7 +119,7 @@ class DevStack:
                 "SEEDMARKET_RPC_URL": self.rpc,
                 "SEEDMARKET_CHAIN_ID": str(self.chain_id),
                 "SEEDMARKET_DEPLOYMENTS_FILE": str(self.deployments),
-                "SEEDMARKET_MANIFEST": str(REPO / ".build" / "__local__.json"),
+                "SEEDMARKET_MANIFEST": str(MANIFEST),
                 "SEEDMARKET_ORACLE_KEY": dev_key(0),
                 "SEEDMARKET_STORE_ACCOUNTS": dev_address(0),
                 "SEEDMARKET_EPOCH_LENGTH": str(self.epoch_length),
@@ -138,6 +141,7 @@ class DevStack:
 
     def start(self, *, sample: bool = True) -> None:
         """Chain, contract, store; then a sample product unless told otherwise."""
+        self._forget_outdated_state()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
         try:
@@ -153,6 +157,25 @@ class DevStack:
         except BaseException:
             self.stop()
             raise
+
+    def _forget_outdated_state(self) -> None:
+        """A local chain and store made with other contracts than the compiled ones start afresh."""
+        build = hashlib.sha256(
+            json.dumps(load_contract_type(MANIFEST)["deploymentBytecode"], sort_keys=True).encode()
+        ).hexdigest()
+        marker = self.data_dir / "contracts.sha256"
+        if (
+            self.rpc_url is None
+            and self.data_dir.exists()
+            and marker.exists()
+            and marker.read_text() != build
+        ):
+            sys.stderr.write(
+                "the contracts changed since the last run: starting a fresh local chain and store\n"
+            )
+            shutil.rmtree(self.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(build)
 
     def _seedmarket(self) -> str:
         found = shutil.which("seedmarket", path=str(Path(sys.executable).parent))
