@@ -83,7 +83,8 @@ class AccessCache:
 
     def wallet_now(self, passkey: str, now: int) -> Any:
         """(wallet, tag), None for an unknown passkey, or MISS."""
-        return self._wallets.get(passkey, now)
+        entry = self._wallets.entries.get(passkey)  # _TtlCache.get inlined: the announce hot path
+        return MISS if entry is None or entry[0] <= now else entry[1]
 
     async def wallet(self, passkey: str, now: int) -> tuple[bytes, bytes] | None:
         """(wallet, tag) of a passkey, or None; asks the policy on a miss."""
@@ -99,7 +100,8 @@ class AccessCache:
 
     def may_join_now(self, wallet: bytes, info_hash: bytes, now: int) -> Any:
         """True, False or MISS."""
-        return self._joins.get(wallet + info_hash, now)
+        entry = self._joins.entries.get(wallet + info_hash)
+        return MISS if entry is None or entry[0] <= now else entry[1]
 
     async def may_join(self, wallet: bytes, info_hash: bytes, now: int) -> bool:
         """Whether `wallet` may join `info_hash`'s swarm; asks the policy on a miss."""

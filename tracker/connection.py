@@ -60,6 +60,7 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, tracker: TrackerServer) -> None:
         self.tracker = tracker
+        self.config = tracker.config
         self.transport: asyncio.Transport | None = None
         self.ip = b""
         self.peer = "?"
@@ -91,7 +92,7 @@ class Connection(asyncio.Protocol):
             return
         self.transport = transport
         self.peer = str(peername[0])
-        self.deadline = tracker.now + tracker.config.keepalive_timeout
+        self.deadline = tracker.now + self.config.keepalive_timeout
         tracker.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -102,7 +103,7 @@ class Connection(asyncio.Protocol):
         if self.transport is None:
             return
         if not self.buffer and self.head is None and not self.busy:
-            self.deadline = self.tracker.now + self.tracker.config.head_timeout  # a request starts
+            self.deadline = self.tracker.now + self.config.head_timeout  # a request starts
         self.buffer = self.buffer + data if self.buffer else data
         if self.busy or self.writing_paused:
             if len(self.buffer) > MAX_BUFFERED_BYTES and not self.reading_paused:
@@ -149,7 +150,7 @@ class Connection(asyncio.Protocol):
                 self.body_start = end + 4
                 if head.content_length:
                     self.head = head
-                    self.deadline = self.tracker.now + self.tracker.config.body_timeout
+                    self.deadline = self.tracker.now + self.config.body_timeout
                     if head.expect_continue and len(data) < self.body_start + head.content_length:
                         self.transport.write(CONTINUE)
             need = self.body_start + head.content_length
@@ -166,7 +167,7 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _idle_or_next(self) -> None:
-        config = self.tracker.config
+        config = self.config
         self.deadline = self.tracker.now + (config.head_timeout if self.buffer else config.keepalive_timeout)
 
     def _write(self, payload: bytes, keep_alive: bool) -> None:

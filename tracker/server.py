@@ -141,6 +141,7 @@ class TrackerServer:
 
     def answer_announce(self, request: AnnounceRequest, tag: bytes, ip: bytes) -> bytes:
         """Record an announce that passed the policy; the bencoded answer."""
+        # The peer's key: its peer_id, its account's tag and its address family (tracker.swarm).
         key = request.peer_id + tag + (b"4" if len(ip) == 4 else b"6")
         try:
             complete, incomplete, peers, peers6 = self.registry.announce(
