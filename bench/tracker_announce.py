@@ -2,7 +2,8 @@
 bittorrent-tracker, in one run, under the same load generator (wrk with a Lua script that varies
 info_hash, peer_id and port) on loopback, each tracker pinned to the same single core.
 
-    python bench/tracker_announce.py [--duration 10] [--connections 32] [--swarms 10000] [--peers 100000]
+    python bench/tracker_announce.py [--duration 6] [--rounds 3] [--connections 32] [--swarms 10000]
+                                     [--peers 100000] [--trackers ours,opentracker,bittorrent-tracker]
 
 Each tracker is first filled with `--peers` peers in `--swarms` swarms (each peer announces
 `started` once), then wrk sends regular announces of random known peers for `--duration`
@@ -411,7 +412,8 @@ def print_table(results: dict[str, dict[str, dict]], args: argparse.Namespace) -
     print()
     print(
         f"announces on loopback, {args.swarms:,} swarms, {args.peers:,} peers, wrk -t1 -c{args.connections}"
-        f" -d{args.duration}s, trackers pinned to core {SERVER_CORE}, wrk to core {LOAD_CORE}"
+        f" -d{args.duration}s, best of {args.rounds};"
+        f" trackers pinned to core {SERVER_CORE}, wrk to core {LOAD_CORE}"
     )
     print(
         f"{'tracker':28} {'connections':15} {'announces/s':>12} {'ours/this':>10} {'p50 ms':>8}"
@@ -429,13 +431,17 @@ def print_table(results: dict[str, dict[str, dict]], args: argparse.Namespace) -
                 f" {row['p50_us'] / 1000:8.2f} {row['p99_us'] / 1000:8.2f} {row['errors']:7}"
                 f" {row['per_cpu_second']:10,.0f} {first['per_cpu_second'] / row['per_cpu_second']:9.2f}x"
             )
-    print("errors: wrk's connect, read, write and timeout errors; per CPU-s: announces per second of")
-    print("the tracker's own CPU time, steadier than wall time on a shared machine")
+    print("errors: wrk's connect, read, write and timeout errors (opentracker's are its closes, one per")
+    print("answer); per CPU-s: announces per second of the tracker's own CPU time, steadier than wall")
+    print("time on a shared machine")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="wrk runs per tracker and mode; the best counts"
+    )
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--swarms", type=int, default=10_000)
     parser.add_argument("--peers", type=int, default=100_000)
