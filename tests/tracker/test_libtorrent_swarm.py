@@ -101,13 +101,14 @@ async def test_two_buyers_find_each_other_through_the_tracker_and_transfer(
 
     seeder_session, leecher_session = session(), session()
     sessions += [seeder_session, leecher_session]
-    add(seeder_session, torrent, tmp_path / "seed")
+    seeder = add(seeder_session, torrent, tmp_path / "seed")
     leecher = add(leecher_session, with_announce(torrent, url + BUYER), tmp_path / "download")
     sources: set[int] = set()
 
     def finished() -> bool:
         # Peers disconnect once both are seeds, so their sources are noted while it runs.
-        sources.update(peer.source for peer in leecher.get_peer_info())
+        for handle in (leecher, seeder):
+            sources.update(peer.source for peer in handle.get_peer_info())
         return bool(leecher.status().is_seeding)
 
     await wait_for(finished, "the leecher to finish")
@@ -116,8 +117,8 @@ async def test_two_buyers_find_each_other_through_the_tracker_and_transfer(
     assert downloaded.read_bytes() == source.read_bytes()
     assert leecher.status().info_hashes.v1.to_bytes() == metainfo.info_hash
     assert sources, "the leecher was connected to the seed"
-    # Outgoing connections name the tracker as their source; the seed may also have dialled the
-    # leecher after its own re-announce (an incoming connection). Nothing came from elsewhere.
+    # The side that dialled names the tracker as the source, the other side sees an incoming
+    # connection; nothing came from anywhere else.
     assert any(source & lt.peer_info.tracker for source in sources)
     assert not any(source & (lt.peer_info.dht | lt.peer_info.pex | lt.peer_info.lsd) for source in sources)
     await wait_for(lambda: server.stats(metainfo.info_hash)[0] == 2, "both to be counted as seeds")
