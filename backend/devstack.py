@@ -36,6 +36,10 @@ MANIFEST = REPO / ".build" / "__local__.json"
 # anvil's development accounts come from this public mnemonic: never for real money.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 STARTUP_SECONDS = 60.0
+# Mine each transaction at once, and a block every second besides: on automine alone the chain's
+# clock stands still while nobody transacts, so a posted root would never become active (the
+# oracle waits for it) and no settlement window would ever pass on a quiet store.
+ANVIL_MINING = ("--block-time", "1", "--mixed-mining")
 
 
 def dev_key(index: int) -> str:
@@ -147,7 +151,10 @@ class DevStack:
         try:
             if self.rpc_url is None:
                 self.anvil = Anvil(
-                    self.ports.rpc, chain_id=self.chain_id, state=self.data_dir / "anvil-state.json"
+                    self.ports.rpc,
+                    chain_id=self.chain_id,
+                    state=self.data_dir / "anvil-state.json",
+                    extra=ANVIL_MINING,
                 )
             self._deploy()
             self.spawn("store", [self._seedmarket(), "serve"])
