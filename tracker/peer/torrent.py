@@ -43,6 +43,7 @@ MAX_CONNECTIONS = 60  # per torrent
 MAX_BUFFER_BYTES = 48 * 1024 * 1024  # pieces held in memory while downloading, per torrent
 MIN_PENDING_PIECES = 4
 PIPELINE_SECONDS = 0.5  # keep this much of a peer's rate requested
+PAID_PIPELINE_DIVISOR = 2  # keep at most this fraction of a billing seeder's credit window requested
 REQUEST_TIMEOUT = 30.0  # seconds without a block before we give a peer's requests to others
 KEEPALIVE_INTERVAL = 90.0
 IDLE_TIMEOUT = 240.0  # BEP 3 peers send keep-alives every two minutes
@@ -382,4 +383,4 @@ class Torrent:
 
     def _paid_pipeline_cap(self) -> int:
         """Blocks to keep requested from a billing seeder: well inside its credit window."""
-        return max(MIN_PIPELINE, credit_window(self.meta.piece_length) // 2 // BLOCK_SIZE)
+        return max(MIN_PIPELINE, credit_window(self.meta.piece_length) // PAID_PIPELINE_DIVISOR // BLOCK_SIZE)
