@@ -23,7 +23,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.
 
 
 def _prompt(text: str, confirm: bool) -> str:
-    value: str = typer.prompt(text, hide_input=True, confirmation_prompt=confirm)
+    value: str = typer.prompt(text, hide_input=True, confirmation_prompt=confirm, err=True)
     return value
 
 
@@ -48,7 +48,7 @@ def create(name: str, password_file: PasswordFile = None, as_json: JsonFlag = Fa
 @app.command("import")
 def import_(name: str, password_file: PasswordFile = None, as_json: JsonFlag = False) -> None:
     """Import a private key, typed at a hidden prompt (never on the command line)."""
-    key: str = typer.prompt("Private key (hex)", hide_input=True)
+    key: str = typer.prompt("Private key (hex)", hide_input=True, err=True)
     _show(wallet.import_key(name, key, password(password_file, confirm=True)), as_json)
 
 
