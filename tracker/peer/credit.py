@@ -15,7 +15,7 @@ from pathlib import Path
 from tracker.peer.errors import PeerError
 from tracker.receipts import Domain, Receipt, SignedKey, SignedReceipt, sign_receipt
 
-CREDIT_WINDOW = 16 * 1024 * 1024  # unpaid bytes a seeder risks on one purchase
+CREDIT_WINDOW = 8 * 1024 * 1024  # unpaid bytes a seeder risks on one purchase
 CREDIT_WINDOW_PIECES = 3  # ... but always room for pieces in flight, or big pieces could deadlock
 RECEIPT_STEP = 1024 * 1024  # a leecher signs again after this many newly verified bytes
 CREDIT_GRACE = 2.0  # seconds a seeder holds requests at the window for a receipt before choking
