@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import struct
 
@@ -176,13 +177,24 @@ async def _leech_raw(seed: Session, content, purchase: int) -> RawPeer:
     peer.send_extended(0, {"m": {"sm_receipt": 2}, "sm_purchase": purchase})
     peer.send(wire.INTERESTED_MSG)
     assert await peer.read_until(wire.UNCHOKE) is not None
-    blocks = [
+    # Ask for every block, keeping at most REQUESTS_IN_FLIGHT queued (more would be a flood).
+    peer.todo = collections.deque(  # type: ignore[attr-defined]
         (index, begin, min(16384, content.meta.piece_size(index) - begin))
         for index in range(content.meta.piece_count)
         for begin in range(0, content.meta.piece_size(index), 16384)
-    ]
-    peer.send(wire.requests(blocks))
+    )
+    _request_more(peer, REQUESTS_IN_FLIGHT)
     return peer
+
+
+REQUESTS_IN_FLIGHT = 1000
+
+
+def _request_more(peer: RawPeer, count: int) -> None:
+    todo = peer.todo  # type: ignore[attr-defined]
+    batch = [todo.popleft() for _ in range(min(count, len(todo)))]
+    if batch:
+        peer.send(wire.requests(batch))
 
 
 async def _received_until_choked(peer: RawPeer) -> tuple[int, bytes | None]:
@@ -193,6 +205,7 @@ async def _received_until_choked(peer: RawPeer) -> tuple[int, bytes | None]:
         msg_id, payload = message
         if msg_id == wire.PIECE:
             received += len(payload) - 8
+            _request_more(peer, 1)
         elif msg_id == wire.EXTENDED and payload[:1] == b"\x02":
             need = payload[1:]
         elif msg_id == wire.CHOKE:
@@ -201,9 +214,9 @@ async def _received_until_choked(peer: RawPeer) -> tuple[int, bytes | None]:
 
 
 def test_a_leecher_that_stops_signing_is_choked_after_the_credit_window(tmp_path):
-    content = make_content(tmp_path, sizes=(12_000_000,), piece_length=65536)
+    window = credit_window(65536)
+    content = make_content(tmp_path, sizes=(window + 12_000_000,), piece_length=65536)
     buyer = new_wallet()
-    window = credit_window(content.meta.piece_length)
 
     async def scenario():
         seller, journal, seed, seeding = await _billing_seed(content, tmp_path)
@@ -220,9 +233,10 @@ def test_a_leecher_that_stops_signing_is_choked_after_the_credit_window(tmp_path
             signed = signer_for(buyer, 3).sign(seller.address, paid)
             peer.send_extended(LOCAL_RECEIPT_ID, to_message(signed))
             assert await peer.read_until(wire.UNCHOKE) is not None
+            unsent = received // 65536 + 1
             peer.send(
                 wire.requests(
-                    [(i, begin, 16384) for i in range(100, 183) for begin in range(0, 65536, 16384)]
+                    [(i, begin, 16384) for i in range(unsent, unsent + 83) for begin in range(0, 65536, 16384)]
                 )
             )
             more, _ = await _received_until_choked(peer)
