@@ -236,7 +236,11 @@ def test_a_leecher_that_stops_signing_is_choked_after_the_credit_window(tmp_path
             unsent = received // 65536 + 1
             peer.send(
                 wire.requests(
-                    [(i, begin, 16384) for i in range(unsent, unsent + 83) for begin in range(0, 65536, 16384)]
+                    [
+                        (i, begin, 16384)
+                        for i in range(unsent, unsent + 83)
+                        for begin in range(0, 65536, 16384)
+                    ]
                 )
             )
             more, _ = await _received_until_choked(peer)
