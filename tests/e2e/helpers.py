@@ -1,0 +1,475 @@
+"""Helpers of the end-to-end tests: users of the `seedmarket` CLI, the chain's books read from
+blocks and events, an independent settlement of a published epoch, and libtorrent peers.
+
+The settlement here is written from DESIGN.md alone (signatures checked with eth-account's own
+EIP-712 encoder, amounts with the rule floor(P * b_s / L)); it imports nothing of the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import libtorrent as lt
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import to_checksum_address
+from web3 import Web3
+
+from backend.devstack import DevStack, dev_address, dev_key
+from tests.conftest import REPO
+
+ETH = "0x0000000000000000000000000000000000000000"
+PASSWORD = "e2e-password"
+SEEDMARKET = Path(sys.executable).parent / "seedmarket"
+MANIFEST = REPO / ".build" / "__local__.json"
+COMMAND_SECONDS = 180.0
+SEPOLIA_CHAIN_ID = 11155111
+STORE, SELLER = 0, 1  # anvil's development accounts: the operator (oracle, treasury, store seed)
+PRICE = "0.01"
+PRICE_WEI = 10**16
+CONTENT_BYTES = 3 * 2**20 + 4321  # several pieces, well inside one credit window
+# Short enough for a test, long enough that each download's receipts are in before its purchase
+# freezes: every purchase here freezes within the test, so the unearned-remainder rule applies.
+EPOCH_SECONDS = 4
+ROOT_DELAY = 2
+SETTLE_AFTER = 25
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 60.0, every: float = 0.5) -> Any:
+    """Poll `check` until it returns something truthy; that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def digest(folder: Path) -> str:
+    """SHA-256 over every file under `folder` (relative paths and contents, in sorted order)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+# ----- users of the CLI -----
+
+
+@dataclass
+class Cli:
+    """One user of the `seedmarket` command, with a home of its own (wallets, receipts, library)."""
+
+    home: Path
+    store: str
+    rpc: str
+    spawned: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        """Nothing of the test's own environment that names a store, a chain or a home."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDMARKET_")}
+        env.update(SEEDMARKET_HOME=str(self.home), SEEDMARKET_PASSWORD=PASSWORD, PYTHONUNBUFFERED="1")
+        env["COLUMNS"] = "200"  # rich would wrap one-line errors at 80 columns
+        return env
+
+    def run(
+        self, *args: str, stdin: str | None = None, timeout: float = COMMAND_SECONDS
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `seedmarket ARGS` to its end; whatever its exit status."""
+        return subprocess.run(
+            [str(SEEDMARKET), *args],
+            input=stdin,
+            env=self.env(),
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ok(self, *args: str, stdin: str | None = None, timeout: float = COMMAND_SECONDS) -> str:
+        """Run `seedmarket ARGS`, which must succeed; its standard output."""
+        result = self.run(*args, stdin=stdin, timeout=timeout)
+        assert result.returncode == 0, (
+            f"seedmarket {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+        return result.stdout
+
+    def json(self, *args: str) -> Any:
+        """Run `seedmarket ARGS --json`; its one JSON line."""
+        return json.loads(self.ok(*args, "--json").strip().splitlines()[-1])
+
+    def on_store(self, *args: str) -> list[str]:
+        """`ARGS --store URL --rpc URL`: nothing taken from the environment."""
+        return [*args, "--store", self.store, "--rpc", self.rpc]
+
+    def import_wallet(self, name: str, private_key: str) -> str:
+        """`seedmarket wallet import NAME` with the key typed on stdin; the wallet's address."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        output = self.ok("wallet", "import", name, "--json", stdin=private_key + "\n")
+        return str(json.loads(output.strip().splitlines()[-1])["address"])
+
+    def spawn(self, *args: str, log: Path) -> subprocess.Popen[bytes]:
+        """Start a long-running `seedmarket ARGS`, logging to `log`; stopped by `stop_all`."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        out = log.open("ab")
+        process = subprocess.Popen(
+            [str(SEEDMARKET), *args],
+            env=self.env(),
+            cwd=self.home,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.spawned.append((process, out))
+        return process
+
+    def stop_all(self) -> list[int]:
+        """Stop what `spawn` started (SIGINT, as Ctrl-C, then SIGKILL); their exit statuses."""
+        codes = []
+        for process, out in self.spawned:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+            try:
+                codes.append(process.wait(timeout=20))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                codes.append(process.wait())
+            out.close()
+        self.spawned.clear()
+        return codes
+
+    def ledger(self, info_hash: bytes, purchase_id: int) -> dict[str, int]:
+        """What this user's download signed receipts for: seeder address -> bytes, from the
+        ledger the client keeps beside its wallets."""
+        path = self.home / "receipts" / f"{info_hash.hex()}-{purchase_id}.json"
+        document = json.loads(path.read_text())
+        return {
+            to_checksum_address("0x" + wallet): int(receipted)
+            for wallet, (_verified, receipted) in document["tallies"].items()
+        }
+
+
+# ----- the chain's books -----
+
+
+def marketplace_abi() -> list[dict[str, Any]]:
+    """The compiled Marketplace's ABI."""
+    abi: list[dict[str, Any]] = json.loads(MANIFEST.read_text())["contractTypes"]["Marketplace"]["abi"]
+    return abi
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """A purchase as its `Purchased` event tells it, with its product's length."""
+
+    purchase_id: int
+    product_id: int
+    buyer: str
+    token: str
+    price: int
+    seller_amount: int
+    operator_fee: int
+    seeder_pool: int
+    size: int
+    block: int
+    timestamp: int
+
+
+class Books:
+    """What the chain says happened: events of the Marketplace and the transactions of accounts."""
+
+    def __init__(self, rpc: str, contract: str) -> None:
+        self.w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 30}))
+        self.market = self.w3.eth.contract(address=to_checksum_address(contract), abi=marketplace_abi())
+
+    @property
+    def head(self) -> int:
+        """The newest block number."""
+        return int(self.w3.eth.block_number)
+
+    def balance(self, account: str, block: int | str = "latest") -> int:
+        """ETH held by `account` at `block`."""
+        return int(self.w3.eth.get_balance(to_checksum_address(account), block))
+
+    def events(self, name: str, first: int = 0, last: int | str = "latest") -> list[Any]:
+        """Every `name` event of the Marketplace in blocks first..last."""
+        event = getattr(self.market.events, name)()
+        return list(event.get_logs(from_block=first, to_block=last))
+
+    def view(self, name: str, *args: Any) -> Any:
+        """Call one of the Marketplace's views."""
+        return getattr(self.market.functions, name)(*args).call()
+
+    def purchases(self, last: int | str = "latest") -> dict[int, Purchase]:
+        """Every purchase up to block `last`."""
+        sizes = {int(e.args.productId): int(e.args.size) for e in self.events("ProductListed")}
+        found = {}
+        for e in self.events("Purchased", 0, last):
+            a = e.args
+            found[int(a.purchaseId)] = Purchase(
+                int(a.purchaseId),
+                int(a.productId),
+                to_checksum_address(a.buyer),
+                to_checksum_address(a.token),
+                int(a.price),
+                int(a.sellerAmount),
+                int(a.operatorFee),
+                int(a.seederPool),
+                sizes[int(a.productId)],
+                int(e.blockNumber),
+                int(self.w3.eth.get_block(e.blockNumber)["timestamp"]),
+            )
+        return found
+
+    def spending(self, accounts: Iterable[str], first: int, last: int) -> dict[str, tuple[int, int]]:
+        """Per account, (value sent, gas paid) by its transactions mined in blocks first..last, gas
+        as each receipt charged it (gasUsed * effectiveGasPrice)."""
+        wanted = {to_checksum_address(a) for a in accounts}
+        spent = {a: (0, 0) for a in wanted}
+        for number in range(first, last + 1):
+            block = self.w3.eth.get_block(number, full_transactions=True)
+            for tx in block["transactions"]:
+                sender = to_checksum_address(tx["from"])
+                if sender not in wanted:
+                    continue
+                receipt = self.w3.eth.get_transaction_receipt(tx["hash"])
+                value, gas = spent[sender]
+                spent[sender] = (
+                    value + int(tx["value"]),
+                    gas + receipt["gasUsed"] * receipt["effectiveGasPrice"],
+                )
+        return spent
+
+
+# ----- settlement, recomputed from DESIGN.md -----
+
+_DOMAIN_FIELDS = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+_RECEIPT_FIELDS = [
+    {"name": "purchaseId", "type": "uint256"},
+    {"name": "seeder", "type": "address"},
+    {"name": "bytes", "type": "uint64"},
+]
+_KEY_FIELDS = [
+    {"name": "purchaseId", "type": "uint256"},
+    {"name": "key", "type": "address"},
+    {"name": "expires", "type": "uint64"},
+]
+
+
+def _signer(chain_id: int, contract: str, kind: str, message: dict[str, Any], signature: str) -> str:
+    fields = _RECEIPT_FIELDS if kind == "Receipt" else _KEY_FIELDS
+    typed = {
+        "types": {"EIP712Domain": _DOMAIN_FIELDS, kind: fields},
+        "primaryType": kind,
+        "domain": {"name": "seedmarket", "version": "1", "chainId": chain_id, "verifyingContract": contract},
+        "message": message,
+    }
+    return str(Account.recover_message(encode_typed_data(full_message=typed), signature=signature))
+
+
+def receipt_signer(entry: dict[str, Any], chain_id: int, contract: str) -> str:
+    """The buyer a published receipt speaks for: its signer, or the wallet that authorised the
+    session key that signed it (the key must not have expired when the receipt was accepted)."""
+    signer = _signer(
+        chain_id,
+        contract,
+        "Receipt",
+        {"purchaseId": entry["purchase"], "seeder": entry["seeder"], "bytes": entry["bytes"]},
+        entry["sig"],
+    )
+    key = entry.get("key")
+    if key is None:
+        return signer
+    assert to_checksum_address(key["key"]) == signer, "a receipt signed by another key than it names"
+    assert int(key["expires"]) > int(entry["acceptedAt"]), "a receipt accepted after its key expired"
+    return _signer(
+        chain_id,
+        contract,
+        "ReceiptKey",
+        {"purchaseId": entry["purchase"], "key": key["key"], "expires": key["expires"]},
+        key["sig"],
+    )
+
+
+Leaves = dict[tuple[str, str], int]  # (account, token) -> cumulative amount, checksummed
+
+
+def settle(publication: dict[str, Any], purchases: dict[int, Purchase]) -> Leaves:
+    """An epoch's leaves from the chain's purchases and the epoch's published receipts: seeder s
+    of a purchase with pool P and length L earns floor(P * b_s / L); a purchase frozen after
+    its settlement window gives the part nobody earned to the store's account."""
+    chain_id, contract = int(publication["chainId"]), to_checksum_address(publication["contract"])
+    included = {pid: p for pid, p in purchases.items() if p.block <= int(publication["block"])}
+    received: dict[int, dict[str, int]] = defaultdict(dict)
+    for entry in publication["receipts"]:
+        purchase = included[int(entry["purchase"])]
+        seeder = to_checksum_address(entry["seeder"])
+        assert receipt_signer(entry, chain_id, contract) == purchase.buyer, f"not the buyer's: {entry}"
+        assert seeder != purchase.buyer, "a buyer paid itself"
+        assert seeder not in received[purchase.purchase_id], "two receipts for one seeder"
+        # In an honest swarm nothing is clipped: every byte signed for is credited.
+        assert int(entry["credited"]) == int(entry["bytes"]), f"clipped: {entry}"
+        received[purchase.purchase_id][seeder] = int(entry["bytes"])
+    leaves: Leaves = defaultdict(int)
+    frozen = {int(f["purchase"]): to_checksum_address(f["recipient"]) for f in publication["frozen"]}
+    for pid, purchase in included.items():
+        assert sum(received[pid].values()) <= purchase.size, f"purchase {pid} paid for more than its length"
+        paid = 0
+        for seeder, count in received[pid].items():
+            amount = purchase.seeder_pool * count // purchase.size
+            leaves[(seeder, purchase.token)] += amount
+            paid += amount
+        if pid in frozen:
+            assert purchase.timestamp <= int(publication["cutoff"]) - int(publication["settleAfter"])
+            leaves[(frozen[pid], purchase.token)] += purchase.seeder_pool - paid
+    return {key: amount for key, amount in leaves.items() if amount > 0}
+
+
+def published_leaves(publication: dict[str, Any]) -> Leaves:
+    """The leaves in the published tree dump."""
+    return {
+        (to_checksum_address(account), to_checksum_address(token)): int(amount)
+        for account, token, amount in (v["value"] for v in publication["tree"]["values"])
+    }
+
+
+# ----- a running store -----
+
+
+@dataclass
+class Store:
+    """A running store with one product listed by its seller, and the chain's books."""
+
+    stack: DevStack
+    product_id: int
+    content: Path  # the seller's copy
+    books: Books
+    start_block: int  # before the seller listed: every transaction since is in the accounting
+    users: list[Cli] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """The store's API and pages."""
+        return self.stack.store_url
+
+    def user(self, name: str, account: int | None = None) -> Cli:
+        """A CLI user with its own home; with `account`, that development key imported as `name`."""
+        cli = Cli(self.stack.data_dir / "users" / name, self.stack.store_url, self.stack.rpc)
+        if account is not None:
+            assert cli.import_wallet(name, dev_key(account)) == dev_address(account)
+        self.users.append(cli)
+        return cli
+
+
+def sample(folder: Path) -> Path:
+    """The product: a folder with a text and some random data."""
+    root = folder / "e2e-album"
+    root.mkdir(parents=True)
+    (root / "README.txt").write_text("An album sold by the end-to-end tests.\n")
+    (root / "tracks.bin").write_bytes(os.urandom(CONTENT_BYTES))
+    return root
+
+
+# ----- the store over HTTP -----
+
+
+def store_get(store: str, path: str) -> Any:
+    """GET a public JSON resource of the store."""
+    response = httpx.get(f"{store}{path}", timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def seeders(store: str, product_id: int) -> int:
+    """Seeders in a product's swarm, as the store's tracker counts them."""
+    return int(store_get(store, f"/products/{product_id}/health")["seeders"])
+
+
+# ----- libtorrent, an ordinary client -----
+
+
+def lt_session() -> lt.session:
+    """A libtorrent session on loopback that finds peers through trackers only."""
+    return lt.session(
+        {
+            "listen_interfaces": "127.0.0.1:0",
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "enable_outgoing_utp": False,
+            "enable_incoming_utp": False,
+            "allow_multiple_connections_per_ip": True,  # every peer here is 127.0.0.1
+            "ssrf_mitigation": False,  # it would refuse a loopback tracker with a passkey in the path
+            "stop_tracker_timeout": 1,
+            "alert_mask": 0,
+        },
+        flags=0,  # no default plugins: no ut_pex, so peers come from the tracker alone
+    )
+
+
+def lt_seed(session: lt.session, torrent: bytes, folder: Path) -> lt.torrent_handle:
+    """Seed `torrent` from the content under `folder` (checked first)."""
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(lt.bdecode(torrent))
+    params.save_path = str(folder)
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    handle = session.add_torrent(params)
+    until(lambda: handle.status().is_seeding, "libtorrent to check the content and seed it", 60, 0.2)
+    return handle
+
+
+# ----- the store's process -----
+
+
+def store_process(stack: DevStack) -> subprocess.Popen[bytes]:
+    """The stack's `seedmarket serve` process."""
+    return next(process for name, process in stack.processes if name == "store")
+
+
+@contextlib.contextmanager
+def store_hung(stack: DevStack) -> Iterator[None]:
+    """The store stops answering (SIGSTOP: connections are accepted, nothing is answered) and
+    comes back where it was (SIGCONT)."""
+    group = os.getpgid(store_process(stack).pid)
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(group, signal.SIGCONT)
+
+
+def stop_store(stack: DevStack) -> None:
+    """Stop `seedmarket serve` (SIGTERM, as a deployment would) and wait for it to exit."""
+    process = store_process(stack)
+    process.terminate()
+    process.wait(timeout=30)
+    stack.processes.remove(("store", process))
+
+
+def start_store(stack: DevStack) -> None:
+    """Start `seedmarket serve` again on the same data, ports and chain."""
+    stack.spawn("store", [str(SEEDMARKET), "serve"])
+    stack.wait_for_store()
