@@ -21,6 +21,7 @@ from tracker.peer.announcer import Announcer
 from tracker.peer.connection import PeerConnection
 from tracker.peer.errors import PeerError, StorageError
 from tracker.peer.journal import AsyncJournal, ReceiptJournal
+from tracker.peer.ratelimit import TokenBucket
 from tracker.peer.storage import CheckProgress, Storage
 from tracker.peer.submitter import Answer, Submitter
 from tracker.peer.torrent import Torrent, TorrentConfig
@@ -51,12 +52,14 @@ class Session:
         port: int = 0,
         journal: ReceiptJournal | None = None,
         peer_id: bytes | None = None,
+        upload_limit: TokenBucket | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
         self.peer_id = peer_id or new_peer_id()
         self.disk = ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix="disk")
         self.journal = AsyncJournal(journal) if journal is not None else None
+        self.upload_limit = upload_limit  # a cap on what all torrents upload together
         self.torrents: dict[bytes, Torrent] = {}
         self.connections: set[PeerConnection] = set()
         self._server: asyncio.Server | None = None

@@ -61,6 +61,7 @@ class TorrentConfig:
     confirm_buyers: bool = False  # past the first window, credit only once the tracker accepted a receipt
     plain_peers: PlainPeers = PlainPeers.AFTER_PAYING
     upload: bool = True  # serve pieces at all
+    super_seed: bool = False  # once complete, offer pieces few at a time (tracker.peer.superseed)
     upload_slots: int = UPLOAD_SLOTS
     max_connections: int = MAX_CONNECTIONS
     max_buffer_bytes: int = MAX_BUFFER_BYTES
@@ -141,7 +142,7 @@ class Torrent:
                 wallet=self.config.wallet, purchase=purchase, request_queue=ADVERTISED_REQUEST_QUEUE
             )
             conn.send(wire.extended(0, payload))
-        if any(self.have):
+        if any(self.have) and not self.uploads.hide_pieces(conn):
             conn.send(wire.bitfield(wire.pack_bits(self.have)))
         return True
 
@@ -150,6 +151,7 @@ class Torrent:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
+        self.uploads.forget(conn)
         if self.picker is not None:
             self.release_all(conn)
             self.picker.remove_peer(None if conn.is_seed else conn.flags)
@@ -182,6 +184,7 @@ class Torrent:
             self.picker.add_peer(None if conn.is_seed else flags)
             have = self.have
             conn.wanted = sum(1 for i, flag in enumerate(flags) if flag and not have[i])
+        self.uploads.peer_has(conn, None)
         self._after_peer_news(conn)
 
     def on_have(self, conn: PeerConnection, index: int) -> None:
@@ -202,10 +205,11 @@ class Torrent:
             if self.picker is not None:
                 self.picker.remove_peer(flags)
                 self.picker.add_peer(None)
+        self.uploads.peer_has(conn, index)
         self._after_peer_news(conn)
 
     def _after_peer_news(self, conn: PeerConnection) -> None:
-        if self.complete and conn.is_seed:
+        if self.complete and conn.is_seed and not self.uploads.keeps_seeds:
             conn.close("both sides are seeds")
             return
         self.update_interest(conn)
@@ -377,6 +381,7 @@ class Torrent:
             self.downloads.request_more(conn)
         if self.leecher is not None:
             self._save_ledger()
+        self.uploads.housekeeping(now)
         if now - self.uploads.last_rechoke >= RECHOKE_INTERVAL:
             self.uploads.last_rechoke = now
             self.uploads.rechoke()

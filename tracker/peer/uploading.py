@@ -1,5 +1,6 @@
 """Uploading for one torrent: queued requests served from the piece cache, the credit window of
-receipt-paying peers, and the choking of upload slots."""
+receipt-paying peers, the session's upload cap, the choking of upload slots and, for a seed that
+uploads as little as it can, super-seeding (`tracker.peer.superseed`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tracker.peer.choker import Candidate, Choker
 from tracker.peer.connection import MAX_QUEUED_REQUESTS
 from tracker.peer.credit import CreditAccount
 from tracker.peer.errors import PeerError, ProtocolError
+from tracker.peer.superseed import SuperSeeder
 
 if TYPE_CHECKING:
     from tracker.peer.connection import PeerConnection
@@ -30,6 +32,7 @@ class Uploads:
         self.loading: dict[int, list[PeerConnection]] = {}  # pieces coming off the disk, and who waits
         self.choker = Choker(torrent.config.upload_slots, torrent.config.plain_peers)
         self.last_rechoke = 0.0
+        self.superseed = SuperSeeder(torrent) if torrent.config.super_seed else None
 
     def on_request(self, conn: PeerConnection, index: int, begin: int, length: int) -> None:
         """The peer asks for a block."""
@@ -74,6 +77,8 @@ class Uploads:
         parts: list[bytes | memoryview] = []
         batch = 0
         more = True
+        limit = self.t.session.upload_limit
+        budget = SERVE_BATCH_BYTES if limit is None else min(SERVE_BATCH_BYTES, limit.available())
         while queue and batch < SERVE_BATCH_BYTES:
             index, begin, length = queue[0]
             data = self.cache.get(index)
@@ -84,11 +89,17 @@ class Uploads:
             if account is not None and not account.allows(batch + length):
                 more = False
                 break
+            if limit is not None and batch + length > budget:
+                limit.wait(conn, length, lambda: self.serve(conn))
+                more = False
+                break
             queue.popleft()
             parts.append(wire.piece_header(index, begin, length))
             parts.append(memoryview(data)[begin : begin + length])
             batch += length
         if batch:
+            if limit is not None:
+                limit.spend(batch)
             conn.send_many(parts)
             conn.uploaded += batch
             self.t.uploaded += batch
@@ -129,15 +140,44 @@ class Uploads:
                 conn.send(need)
         self.fill_slots()
 
+    # ----- super-seeding: which of our pieces a peer hears about -----
+
+    def hide_pieces(self, conn: PeerConnection) -> bool:
+        """Whether to keep our bitfield from a newly attached peer (we super-seed)."""
+        return self.superseed is not None and self.superseed.greet(conn)
+
+    def peer_has(self, conn: PeerConnection, index: int | None) -> None:
+        """The peer announced a new piece (None: its bitfield)."""
+        if self.superseed is not None:
+            self.superseed.peer_has(conn, index)
+
+    def forget(self, conn: PeerConnection) -> None:
+        """The peer left."""
+        if self.superseed is not None:
+            self.superseed.forget(conn)
+
+    @property
+    def keeps_seeds(self) -> bool:
+        """Whether to stay connected to seeds although we are one (a super-seed counts on them)."""
+        return self.superseed is not None and self.superseed.active
+
+    def housekeeping(self, now: float) -> None:
+        """Once a second."""
+        if self.superseed is not None:
+            self.superseed.tick(now)
+
     # ----- choking -----
 
     def on_interest(self, conn: PeerConnection) -> None:
         """The peer became interested in us, or stopped being."""
         if conn.peer_interested:
             self.maybe_unchoke(conn)
-        elif not conn.am_choking:
+            return
+        if not conn.am_choking:
             self.choke(conn)
             self.fill_slots()
+        if self.superseed is not None:
+            self.superseed.not_interested(conn)
 
     def _unchoked(self) -> int:
         return sum(1 for c in self.t.connections if not c.am_choking)
