@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     )
     gas_limit_margin: float = Field(1.25, ge=1.0)
 
+    # The store's own seed
+    store_seed_super_seed: bool = Field(
+        True, description="offer pieces a few at a time, only those buyers cannot get elsewhere (BEP 16)"
+    )
+    store_seed_upload_rate: int = Field(0, ge=0, description="bytes a second it uploads at most; 0: no cap")
+
     # HTTP
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)

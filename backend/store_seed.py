@@ -4,6 +4,10 @@ It joins each product's swarm as the store's seeding account with that account's
 passkey. Content it lacks it downloads from whoever has it (the seller hands new products over
 this way, see `scripts/list_product.py`), then serves everyone, receipts or not, and bills
 receipt-speaking leechers like any seeder: journaled, then handed to the tracker.
+
+The store minimizes its own traffic: by default it super-seeds (`tracker.peer.superseed`), giving
+out only pieces no buyer in the swarm has yet, so buyers get the rest from each other and earn
+for it; a buyer nobody else serves is still served. `store_seed_upload_rate` caps its upload.
 """
 
 from __future__ import annotations
@@ -20,17 +24,37 @@ from backend.errors import ConfigError
 from backend.models import Listing
 from backend.passkeys import passkey_for
 from backend.services import Services
+from backend.settings import Settings
 from tracker.errors import TrackerError
 from tracker.metainfo import parse_metainfo
 from tracker.peer.choker import PlainPeers
 from tracker.peer.journal import ReceiptJournal
+from tracker.peer.ratelimit import TokenBucket
 from tracker.peer.session import Session
 from tracker.peer.submitter import receipts_url
 from tracker.peer.torrent import Torrent, TorrentConfig
+from tracker.receipts import ReceiptVerifier
 
 log = logging.getLogger(__name__)
 
 RESCAN_SECONDS = 5.0  # how soon a newly registered product is picked up
+
+
+def seed_config(settings: Settings, wallet: bytes, verifier: ReceiptVerifier) -> TorrentConfig:
+    """How the store's seed takes part in every product's swarm."""
+    return TorrentConfig(
+        wallet=wallet,
+        verifier=verifier,
+        enforce_credit=False,
+        plain_peers=PlainPeers.SERVE,
+        super_seed=settings.store_seed_super_seed,
+    )
+
+
+def upload_limit(settings: Settings) -> TokenBucket | None:
+    """The cap on everything the store's seed uploads, if one is set."""
+    rate = settings.store_seed_upload_rate
+    return TokenBucket(rate) if rate else None
 
 
 @dataclass(frozen=True)
@@ -62,7 +86,7 @@ class StoreSeed:
         """Seed until `stop` is set, picking up newly registered products as they come."""
         settings = self.services.settings
         journal = ReceiptJournal(self.folder / "receipts.journal")
-        async with Session(port=self.port, journal=journal) as session:
+        async with Session(port=self.port, journal=journal, upload_limit=upload_limit(settings)) as session:
             self.port = session.port
             session.submit_receipts(receipts_url(settings.tracker_url))
             log.info("store seed %s listening on port %d", self.account, session.port)
@@ -83,12 +107,8 @@ class StoreSeed:
     async def _add_new(self, session: Session) -> None:
         loop = asyncio.get_running_loop()
         torrents = await loop.run_in_executor(None, self._personal_torrents)
-        config = TorrentConfig(
-            wallet=bytes.fromhex(self.account[2:]),
-            verifier=self.services.verifier(),
-            enforce_credit=False,
-            plain_peers=PlainPeers.SERVE,
-        )
+        wallet = bytes.fromhex(self.account[2:])
+        config = seed_config(self.services.settings, wallet, self.services.verifier())
         for product_id, data in torrents:
             if product_id in self.torrents or product_id in self._failed:
                 continue
