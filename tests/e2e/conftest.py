@@ -15,6 +15,7 @@ from backend.devnet import Anvil
 from backend.devstack import DevStack, Ports, dev_address
 from tests.e2e.helpers import (
     EPOCH_SECONDS,
+    LONG_WINDOW,
     PRICE,
     ROOT_DELAY,
     SEPOLIA_CHAIN_ID,
@@ -27,15 +28,15 @@ from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, WALLET_SCRIPT
 from tests.web.helpers import Visit
 
 
-def open_store(data_dir: Path, **stack_options: object) -> Iterator[Store]:
+def open_store(data_dir: Path, *, settle_after: int = SETTLE_AFTER, **chain: object) -> Iterator[Store]:
     """Start a stack, list the product as the seller with `ape run list_product`; stop it all."""
     stack = DevStack(
         data_dir,
         Ports.free(),
         epoch_length=EPOCH_SECONDS,
         root_delay=ROOT_DELAY,
-        settle_after=SETTLE_AFTER,
-        **stack_options,  # type: ignore[arg-type]
+        settle_after=settle_after,
+        **chain,  # type: ignore[arg-type]
     )
     store: Store | None = None
     try:
@@ -53,23 +54,28 @@ def open_store(data_dir: Path, **stack_options: object) -> Iterator[Store]:
         stack.stop()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def anvil_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """The whole store on its own anvil, the product listed."""
     yield from open_store(tmp_path_factory.mktemp("e2e-anvil"))
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def testnet_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """The whole store on a chain it reaches only by URL, with Sepolia's chain id: an anvil
-    that mines a block every second on its own, as a testnet does (and nothing else)."""
+    that mines a block every second on its own, as a testnet does (ape waits for Sepolia's two
+    confirmations, which a chain mining only on demand would never give). Purchases do not
+    freeze here: the settlement window outlasts the tests."""
     with Anvil(chain_id=SEPOLIA_CHAIN_ID, extra=("--block-time", "1")) as chain:
         yield from open_store(
-            tmp_path_factory.mktemp("e2e-testnet"), rpc_url=chain.url, chain_id=SEPOLIA_CHAIN_ID
+            tmp_path_factory.mktemp("e2e-testnet"),
+            settle_after=LONG_WINDOW,
+            rpc_url=chain.url,
+            chain_id=SEPOLIA_CHAIN_ID,
         )
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium, driven by Playwright."""
     if not Path(CHROMIUM).exists():

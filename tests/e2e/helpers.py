@@ -14,10 +14,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,6 +30,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 from web3 import Web3
 
+from backend.devnet import free_port
 from backend.devstack import DevStack, dev_address, dev_key
 from tests.conftest import REPO
 
@@ -36,6 +39,7 @@ PASSWORD = "e2e-password"
 SEEDMARKET = Path(sys.executable).parent / "seedmarket"
 MANIFEST = REPO / ".build" / "__local__.json"
 COMMAND_SECONDS = 180.0
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
 SEPOLIA_CHAIN_ID = 11155111
 STORE, SELLER = 0, 1  # anvil's development accounts: the operator (oracle, treasury, store seed)
 PRICE = "0.01"
@@ -44,8 +48,10 @@ CONTENT_BYTES = 3 * 2**20 + 4321  # several pieces, well inside one credit windo
 # Short enough for a test, long enough that each download's receipts are in before its purchase
 # freezes: every purchase here freezes within the test, so the unearned-remainder rule applies.
 EPOCH_SECONDS = 4
+EPOCH_WAIT = 120.0  # seconds for the oracle to post a root and for it to become active
 ROOT_DELAY = 2
 SETTLE_AFTER = 25
+LONG_WINDOW = 86_400  # a settlement window no test outlasts
 
 
 def until(check: Callable[[], Any], what: str, timeout: float = 60.0, every: float = 0.5) -> Any:
@@ -206,6 +212,10 @@ class Books:
     def balance(self, account: str, block: int | str = "latest") -> int:
         """ETH held by `account` at `block`."""
         return int(self.w3.eth.get_balance(to_checksum_address(account), block))
+
+    def balances(self, accounts: Iterable[str], block: int | str = "latest") -> dict[str, int]:
+        """ETH held by each account at `block`."""
+        return {to_checksum_address(a): self.balance(a, block) for a in accounts}
 
     def events(self, name: str, first: int = 0, last: int | str = "latest") -> list[Any]:
         """Every `name` event of the Marketplace in blocks first..last."""
@@ -473,3 +483,120 @@ def start_store(stack: DevStack) -> None:
     """Start `seedmarket serve` again on the same data, ports and chain."""
     stack.spawn("store", [str(SEEDMARKET), "serve"])
     stack.wait_for_store()
+
+
+# ----- the end of the story -----
+
+
+def settled_epoch(store: Store, expected: dict[tuple[int, str], int], frozen: int = 0) -> dict[str, Any]:
+    """Wait until the chain's active root is an epoch whose published receipts are exactly
+    `expected` ((purchase, seeder) -> bytes, what the downloaders' clients signed) and which has
+    frozen `frozen` purchases; that epoch's publication."""
+
+    def ready() -> dict[str, Any] | None:
+        _, number = store.books.view("activeRoot")
+        if number == 0:
+            return None
+        publication: dict[str, Any] = store_get(store.url, f"/epochs/{number}/data")
+        signed = {(r["purchase"], r["seeder"]): r["bytes"] for r in publication["receipts"]}
+        return publication if signed == expected and len(publication["frozen"]) == frozen else None
+
+    return until(ready, "an active root with every receipt in", EPOCH_WAIT, 1.0)  # type: ignore[no-any-return]
+
+
+def check_the_books(store: Store, start: dict[str, int], leaves: Leaves, *, purchases: int) -> None:
+    """To the wei, from the chain alone: every account in `start` (balances at the store's start
+    block) holds what it had, less the prices it paid and the gas its transactions burnt, plus
+    what settlement gave it; the seller's and the treasury's withdrawable balances are their
+    shares of the purchases; the contract holds exactly what it still owes."""
+    books = store.books
+    head = books.head
+    bought = books.purchases()
+    assert len(bought) == purchases
+    spent = books.spending(start, store.start_block + 1, head)
+    for address, before in start.items():
+        paid = sum(p.price for p in bought.values() if p.buyer == address)
+        earned = leaves.get((address, ETH), 0)
+        value, gas = spent[address]
+        assert value == paid, f"{address} sent {value} wei besides gas, bought for {paid}"
+        assert books.view("claimed", address, ETH) == earned, f"{address} has not claimed its leaf"
+        assert books.balance(address, head) == before - paid - gas + earned, f"the balance of {address}"
+    # DESIGN.md's split: pool = price * discount; the operator's fee is its share of the pool.
+    fee_bps = books.view("operatorFeeBps")
+    products = {pid: books.view("product", pid) for pid in {p.product_id for p in bought.values()}}
+    pools = {pid: p.price * products[p.product_id][1] // 10_000 for pid, p in bought.items()}
+    for pid, p in bought.items():
+        assert p.operator_fee == pools[pid] * fee_bps // 10_000
+        assert p.seeder_pool == pools[pid] - p.operator_fee
+    seller_due: dict[str, int] = defaultdict(int)
+    for pid, p in bought.items():
+        seller_due[products[p.product_id][0]] += p.price - pools[pid]
+    for seller, due in seller_due.items():
+        assert books.view("balanceOf", seller, ETH) == due
+    fees = sum(p.operator_fee for p in bought.values())
+    assert books.view("balanceOf", books.view("treasury"), ETH) == fees
+    # What the contract still owes: withdrawable balances and the pool nobody has claimed yet.
+    unclaimed_pool = sum(p.seeder_pool for p in bought.values()) - sum(leaves.values())
+    assert books.balance(store.stack.contract, head) == sum(seller_due.values()) + fees + unclaimed_pool
+
+
+# ----- the network between a user and the store -----
+
+
+class Link:
+    """An HTTP hop between a user and the store (a thread of the test): it passes every request
+    on, except that the first one `cut_at` matches first runs `on_cut` (say, the store going
+    down) and then gets no answer at all, as when a server dies mid-request."""
+
+    def __init__(self, upstream: str, cut_at: Callable[[str, str], bool], on_cut: Callable[[], None]) -> None:
+        self.upstream = upstream
+        self.cut_at = cut_at
+        self.on_cut = on_cut
+        self.cut = False
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        link = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _pass_on(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if not link.cut and link.cut_at(self.command, self.path):
+                    link.cut = True
+                    link.on_cut()
+                    self.close_connection = True
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
+                try:
+                    answer = httpx.request(
+                        self.command, link.upstream + self.path, headers=headers, content=body, timeout=60
+                    )
+                except httpx.TransportError:
+                    self.close_connection = True
+                    return
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in _HOP_HEADERS:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = do_PUT = _pass_on
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        return Handler
+
+    def close(self) -> None:
+        """Stop passing requests on."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

@@ -1,30 +1,38 @@
 """The whole loop on anvil, every part its own process: a seller lists with `ape run
 list_product`, buyers pay from the CLI and from a browser wallet, download with receipts from the
 store's seed, a buyer running `seedmarket seed` and a libtorrent peer; the oracle posts an epoch,
-everyone with a leaf claims with `seedmarket claim`, and every wei is where settlement says."""
+everyone with a leaf claims with `seedmarket claim`, and every wei is where settlement says.
+And on the same store: a wallet that did not pay is kept out."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote_from_bytes, urlencode
+
+import bencodepy
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
 
 from backend.devnet import free_port
-from backend.devstack import dev_address
+from backend.devstack import dev_address, dev_key
+from client.errors import ClientError
+from client.store_client import StoreClient
 from tests.e2e.helpers import (
     ETH,
-    PRICE_WEI,
     SELLER,
     STORE,
-    Books,
-    Leaves,
     Store,
+    check_the_books,
     digest,
     lt_seed,
     lt_session,
     published_leaves,
     seeders,
     settle,
-    store_get,
+    settled_epoch,
     store_hung,
     until,
 )
@@ -32,7 +40,7 @@ from tests.web.helpers import Visit, goto
 from tracker.metainfo import parse_metainfo
 
 BUYER_A, BUYER_B, BUYER_C = 2, 3, 4  # A and C use the CLI, B a browser wallet and then libtorrent
-EPOCH_WAIT = 120.0
+STRANGER = 5  # never pays
 
 
 def browser_purchase(tab: Visit, store: Store, folder: Path) -> Path:
@@ -60,23 +68,6 @@ def browser_purchase(tab: Visit, store: Store, folder: Path) -> Path:
     return path
 
 
-def final_epoch(store: Store, purchases: int, expected: dict[tuple[int, str], int]) -> dict:
-    """Wait for the active root to be an epoch that froze every purchase and credits exactly the
-    receipts each downloader's client signed; that epoch's publication."""
-
-    def ready() -> dict | None:
-        _, number = store.books.view("activeRoot")
-        if number == 0:
-            return None
-        publication = store_get(store.url, f"/epochs/{number}/data")
-        signed = {(r["purchase"], r["seeder"]): r["bytes"] for r in publication["receipts"]}
-        if len(publication["frozen"]) == purchases and signed == expected:
-            return publication
-        return None
-
-    return until(ready, "an active root with every purchase frozen and every receipt in", EPOCH_WAIT, 1.0)
-
-
 def test_every_wallet_ends_with_exactly_what_it_paid_and_settlement_gave_it(
     anvil_store: Store, wallet_tab: Callable[[str, int], Visit], tmp_path: Path
 ) -> None:
@@ -86,7 +77,7 @@ def test_every_wallet_ends_with_exactly_what_it_paid_and_settlement_gave_it(
     info_hash = bytes(infohash32)[:20]
     wanted = digest(store.content)
     people = {n: dev_address(n) for n in (STORE, SELLER, BUYER_A, BUYER_B, BUYER_C)}
-    start = {n: books.balance(a, store.start_block) for n, a in people.items()}
+    start = books.balances(people.values(), store.start_block)
 
     # A buys and downloads with the CLI; the store's seed is the only seeder yet.
     a = store.user("a", BUYER_A)
@@ -153,7 +144,7 @@ def test_every_wallet_ends_with_exactly_what_it_paid_and_settlement_gave_it(
         for user, purchase in ((a, a_purchase), (b, b_purchase), (c, c_purchase))
         for seeder, count in user.ledger(info_hash, purchase).items()
     }
-    publication = final_epoch(store, 3, expected)
+    publication = settled_epoch(store, expected, frozen=3)
     a.stop_all()
     libtorrent.pause()  # nothing it did is paid; it may go
 
@@ -170,38 +161,43 @@ def test_every_wallet_ends_with_exactly_what_it_paid_and_settlement_gave_it(
         claimed = user.json(*user.on_store("claim", "--key", user.home.name))
         assert claimed["claimed"] == {token: str(leaves[(account, token)])}
     report = c.json("verify-epoch", str(publication["epoch"]), "--store", store.url, "--rpc", store.stack.rpc)
-    assert report["ok"], report
+    assert report["ok"] and report["recomputedRoot"] == report["postedRoot"] == publication["root"], report
 
-    check_the_books(store, books, start, people, leaves)
+    check_the_books(store, start, leaves, purchases=3)
 
 
-def check_the_books(
-    store: Store, books: Books, start: dict[int, int], people: dict[int, str], leaves: Leaves
-) -> None:
-    """Every wallet's balance, the seller's and treasury's withdrawable balances and the
-    contract's balance, to the wei, from the chain alone."""
-    head = books.head
-    purchases = books.purchases()
-    assert len(purchases) == 3 and all(p.price == PRICE_WEI for p in purchases.values())
-    spent = books.spending(people.values(), store.start_block + 1, head)
-    for n, address in people.items():
-        price_paid = sum(p.price for p in purchases.values() if p.buyer == address)
-        value, gas = spent[address]
-        assert value == price_paid, f"account {n} sent {value} wei besides gas, bought for {price_paid}"
-        assert books.view("claimed", address, ETH) == leaves.get((address, ETH), 0)
-        assert books.balance(address, head) == start[n] - price_paid - gas + leaves.get((address, ETH), 0), (
-            f"account {n}"
+def test_a_wallet_that_did_not_pay_gets_no_torrent_and_no_peers(anvil_store: Store, tmp_path: Path) -> None:
+    store, pid = anvil_store, anvil_store.product_id
+    info_hash = bytes(anvil_store.books.view("product", pid)[6])[:20]
+    assert anvil_store.books.view("purchaseOf", pid, dev_address(STRANGER)) == 0
+    assert seeders(store.url, pid) >= 1  # there is a swarm to be kept out of
+
+    # The CLI says what to do, in one line, and fetches nothing.
+    stranger = store.user("stranger", STRANGER)
+    refused = stranger.run(
+        *stranger.on_store("download", str(pid), "--key", "stranger", "--out", str(tmp_path))
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"error: this wallet has not bought product {pid}: seedmarket buy {pid} --key ..."
+    )
+    assert not any(tmp_path.iterdir())
+
+    # Signed in to the store as that wallet: no torrent, but a passkey of its own ...
+    account = Account.from_key(dev_key(STRANGER))
+    with StoreClient(store.url) as client:
+        client.sign_in(
+            account.address, lambda text: bytes(account.sign_message(encode_defunct(text=text)).signature)
         )
-    # DESIGN.md's split: pool = price * discount; the operator's fee is its share of the pool.
-    discount, fee_bps = books.view("product", store.product_id)[1], books.view("operatorFeeBps")
-    pools = {pid: p.price * discount // 10_000 for pid, p in purchases.items()}
-    for pid, p in purchases.items():
-        assert p.operator_fee == pools[pid] * fee_bps // 10_000
-        assert p.seeder_pool == pools[pid] - p.operator_fee
-    seller_due = sum(p.price - pools[pid] for pid, p in purchases.items())
-    fees = sum(p.operator_fee for p in purchases.values())
-    assert books.view("balanceOf", people[SELLER], ETH) == seller_due
-    assert books.view("balanceOf", books.view("treasury"), ETH) == fees
-    # What the contract still owes: withdrawable balances and the pool nobody has claimed yet.
-    unclaimed_pool = sum(p.seeder_pool for p in purchases.values()) - sum(leaves.values())
-    assert books.balance(store.stack.contract, head) == seller_due + fees + unclaimed_pool
+        with pytest.raises(ClientError, match=r"this wallet has not bought this product \(HTTP 403\)"):
+            client.torrent(pid)
+        announce_url = client.me()["announceUrl"]
+
+    # ... with which the tracker lists no peers for the product.
+    query = urlencode(
+        {"peer_id": "-XX0001-e2estranger0", "port": 6881, "uploaded": 0, "downloaded": 0, "left": 1}
+    )
+    answer = bencodepy.decode(
+        httpx.get(f"{announce_url}?info_hash={quote_from_bytes(info_hash)}&{query}").content
+    )
+    assert set(answer) == {b"failure reason"}, answer
