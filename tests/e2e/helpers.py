@@ -29,6 +29,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 from web3 import Web3
+from web3.types import BlockIdentifier
 
 from backend.devnet import free_port
 from backend.devstack import DevStack, dev_address, dev_key
@@ -209,11 +210,11 @@ class Books:
         """The newest block number."""
         return int(self.w3.eth.block_number)
 
-    def balance(self, account: str, block: int | str = "latest") -> int:
+    def balance(self, account: str, block: BlockIdentifier = "latest") -> int:
         """ETH held by `account` at `block`."""
         return int(self.w3.eth.get_balance(to_checksum_address(account), block))
 
-    def balances(self, accounts: Iterable[str], block: int | str = "latest") -> dict[str, int]:
+    def balances(self, accounts: Iterable[str], block: BlockIdentifier = "latest") -> dict[str, int]:
         """ETH held by each account at `block`."""
         return {to_checksum_address(a): self.balance(a, block) for a in accounts}
 
@@ -251,10 +252,11 @@ class Books:
         """Per account, (value sent, gas paid) by its transactions mined in blocks first..last, gas
         as each receipt charged it (gasUsed * effectiveGasPrice)."""
         wanted = {to_checksum_address(a) for a in accounts}
-        spent = {a: (0, 0) for a in wanted}
+        spent: dict[str, tuple[int, int]] = {a: (0, 0) for a in wanted}
         for number in range(first, last + 1):
             block = self.w3.eth.get_block(number, full_transactions=True)
             for tx in block["transactions"]:
+                assert not isinstance(tx, bytes)  # full transactions, not hashes
                 sender = to_checksum_address(tx["from"])
                 if sender not in wanted:
                     continue
@@ -334,7 +336,7 @@ def settle(publication: dict[str, Any], purchases: dict[int, Purchase]) -> Leave
     received: dict[int, dict[str, int]] = defaultdict(dict)
     for entry in publication["receipts"]:
         purchase = included[int(entry["purchase"])]
-        seeder = to_checksum_address(entry["seeder"])
+        seeder: str = to_checksum_address(entry["seeder"])
         assert receipt_signer(entry, chain_id, contract) == purchase.buyer, f"not the buyer's: {entry}"
         assert seeder != purchase.buyer, "a buyer paid itself"
         assert seeder not in received[purchase.purchase_id], "two receipts for one seeder"
@@ -342,7 +344,9 @@ def settle(publication: dict[str, Any], purchases: dict[int, Purchase]) -> Leave
         assert int(entry["credited"]) == int(entry["bytes"]), f"clipped: {entry}"
         received[purchase.purchase_id][seeder] = int(entry["bytes"])
     leaves: Leaves = defaultdict(int)
-    frozen = {int(f["purchase"]): to_checksum_address(f["recipient"]) for f in publication["frozen"]}
+    frozen: dict[int, str] = {
+        int(f["purchase"]): to_checksum_address(f["recipient"]) for f in publication["frozen"]
+    }
     for pid, purchase in included.items():
         assert sum(received[pid].values()) <= purchase.size, f"purchase {pid} paid for more than its length"
         paid = 0
@@ -442,7 +446,7 @@ def lt_session() -> lt.session:
 def lt_seed(session: lt.session, torrent: bytes, folder: Path) -> lt.torrent_handle:
     """Seed `torrent` from the content under `folder` (checked first)."""
     params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(lt.bdecode(torrent))
+    params.ti = lt.torrent_info(torrent)
     params.save_path = str(folder)
     params.flags &= ~lt.torrent_flags.auto_managed
     params.flags &= ~lt.torrent_flags.paused
@@ -501,7 +505,8 @@ def settled_epoch(store: Store, expected: dict[tuple[int, str], int], frozen: in
         signed = {(r["purchase"], r["seeder"]): r["bytes"] for r in publication["receipts"]}
         return publication if signed == expected and len(publication["frozen"]) == frozen else None
 
-    return until(ready, "an active root with every receipt in", EPOCH_WAIT, 1.0)  # type: ignore[no-any-return]
+    found: dict[str, Any] = until(ready, "an active root with every receipt in", EPOCH_WAIT, 1.0)
+    return found
 
 
 def check_the_books(store: Store, start: dict[str, int], leaves: Leaves, *, purchases: int) -> None:
