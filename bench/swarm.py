@@ -1,0 +1,401 @@
+"""The store's economics in a real swarm: how much of the upload the store's own seed carries, and
+who earns what, as buyers arrive over time and keep seeding.
+
+One store seed and N buyers (N = 5, 10, 20), every one a peer of our engine on loopback in this
+process, with our tracker (memory policy and sink). Buyer k starts k * gap seconds in, announces
+with its passkey, downloads while paying receipts to whoever served it, then keeps seeding and
+hands the receipts it earns to the tracker. The receipts the tracker credited go through the
+settlement rule of `backend/settlement.py` (floor(P * b / L), the unearned rest to the store).
+Each N runs twice on the same content and schedule: the store seed as the store runs it
+(`backend.store_seed.seed_config`: super-seeding, "ours") and serving everyone at full speed
+("peer", the baseline). The plot goes to bench/results/swarm.png.
+
+    python bench/swarm.py [--size-mib 16] [--buyers 5,10,20] [--gap 0.5] [--price 0.01]
+                          [--discount 20] [--fee 20] [--plot bench/results/swarm.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import uvloop  # noqa: E402
+from coincurve import PrivateKey  # noqa: E402
+
+from backend.settings import load_settings  # noqa: E402
+from backend.settlement import PurchaseTerms, settle  # noqa: E402
+from backend.store_seed import seed_config, upload_limit  # noqa: E402
+from bench.download import DOMAIN, make_file  # noqa: E402
+from tracker.metainfo import Metainfo, create_torrent, parse_metainfo  # noqa: E402
+from tracker.peer.announcer import Announcer  # noqa: E402
+from tracker.peer.credit import ReceiptSigner  # noqa: E402
+from tracker.peer.journal import ReceiptJournal  # noqa: E402
+from tracker.peer.session import Session  # noqa: E402
+from tracker.peer.submitter import receipts_url  # noqa: E402
+from tracker.peer.torrent import Torrent, TorrentConfig  # noqa: E402
+from tracker.policy import MemoryPolicy, MemorySink  # noqa: E402
+from tracker.receipts import ReceiptVerifier, address_of  # noqa: E402
+from tracker.server import start_tracker  # noqa: E402
+
+ETH = "0x" + "00" * 20  # the payment token address(0)
+WEI = 10**18
+BPS = 10_000
+SWARM_TIMEOUT = 300.0  # seconds for every buyer to finish; a stuck swarm is a failure
+RECEIPT_TIMEOUT = 30.0  # seconds for the last receipts to reach the tracker
+GOAL_SHARE = 0.10  # with 20 seeding buyers the store uploads at most this share
+
+
+@dataclass
+class Terms:
+    """A product's price split, as the Marketplace contract computes it."""
+
+    price: int
+    discount_bps: int
+    fee_bps: int
+
+    @property
+    def pool(self) -> int:
+        return self.price * self.discount_bps // BPS
+
+    @property
+    def fee(self) -> int:
+        return self.pool * self.fee_bps // BPS
+
+    @property
+    def seeder_pool(self) -> int:
+        return self.pool - self.fee
+
+
+@dataclass
+class Peer:
+    """One participant: its wallet, session and torrent."""
+
+    name: str
+    key: bytes
+    session: Session
+    torrent: Torrent
+    announcer: Announcer
+
+    @property
+    def wallet(self) -> bytes:
+        return address_of(PrivateKey(self.key).public_key)
+
+
+@dataclass
+class Outcome:
+    """One swarm's figures."""
+
+    uploaded: dict[str, int]  # per seeder name
+    earned: dict[str, int]  # per seeder name, wei, from credited receipts
+    credited: int  # bytes credited by the tracker, all seeders
+    unreceipted: int  # verified bytes the buyers counted that never got credited
+    store_earned: int
+    remainder: int  # the unearned part of the pools, which goes to the store
+    fees: int
+    seconds: float  # first arrival to last completion
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def store_share(self) -> float:
+        return self.uploaded["store"] / max(1, sum(self.uploaded.values()))
+
+    @property
+    def store_income(self) -> int:
+        return self.fees + self.store_earned + self.remainder
+
+
+def key_for(number: int) -> bytes:
+    """Participant `number`'s private key (0 is the store)."""
+    return (number + 1).to_bytes(32, "big")
+
+
+def passkey_for(number: int) -> str:
+    """Participant `number`'s passkey: 32 hex characters, as the tracker wants them."""
+    return f"{number + 1:032x}"
+
+
+async def run_swarm(
+    meta: Metainfo, content: Path, work: Path, buyers: int, gap: float, ours: bool, terms: Terms
+) -> Outcome:
+    """One store seed and `buyers` buyers arriving `gap` seconds apart; everyone keeps seeding."""
+    policy, sink = MemoryPolicy(), MemorySink()
+    verifier = ReceiptVerifier(DOMAIN)
+    tracker = await start_tracker("127.0.0.1", 0, policy, sink, verifier)
+    base = f"http://127.0.0.1:{tracker.port}"
+    settings = load_settings(store_seed_super_seed=ours)
+    peers: list[Peer] = []
+    try:
+        store_key = key_for(0)
+        store_wallet = address_of(PrivateKey(store_key).public_key)
+        session = Session(
+            host="127.0.0.1",
+            journal=ReceiptJournal(work / "store.journal"),
+            upload_limit=upload_limit(settings),
+        )
+        await session.start()
+        config = seed_config(settings, store_wallet, verifier)
+        torrent = await session.add_torrent(meta, content, config, writable=False)
+        policy.add_passkey(passkey_for(0), store_wallet)
+        policy.grant(store_wallet, meta.info_hash)
+        announcer = session.announce(torrent, f"{base}/announce/{passkey_for(0)}")
+        peers.append(Peer("store", store_key, session, torrent, announcer))
+        session.submit_receipts(receipts_url(base))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for number in range(1, buyers + 1):
+            await asyncio.sleep(max(0.0, start + (number - 1) * gap - loop.time()))
+            peers.append(await join(meta, work, number, policy, sink, verifier, base))
+        await all_complete(peers, start + SWARM_TIMEOUT)
+        seconds = loop.time() - start
+        for peer in peers[1:]:
+            if peer.torrent.error is not None:
+                raise RuntimeError(f"{peer.name} failed: {peer.torrent.error}")
+        expected = await settle_receipts(peers, sink)
+        return account(peers, sink, expected, terms, seconds)
+    finally:
+        for peer in peers:
+            await peer.session.close()
+        tracker.close()
+        await tracker.wait_closed()
+
+
+async def join(
+    meta: Metainfo,
+    work: Path,
+    number: int,
+    policy: MemoryPolicy,
+    sink: MemorySink,
+    verifier: ReceiptVerifier,
+    base: str,
+) -> Peer:
+    """A buyer arrives: its purchase is known to the tracker, it announces and downloads."""
+    key = key_for(number)
+    wallet = address_of(PrivateKey(key).public_key)
+    passkey = passkey_for(number)
+    policy.add_passkey(passkey, wallet)
+    policy.grant(wallet, meta.info_hash)
+    sink.add_purchase(number, wallet, meta.total_length)
+    session = Session(host="127.0.0.1", journal=ReceiptJournal(work / f"buyer{number}.journal"))
+    await session.start()
+    config = TorrentConfig(signer=ReceiptSigner(DOMAIN, number, key), wallet=wallet, verifier=verifier)
+    torrent = await session.add_torrent(meta, work / f"buyer{number}", config)
+    announcer = session.announce(torrent, f"{base}/announce/{passkey}")
+    session.submit_receipts(receipts_url(base))
+    return Peer(f"buyer {number}", key, session, torrent, announcer)
+
+
+async def all_complete(peers: list[Peer], deadline: float) -> None:
+    """Wait for every buyer to finish; a refused announce or the deadline is a failure."""
+    loop = asyncio.get_running_loop()
+    while not all(peer.torrent.completed.is_set() for peer in peers[1:]):
+        for peer in peers:
+            if peer.announcer.last_error is not None:
+                raise RuntimeError(f"{peer.name} could not announce: {peer.announcer.last_error}")
+        if loop.time() > deadline:
+            left = [peer.name for peer in peers[1:] if not peer.torrent.completed.is_set()]
+            raise RuntimeError(
+                f"the swarm did not finish in {SWARM_TIMEOUT:.0f} s: {', '.join(left)} incomplete"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def settle_receipts(peers: list[Peer], sink: MemorySink) -> dict[tuple[int, bytes], int]:
+    """Wait until the tracker credited what every buyer verified per seeder (or gave up waiting);
+    what the buyers counted, per (purchase, seeder)."""
+    expected: dict[tuple[int, bytes], int] = {}
+    for number, peer in enumerate(peers[1:], start=1):
+        assert peer.torrent.leecher is not None
+        for wallet, tally in peer.torrent.leecher.ledger.tallies.items():
+            if tally.verified:
+                expected[(number, wallet)] = tally.verified
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RECEIPT_TIMEOUT
+    while loop.time() < deadline and any(sink.credited.get(key, 0) < n for key, n in expected.items()):
+        for peer in peers:
+            peer.session.submit_soon()
+        await asyncio.sleep(0.2)
+    return expected
+
+
+def account(
+    peers: list[Peer], sink: MemorySink, expected: dict[tuple[int, bytes], int], terms: Terms, seconds: float
+) -> Outcome:
+    """Uploads per seeder, and the settlement of the credited receipts."""
+    length = peers[0].torrent.meta.total_length
+    store = "0x" + peers[0].wallet.hex()
+    purchases = {
+        number: PurchaseTerms(number, "0x" + peer.wallet.hex(), ETH, terms.seeder_pool, length, frozen=True)
+        for number, peer in enumerate(peers[1:], start=1)
+    }
+    credits = [(pid, "0x" + seeder.hex(), count) for (pid, seeder), count in sink.credited.items()]
+    settled = settle(purchases, credits, store)
+    open_purchases = {pid: replace(t, frozen=False) for pid, t in purchases.items()}
+    earned_only = settle(open_purchases, credits, store)
+    names = [peer.name for peer in peers]
+    earned = {peer.name: earned_only.get(("0x" + peer.wallet.hex(), ETH), 0) for peer in peers}
+    store_total = settled.get((store, ETH), 0)
+    return Outcome(
+        uploaded={peer.name: peer.torrent.uploaded for peer in peers},
+        earned=earned,
+        credited=sum(sink.credited.values()),
+        unreceipted=sum(max(0, n - sink.credited.get(key, 0)) for key, n in expected.items()),
+        store_earned=earned["store"],
+        remainder=store_total - earned["store"],
+        fees=terms.fee * (len(peers) - 1),
+        seconds=seconds,
+        names=names,
+    )
+
+
+def mib(count: int) -> str:
+    return f"{count / 2**20:.1f}"
+
+
+def eth(wei: int) -> str:
+    return f"{wei / WEI:.5f}"
+
+
+def print_swarm(buyers: int, ours: Outcome, base: Outcome) -> None:
+    print(f"\n{buyers} buyers: uploaded MiB and earned ETH per seeder")
+    print(f"{'seeder':<10}{'ours MiB':>10}{'ours ETH':>11}{'base MiB':>11}{'base ETH':>11}")
+    for name in ours.names:
+        print(
+            f"{name:<10}{mib(ours.uploaded[name]):>10}{eth(ours.earned[name]):>11}"
+            f"{mib(base.uploaded[name]):>11}{eth(base.earned[name]):>11}"
+        )
+    for label, outcome in (("ours", ours), ("baseline", base)):
+        print(
+            f"{label}: store share {outcome.store_share:.1%}, store income {eth(outcome.store_income)} ETH"
+            f" = fees {eth(outcome.fees)} + own seeding {eth(outcome.store_earned)}"
+            f" + unearned {eth(outcome.remainder)}; all done in {outcome.seconds:.1f} s"
+            + (f"; {mib(outcome.unreceipted)} MiB never receipted" if outcome.unreceipted else "")
+        )
+
+
+def plot(path: Path, sizes: list[int], results: dict[int, tuple[Outcome, Outcome]], title: str) -> None:
+    """The store's share of upload and its income against the number of seeding buyers."""
+    fig, (share_ax, income_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for index, label, style in ((0, "super-seeding store seed", "o-"), (1, "full-speed store seed", "s--")):
+        shares = [100 * results[n][index].store_share for n in sizes]
+        incomes = [results[n][index].store_income / WEI for n in sizes]
+        share_ax.plot(sizes, shares, style, label=label)
+        income_ax.plot(sizes, incomes, style, label=label)
+    fees = [results[n][0].fees / WEI for n in sizes]
+    income_ax.plot(sizes, fees, ":", color="grey", label="operator fees alone")
+    share_ax.axhline(100 * GOAL_SHARE, color="grey", linewidth=0.8, linestyle=":", label="goal at 20 buyers")
+    share_ax.set(xlabel="seeding buyers", ylabel="store's share of all upload (%)", ylim=(0, None))
+    share_ax.set_title("What the store uploads")
+    income_ax.set(xlabel="seeding buyers", ylabel="store's income (ETH)", ylim=(0, None))
+    income_ax.set_title("Fees + own seeding + unearned pool")
+    for ax in (share_ax, income_ax):
+        ax.set_xticks(sizes)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+async def run_all(
+    args: argparse.Namespace, work: Path, meta: Metainfo, terms: Terms
+) -> dict[int, tuple[Outcome, Outcome]]:
+    results = {}
+    for buyers in args.sizes:
+        outcomes = []
+        for ours in (True, False):
+            folder = work / f"n{buyers}-{'ours' if ours else 'base'}"
+            folder.mkdir()
+            outcomes.append(await run_swarm(meta, work / "content", folder, buyers, args.gap, ours, terms))
+            shutil.rmtree(folder, ignore_errors=True)
+        results[buyers] = (outcomes[0], outcomes[1])
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mib", type=int, default=16)
+    parser.add_argument("--buyers", default="5,10,20", help="swarm sizes, comma-separated")
+    parser.add_argument("--gap", type=float, default=0.5, help="seconds between arrivals")
+    parser.add_argument("--price", type=float, default=0.01, help="ETH")
+    parser.add_argument("--discount", type=float, default=20.0, help="percent of the price for the pool")
+    parser.add_argument("--fee", type=float, default=20.0, help="operator's percent of the pool")
+    parser.add_argument("--dir", default="/tmp/seedmarket-bench-economics")
+    parser.add_argument("--plot", default=str(REPO / "bench" / "results" / "swarm.png"))
+    args = parser.parse_args()
+    args.sizes = [int(n) for n in args.buyers.split(",")]
+    terms = Terms(int(args.price * WEI), int(args.discount * 100), int(args.fee * 100))
+    work = Path(args.dir)
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "content").mkdir(parents=True)
+    started = time.perf_counter()
+    try:
+        make_file(work / "content" / "product.bin", args.size_mib * 2**20)
+        raw = create_torrent(work / "content" / "product.bin", "http://127.0.0.1:9/announce")
+        meta = parse_metainfo(raw)
+        results = uvloop.run(run_all(args, work, meta, terms))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"economics of a swarm: {args.size_mib} MiB"
+        f" ({meta.piece_count} pieces of {meta.piece_length // 1024} KiB),"
+        f" buyers arriving every {args.gap} s and seeding on; price {args.price} ETH, discount"
+        f" {args.discount:g} %, operator fee {args.fee:g} % of it; ours = super-seeding store seed,"
+        " baseline = full speed"
+    )
+    for buyers in args.sizes:
+        print_swarm(buyers, *results[buyers])
+    print(f"\n{'':>6}{'store MiB up':>16}{'store share':>16}{'store income ETH':>20}{'all done s':>14}")
+    print(
+        f"{'buyers':>6}"
+        + f"{'ours':>8}{'base':>8}" * 2
+        + f"{'ours':>10}{'base':>10}"
+        + f"{'ours':>7}{'base':>7}"
+    )
+    for buyers in args.sizes:
+        ours, base = results[buyers]
+        print(
+            f"{buyers:>6}{mib(ours.uploaded['store']):>8}{mib(base.uploaded['store']):>8}"
+            f"{ours.store_share:>8.1%}{base.store_share:>8.1%}"
+            f"{eth(ours.store_income):>10}{eth(base.store_income):>10}"
+            f"{ours.seconds:>7.1f}{base.seconds:>7.1f}"
+        )
+    title = f"{args.size_mib} MiB product, a buyer arriving every {args.gap:g} s and seeding on (loopback)"
+    plot(Path(args.plot), args.sizes, results, title)
+    largest = max(args.sizes)
+    ours, base = results[largest]
+    print(f"plot: {args.plot}; whole run {time.perf_counter() - started:.0f} s")
+    summary = {
+        "name": "swarm",
+        "ours": round(ours.store_share, 4),
+        "peer": round(base.store_share, 4),
+        "ratio": round(ours.store_share / base.store_share, 3),
+        "unit": f"store seed's share of uploaded bytes, {largest} seeding buyers",
+        "goal_met": ours.store_share <= GOAL_SHARE if largest >= 20 else None,
+        "store_share": {n: round(results[n][0].store_share, 4) for n in args.sizes},
+        "baseline_share": {n: round(results[n][1].store_share, 4) for n in args.sizes},
+        "store_income_eth": {n: round(results[n][0].store_income / WEI, 6) for n in args.sizes},
+        "baseline_income_eth": {n: round(results[n][1].store_income / WEI, 6) for n in args.sizes},
+        "size_mib": args.size_mib,
+        "gap_s": args.gap,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
