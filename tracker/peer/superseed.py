@@ -201,34 +201,29 @@ class SuperSeeder:
         """Advertise pieces to `conn` up to its share of offers."""
         if conn.closed or conn.is_seed or conn.flags is None:
             return
-        while len(lead.offered) + len(lead.taken) < self.offers:
-            piece = self._pick(conn, lead)
-            if piece is None:
-                return
+        room = self.offers - len(lead.offered) - len(lead.taken)
+        if room <= 0:
+            return
+        for piece in self._pick(conn, lead, room):
             lead.offered.add(piece)
             self.pending[piece] += 1
             self.offers_made += 1
             conn.send(wire.have(piece))
 
-    def _pick(self, conn: PeerConnection, lead: _Lead) -> int | None:
-        """The rarest piece `conn` lacks; only one nobody else holds unless the peer stalled."""
+    def _pick(self, conn: PeerConnection, lead: _Lead, count: int) -> list[int]:
+        """Up to `count` of the rarest pieces `conn` lacks, in random order among equally rare
+        ones; only pieces nobody else holds or was offered, unless the peer stalled."""
         flags = conn.flags
         assert flags is not None
         stalled = self.t.session.now() - lead.progress_at > STALL_SECONDS
         holders, pending, absent = self.holders, self.pending, len(self.absent_seeds)
-        best: int | None = None
-        best_score = 0
-        ties = 0
+        candidates = []
         for piece, flag in enumerate(flags):
             if flag or piece in lead.offered or piece in lead.taken:
                 continue
             score = holders[piece] + pending[piece] + absent
-            if score and not stalled:
-                continue
-            if best is None or score < best_score:
-                best, best_score, ties = piece, score, 1
-            elif score == best_score:
-                ties += 1
-                if self._rng.randrange(ties) == 0:  # an even choice among equally rare pieces
-                    best = piece
-        return best
+            if score == 0 or stalled:
+                candidates.append((score, piece))
+        self._rng.shuffle(candidates)
+        candidates.sort(key=lambda candidate: candidate[0])  # stable: ties stay shuffled
+        return [piece for _, piece in candidates[:count]]
