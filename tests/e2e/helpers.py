@@ -31,7 +31,6 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.types import BlockIdentifier
 
-from backend.devnet import free_port
 from backend.devstack import DevStack, dev_address, dev_key
 from tests.conftest import REPO
 
@@ -40,11 +39,9 @@ PASSWORD = "e2e-password"
 SEEDMARKET = Path(sys.executable).parent / "seedmarket"
 MANIFEST = REPO / ".build" / "__local__.json"
 COMMAND_SECONDS = 180.0
-_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
 SEPOLIA_CHAIN_ID = 11155111
 STORE, SELLER = 0, 1  # anvil's development accounts: the operator (oracle, treasury, store seed)
 PRICE = "0.01"
-PRICE_WEI = 10**16
 CONTENT_BYTES = 3 * 2**20 + 4321  # several pieces, well inside one credit window
 # Short enough for a test, long enough that each download's receipts are in before its purchase
 # freezes: every purchase here freezes within the test, so the unearned-remainder rule applies.
@@ -547,6 +544,9 @@ def check_the_books(store: Store, start: dict[str, int], leaves: Leaves, *, purc
 
 # ----- the network between a user and the store -----
 
+# Headers of one hop, not of the message (httpx also undoes any content encoding for us).
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
+
 
 class Link:
     """An HTTP hop between a user and the store (a thread of the test): it passes every request
@@ -558,9 +558,8 @@ class Link:
         self.cut_at = cut_at
         self.on_cut = on_cut
         self.cut = False
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
