@@ -140,6 +140,38 @@ def test_a_libtorrent_leecher_completes_from_a_super_seed(tmp_path):
     assert content.digest_in(tmp_path / "lt") == content.digest_in(content.folder)
 
 
+def test_a_mixed_swarm_of_ours_and_libtorrent_completes_from_a_super_seed_sending_each_piece_once(
+    tmp_path, patient
+):
+    content = make_content(tmp_path, sizes=(1_500_000,), piece_length=32768)
+    ses = lt_session()
+
+    async def scenario():
+        store, seed = await start_store(tmp_path, content)
+        buyers = [await start_buyer(tmp_path, content, number) for number in (1, 2)]
+        handle = lt_add(ses, content, tmp_path / "lt")
+        try:
+            handle.connect_peer(("127.0.0.1", store.port))
+            for session, torrent in buyers:
+                assert await session.connect(torrent, "127.0.0.1", store.port)
+                handle.connect_peer(("127.0.0.1", session.port))
+            assert await buyers[1][0].connect(buyers[1][1], "127.0.0.1", buyers[0][0].port)
+            await asyncio.gather(*(torrent.completed.wait() for _, torrent in buyers))
+            await lt_wait(handle, lambda s: s.is_seeding)
+            return seed.uploaded
+        finally:
+            for session, _ in buyers:
+                await session.close()
+            await store.close()
+
+    store_uploaded = run(scenario())
+    expected = content.digest_in(content.folder)
+    assert content.digest_in(tmp_path / "lt") == expected
+    for number in (1, 2):
+        assert content.digest_in(tmp_path / f"buyer{number}") == expected
+    assert store_uploaded == content.meta.total_length  # they traded everything else
+
+
 def test_two_buyers_at_once_cost_the_super_seed_one_copy(tmp_path, patient):
     content = make_content(tmp_path, sizes=(2_000_000,), piece_length=32768)
 
