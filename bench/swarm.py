@@ -2,7 +2,7 @@
 who earns what, as buyers arrive over time and keep seeding.
 
 One store seed and N buyers (N = 5, 10, 20), every one a peer of our engine on loopback in this
-process, with our tracker (memory policy and sink). Buyer k starts k * gap seconds in, announces
+process, with our tracker (memory policy and sink). Buyer k starts (k - 1) * gap s in, announces
 with its passkey, downloads while paying receipts to whoever served it, then keeps seeding and
 hands the receipts it earns to the tracker. The receipts the tracker credited go through the
 settlement rule of `backend/settlement.py` (floor(P * b / L), the unearned rest to the store).
