@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export SOLCX_BINARY_PATH := $(CURDIR)/tools/solc
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install compile test test-long run lint format bench clean
+.PHONY: install compile test test-long run demo lint format bench clean
 
 $(STAMPS)/venv: pyproject.toml constraints.txt
 	@mkdir -p $(STAMPS)
@@ -63,6 +63,9 @@ test-long: compile $(STAMPS)/system
 
 run: compile
 	$(BIN)/python -m backend.devstack run
+
+demo: compile
+	$(BIN)/python -m backend.demo
 
 lint: install
 	$(BIN)/ruff check .
