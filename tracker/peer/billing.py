@@ -9,12 +9,14 @@ higher one is journaled, and only after the journal's fsync does the credit grow
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracker.peer import wire
-from tracker.peer.credit import CreditAccount, LeecherLedger, ReceiptSigner, credit_window
+from tracker.peer.credit import CreditAccount, LeecherLedger, ReceiptSigner, SeederTally, credit_window
 from tracker.peer.errors import ProtocolError
 from tracker.peer.extension import Need, encode_need, encode_receipt
 from tracker.receipts import ReceiptError, ReceiptVerifier, SignedReceipt
@@ -37,11 +39,13 @@ class PurchaseAccount(CreditAccount):
     frozen: str = ""  # why the tracker refused this purchase's receipts; no more credit then
     confirmed: bool = True  # the tracker accepted a receipt of it (False: only the first window)
 
-    def allows(self, length: int) -> bool:
-        """Whether `length` more bytes stay within receipts + window: never once frozen, and
-        only the first window until the tracker confirmed who signs for the purchase."""
+    def room(self) -> int:
+        """Bytes that may still be served within receipts + window: none once frozen, and only
+        the first window until the tracker confirmed who signs for the purchase."""
+        if self.frozen:
+            return 0
         paid = self.receipted if self.confirmed else 0
-        return not self.frozen and self.served + length <= paid + self.window
+        return paid + self.window - self.served
 
 
 class SeederBilling:
@@ -126,8 +130,15 @@ class SeederBilling:
 class LeecherBilling:
     """A leecher's receipts: count verified bytes per seeder and sign for them."""
 
-    def __init__(self, signer: ReceiptSigner, info_hash: bytes, ledger_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        signer: ReceiptSigner,
+        info_hash: bytes,
+        ledger_path: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.signer = signer
+        self.clock = clock
         self.info_hash = info_hash
         self.ledger_path = ledger_path
         self.ledger = LeecherLedger()
@@ -157,12 +168,9 @@ class LeecherBilling:
     def receipt_for(self, wallet: bytes, *, force: bool = False) -> bytes | None:
         """A signed receipt message payload for `wallet` when one is due (or forced)."""
         tally = self.ledger.tally(wallet)
-        if tally.verified <= tally.receipted or not (force or tally.due()):
+        if tally.verified <= tally.receipted or not (force or tally.due(self.clock())):
             return None
-        signed = self.signer.sign(wallet, tally.verified)
-        tally.receipted = tally.verified
-        self._unsaved = True
-        return encode_receipt(signed)
+        return self._sign(wallet, tally)
 
     def answer_need(self, wallet: bytes, need: Need, now: float) -> bytes | None:
         """Answer a seeder's `need`: sign what we verified from it. An unchanged figure is signed
@@ -176,7 +184,11 @@ class LeecherBilling:
             return None
         self._resigned_at[wallet] = now
         # Re-sign even an unchanged figure: the last receipt may have died with a connection.
+        return self._sign(wallet, tally)
+
+    def _sign(self, wallet: bytes, tally: SeederTally) -> bytes:
         signed = self.signer.sign(wallet, tally.verified)
         tally.receipted = tally.verified
+        tally.signed_at = self.clock()
         self._unsaved = True
         return encode_receipt(signed)

@@ -17,13 +17,20 @@ from tracker.receipts import Domain, Receipt, SignedKey, SignedReceipt, sign_rec
 
 # Unpaid bytes a seeder risks on one purchase. It must cover what is in flight between serving a
 # block and holding a receipt for it: loopback socket buffers alone hold several MiB, then the
-# leecher hashes, signs, and the seeder journals (fsync). At 8 MiB receipts cost ~40 % of
-# throughput above 500 MiB/s; at 32 MiB they cost nothing measurable (bench/download.py).
+# leecher hashes, signs, and the seeder journals (fsync). At 8 MiB the seeder stalled at the window
+# above 500 MiB/s; at 32 MiB it rarely does (a few times per GiB, for milliseconds).
 CREDIT_WINDOW = 32 * 1024 * 1024
 CREDIT_WINDOW_PIECES = 3  # ... but always room for pieces in flight, or big pieces could deadlock
-RECEIPT_STEP = 1024 * 1024  # a leecher signs again after this many newly verified bytes
+# Every receipt costs a signature on the leecher and a verification and a journal fsync on the
+# seeder; signing every 1 MiB made ~1000 of each per GiB and cost a quarter of the throughput on
+# two cores (bench/download.py). A quarter of the window leaves three quarters for bytes in flight.
+RECEIPT_STEP = CREDIT_WINDOW // 4  # a leecher signs again after this many newly verified bytes ...
+RECEIPT_INTERVAL = 0.25  # ... or when it last signed this many seconds ago (slow peers get paid too)
 CREDIT_GRACE = 2.0  # seconds a seeder holds requests at the window for a receipt before choking
-NEED_FRACTION = 2  # a seeder asks for a receipt once half its window is used
+# A seeder asks for a receipt once this share of its window is used. The leecher's own receipts
+# keep the use below a quarter window plus what is in flight; asking at half the window (as
+# before) came ~200 times per GiB and each answer was a signature for a few MiB more.
+NEED_SHARE = 3 / 4
 
 
 def credit_window(piece_length: int) -> int:
@@ -55,10 +62,12 @@ class SeederTally:
 
     verified: int = 0
     receipted: int = 0
+    signed_at: float = float("-inf")  # when we last signed for this seeder (a monotonic clock)
 
-    def due(self, step: int = RECEIPT_STEP) -> bool:
-        """Whether enough new verified bytes arrived to sign again."""
-        return self.verified - self.receipted >= step
+    def due(self, now: float) -> bool:
+        """Whether to sign again: RECEIPT_STEP new verified bytes, or any after RECEIPT_INTERVAL."""
+        unsigned = self.verified - self.receipted
+        return unsigned >= RECEIPT_STEP or (unsigned > 0 and now - self.signed_at >= RECEIPT_INTERVAL)
 
 
 @dataclass(slots=True)
@@ -131,13 +140,18 @@ class CreditAccount:
     receipted: int = 0
     need_asked: int = -1  # the `served` figure we last asked a receipt for
 
+    def room(self) -> int:
+        """Bytes that may still be served within receipts + window (a serving batch checks its
+        blocks against this once, not each block against the account)."""
+        return self.receipted + self.window - self.served
+
     def allows(self, length: int) -> bool:
         """Whether `length` more bytes stay within receipts + window."""
-        return self.served + length <= self.receipted + self.window
+        return length <= self.room()
 
     def wants_receipt(self) -> bool:
         """Whether to ask the leecher for a receipt now (once per figure)."""
-        return self.served - self.receipted >= self.window // NEED_FRACTION and self.need_asked != self.served
+        return self.served - self.receipted >= self.window * NEED_SHARE and self.need_asked != self.served
 
     def record_receipt(self, byte_count: int) -> bool:
         """Raise the receipted figure; returns whether it grew."""

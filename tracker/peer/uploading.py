@@ -79,6 +79,7 @@ class Uploads:
         more = True
         limit = self.t.session.upload_limit
         budget = SERVE_BATCH_BYTES if limit is None else min(SERVE_BATCH_BYTES, limit.available())
+        credit = account.room() if account is not None else 0  # asked once, not for every block
         while queue and batch < SERVE_BATCH_BYTES:
             index, begin, length = queue[0]
             data = self.cache.get(index)
@@ -86,7 +87,7 @@ class Uploads:
                 self._load(index, conn)
                 more = False
                 break
-            if account is not None and not account.allows(batch + length):
+            if account is not None and batch + length > credit:
                 more = False
                 break
             if limit is not None and batch + length > budget:
