@@ -3,6 +3,8 @@
 Runs, on the same file in the same run: libtorrent -> libtorrent over TCP (uTP off), then our
 seed -> our leecher with receipts on (the seed bills a wallet and journals every receipt), then
 ours with receipts off. Each of our peers is its own process (like two libtorrent threads pools).
+Also reports how many receipts the seed journaled per GiB: each is a signature on the leecher and a
+verification and an fsync on the seed, the main cost of receipts.
 
     python bench/download.py [--size-mib 1024] [--repeat 3] [--dir /tmp/seedmarket-bench-download]
 """
@@ -116,10 +118,14 @@ async def leech(meta, out_dir: Path, port: int, receipts: bool) -> float:
         return elapsed
 
 
-def run_ours(torrent_file: Path, meta, content_dir: Path, out_dir: Path, work: Path, receipts: bool) -> float:
+def run_ours(
+    torrent_file: Path, meta, content_dir: Path, out_dir: Path, work: Path, receipts: bool
+) -> tuple[float, int]:
+    """Seconds to download, and how many receipts the seed journaled on the way."""
     port_file = work / f"port-{int(receipts)}"
+    journal_file = port_file.with_suffix(".journal")
     port_file.unlink(missing_ok=True)
-    port_file.with_suffix(".journal").unlink(missing_ok=True)
+    journal_file.unlink(missing_ok=True)
     mode = "on" if receipts else "off"
     cmd = [sys.executable, __file__, "--serve", str(torrent_file), str(content_dir), str(port_file), mode]
     child = subprocess.Popen(cmd)
@@ -128,10 +134,17 @@ def run_ours(torrent_file: Path, meta, content_dir: Path, out_dir: Path, work: P
             if child.poll() is not None:
                 raise RuntimeError("the seed process died")
             time.sleep(0.05)
-        return uvloop.run(leech(meta, out_dir, int(port_file.read_text()), receipts))
+        elapsed = uvloop.run(leech(meta, out_dir, int(port_file.read_text()), receipts))
     finally:
         child.kill()
         child.wait()
+    if not receipts:
+        return elapsed, 0
+    journal = ReceiptJournal(journal_file)  # each receipt cost a signature, a check and an fsync
+    try:
+        return elapsed, journal.records
+    finally:
+        journal.close()
 
 
 def main() -> None:
@@ -156,6 +169,7 @@ def main() -> None:
         meta = parse_metainfo(raw)
         names = ("libtorrent", "ours, receipts on", "ours, receipts off")
         rates: dict[str, list[float]] = {name: [] for name in names}
+        receipts: list[int] = []
         for _ in range(args.repeat):  # interleaved, so a burst of load elsewhere hits all alike
             for name in names:
                 out = work / "out"
@@ -165,7 +179,10 @@ def main() -> None:
                 if name == "libtorrent":
                     elapsed = run_libtorrent(raw, work / "content", out)
                 else:
-                    elapsed = run_ours(torrent_file, meta, work / "content", out, work, name.endswith("on"))
+                    on = name.endswith("on")
+                    elapsed, journaled = run_ours(torrent_file, meta, work / "content", out, work, on)
+                    if on:
+                        receipts.append(journaled)
                 rates[name].append(size / elapsed / 2**20)
                 shutil.rmtree(out, ignore_errors=True)
         results = {name: statistics.median(values) for name, values in rates.items()}
@@ -180,7 +197,9 @@ def main() -> None:
     for name, rate in results.items():
         runs = " ".join(f"{value:.0f}" for value in rates[name])
         print(f"{name:<22}{rate:>14.1f}{rate / peer:>15.2f}x   {runs}")
+    per_gib = statistics.median(receipts) * 1024 / args.size_mib
     print(f"receipts cost {100 * (1 - ours / off):.1f} % of throughput (receipts on vs off)")
+    print(f"receipts signed, verified and journaled per GiB: {per_gib:.0f}")
     summary = {
         "name": "download",
         "ours": round(ours, 1),
@@ -189,6 +208,7 @@ def main() -> None:
         "unit": "MiB/s",
         "ours_receipts_off": round(off, 1),
         "receipts_cost_pct": round(100 * (1 - ours / off), 2),
+        "receipts_per_gib": round(per_gib),
         "size_mib": args.size_mib,
         "runs": args.repeat,
     }

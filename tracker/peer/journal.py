@@ -137,6 +137,11 @@ class ReceiptJournal:
                     break
         return out
 
+    @property
+    def records(self) -> int:
+        """Records in the file: one per receipt stored, one per batch of tracker answers."""
+        return self._records
+
     def settled_bytes(self, purchase_id: int, seeder: bytes) -> int:
         """The highest figure the tracker answered for (purchase, seeder)."""
         return self._settled.get((purchase_id, seeder), 0)
