@@ -1,12 +1,17 @@
-"""Settings shared by every part's tests."""
+"""Settings and fixtures shared by every part's tests."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from backend.devnet import Anvil
 
 REPO = Path(__file__).resolve().parent.parent
 LONG = os.environ.get("SEEDMARKET_LONG") == "1"
@@ -25,3 +30,21 @@ def node() -> str:
     if path is None:
         pytest.fail("node is not installed; it is needed for the @openzeppelin/merkle-tree checks")
     return path
+
+
+@pytest.fixture(scope="session")
+def manifest() -> Path:
+    """The compiled contracts."""
+    path = REPO / ".build" / "__local__.json"
+    if not path.exists():
+        pytest.fail("the contracts are not compiled: run `ape compile` (or `make compile`)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[Anvil]:
+    """One anvil for the session; tests deploy their own Marketplace on it."""
+    from backend.devnet import Anvil  # noqa: PLC0415 - the tracker's tests need not load the store
+
+    with Anvil() as node:
+        yield node

@@ -1,4 +1,4 @@
-"""Fixtures of the store's tests: a real anvil, fresh Marketplaces, SQLite and PostgreSQL."""
+"""Fixtures of the store's tests: fresh Marketplaces on the shared anvil, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,29 +13,12 @@ from sqlalchemy.engine import make_url
 
 from backend.db import Database
 from backend.devnet import Anvil, Deployed, deploy_marketplace
-from backend.settings import Settings, load_settings
-from tests.backend.helpers import Market
-from tests.conftest import REPO
+from backend.settings import Settings
+from tests.backend.helpers import Market, store_settings
 
 POSTGRES_URL = os.environ.get(
     "SEEDMARKET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-
-
-@pytest.fixture(scope="session")
-def manifest() -> Path:
-    """The compiled contracts."""
-    path = REPO / ".build" / "__local__.json"
-    if not path.exists():
-        pytest.fail("the contracts are not compiled: run `ape compile` (or `make compile`)")
-    return path
-
-
-@pytest.fixture(scope="session")
-def anvil() -> Iterator[Anvil]:
-    """One anvil for the session; tests deploy their own Marketplace on it."""
-    with Anvil() as node:
-        yield node
 
 
 @pytest.fixture
@@ -103,24 +86,6 @@ def db(db_url: str) -> Iterator[Database]:
     database.migrate()
     yield database
     database.dispose()
-
-
-def store_settings(anvil: Anvil, deployed: Deployed, db_url: str, manifest: Path, data_dir: Path) -> Settings:
-    """Settings for a store on a fresh Marketplace, reading blocks without confirmations."""
-    return load_settings(
-        environment="development",
-        data_dir=data_dir,
-        database_url=db_url,
-        rpc_url=anvil.url,
-        chain_id=31337,
-        contract_address=deployed.address,
-        deployment_block=deployed.block,
-        manifest=manifest,
-        confirmations=0,
-        poll_interval=0.1,
-        settle_after=86_400,
-        store_accounts=[anvil.accounts[9]],
-    )
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from backend.chain import ZERO_ADDRESS, load_abi
 from backend.db import Database
 from backend.devnet import Anvil, Deployed
 from backend.models import IndexerCursor, Product, Purchase
-from backend.settings import PUBLIC_TEST_MNEMONIC
+from backend.settings import PUBLIC_TEST_MNEMONIC, Settings, load_settings
 from tracker.receipts import Domain, Receipt, SignedReceipt, sign_receipt
 
 Account.enable_unaudited_hdwallet_features()
@@ -160,3 +160,21 @@ def signed_receipt(
     """A receipt signed with `private_key`."""
     receipt = Receipt(purchase_id, bytes.fromhex(seeder[2:]), count)
     return SignedReceipt(receipt, sign_receipt(domain, receipt, private_key))
+
+
+def store_settings(anvil: Anvil, deployed: Deployed, db_url: str, manifest: Path, data_dir: Path) -> Settings:
+    """Settings for a store on a fresh Marketplace, reading blocks without confirmations."""
+    return load_settings(
+        environment="development",
+        data_dir=data_dir,
+        database_url=db_url,
+        rpc_url=anvil.url,
+        chain_id=31337,
+        contract_address=deployed.address,
+        deployment_block=deployed.block,
+        manifest=manifest,
+        confirmations=0,
+        poll_interval=0.1,
+        settle_after=86_400,
+        store_accounts=[anvil.accounts[9]],
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from eth_utils import function_signature_to_4byte_selector
@@ -10,12 +11,10 @@ from eth_utils import function_signature_to_4byte_selector
 from client.amounts import from_units, to_units
 from client.contract import MARKETPLACE_ABI, REVERT_REASONS, explain_revert
 from client.errors import ClientError
-from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
-def compiled() -> list[dict[str, object]]:
-    manifest = REPO / ".build" / "__local__.json"
+def compiled(manifest: Path) -> list[dict[str, object]]:
     abi: list[dict[str, object]] = json.loads(manifest.read_text())["contractTypes"]["Marketplace"]["abi"]
     return abi
 

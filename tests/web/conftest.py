@@ -15,8 +15,7 @@ from playwright.sync_api import Browser, sync_playwright
 
 from backend.devnet import Anvil, deploy_contract, deploy_marketplace, free_port
 from backend.services import Services
-from tests.backend.conftest import anvil, manifest, store_settings  # noqa: F401 - shared fixtures
-from tests.backend.helpers import Market
+from tests.backend.helpers import Market, store_settings
 from tests.backend.processes import cli, store_env, wait_http
 from tests.conftest import REPO
 from tests.web.helpers import DISCOUNT_BPS, PRICE, TOKEN_PRICE, Shop, Visit, list_product
@@ -35,7 +34,7 @@ WALLET_SCRIPT = (Path(__file__).parent / "injected_wallet.js").read_text()
 
 
 @pytest.fixture(scope="session")
-def shop(anvil: Anvil, manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:  # noqa: F811
+def shop(anvil: Anvil, manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     """`seedmarket serve --no-oracle` (API, pages, tracker, indexer) on a fresh Marketplace, with
     an ETH product and an ERC-20 product listed by account 1."""
     deployed = deploy_marketplace(anvil.w3, manifest, owner=anvil.accounts[0], root_delay=0)
