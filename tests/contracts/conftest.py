@@ -51,6 +51,12 @@ def others(accounts: Any) -> list[AccountAPI]:
 
 
 @pytest.fixture(scope="session")
+def keeper(others: list[AccountAPI]) -> AccountAPI:
+    """An account with no leaf that sends claims for others."""
+    return others[3]
+
+
+@pytest.fixture(scope="session")
 def market(
     project: Any, owner: AccountAPI, oracle: AccountAPI, guardian: AccountAPI, treasury: AccountAPI
 ) -> ContractInstance:

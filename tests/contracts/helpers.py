@@ -15,7 +15,8 @@ from backend.merkle import Leaf, MerkleTree
 ETH = "0x0000000000000000000000000000000000000000"
 FEE_BPS = 2_000  # the operator's share of each purchase's pool
 ROOT_DELAY = 3_600
-PRICE = 10**18
+ETHER = 10**18
+PRICE = ETHER
 DISCOUNT_BPS = 2_500
 MAX_UINT256 = 2**256 - 1
 
@@ -23,6 +24,11 @@ MAX_UINT256 = 2**256 - 1
 def address(account: Any) -> str:
     """The address of an ape account or contract, or the string itself."""
     return str(getattr(account, "address", account))
+
+
+def in_address_order(tokens: Iterable[Any]) -> list[str]:
+    """Token addresses (or ape contracts) in the ascending order `postRoot` wants."""
+    return sorted((address(t) for t in tokens), key=lambda t: int(t, 16))
 
 
 def listed(
@@ -83,7 +89,7 @@ class Seeders:
 
 def funded_tokens(market: ContractInstance, candidates: Iterable[str]) -> list[str]:
     """The candidates whose seeder pool is funded, in the ascending order `postRoot` wants."""
-    return sorted((t for t in candidates if market.seederPool(t)[0] > 0), key=lambda t: int(t, 16))
+    return in_address_order(t for t in candidates if market.seederPool(t)[0] > 0)
 
 
 def post(

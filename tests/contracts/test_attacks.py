@@ -14,34 +14,25 @@ from eth_utils import keccak, to_checksum_address
 from backend.merkle import hash_pair
 from tests.contracts.helpers import (
     ETH,
+    ETHER,
     PRICE,
     ROOT_DELAY,
     Seeders,
     activate,
-    address,
     bought,
+    in_address_order,
     listed,
     post,
     split,
 )
 
-ETHER = 10**18
 REENTRANCY = keccak(text="ReentrancyGuardReentrantCall()")[:4]
-
-
-def sorted_tokens(*tokens: Any) -> list[str]:
-    return sorted((address(t) for t in tokens), key=lambda t: int(t, 16))
 
 
 @pytest.fixture
 def receiver(project: Any, owner: AccountAPI) -> ContractInstance:
     """A contract account that calls back into the market whenever it receives ETH."""
     return owner.deploy(project.ReentrantReceiver)
-
-
-@pytest.fixture
-def keeper(others: list[AccountAPI]) -> AccountAPI:
-    return others[3]
 
 
 class TestReentrancy:
@@ -200,7 +191,7 @@ class TestForgedClaims:
         # In a four-leaf tree, node 1 has a one-step proof to the root. A contract that took leaf
         # hashes, or hashed a 64-byte leaf once, would accept node 1's children as a leaf. Ours
         # builds the leaf itself from (account, token, amount), hashed twice.
-        tokens = sorted_tokens(*pools)
+        tokens = in_address_order(pools)
         seeders = Seeders.of([(to_checksum_address(bytes([i]) * 20), ETH, i) for i in range(1, 5)])
         post(market, oracle, seeders, tokens, totals=[10 if t == ETH else 0 for t in tokens])
         activate(chain)

@@ -9,14 +9,12 @@ from ape.contracts import ContractInstance
 from ape.managers import ChainManager
 from eth_utils import to_checksum_address
 
-from tests.contracts.helpers import ETH, Seeders, activate, post
-
-ETHER = 10**18
+from tests.contracts.helpers import ETH, ETHER, Seeders, activate, in_address_order, post
 
 
 @pytest.fixture
 def tokens(token: ContractInstance) -> list[str]:
-    return sorted([ETH, token.address], key=lambda t: int(t, 16))
+    return in_address_order([ETH, token])
 
 
 @pytest.fixture
@@ -45,12 +43,6 @@ def live(
     post(market, oracle, seeders, tokens)
     activate(chain)
     return seeders
-
-
-@pytest.fixture
-def keeper(others: list[AccountAPI]) -> AccountAPI:
-    """An account with no leaf that sends claims for others."""
-    return others[3]
 
 
 class TestClaimingEth:
@@ -250,7 +242,7 @@ def test_a_leaf_for_a_stranger_pays_the_stranger(
 ) -> None:
     stranger = to_checksum_address("0x" + "5e" * 20)
     seeders = Seeders.of([(stranger, ETH, 12345)])
-    tokens = sorted(pools, key=lambda t: int(t, 16))
+    tokens = in_address_order(pools)
     post(market, oracle, seeders, tokens, totals=[12345 if t == ETH else 0 for t in tokens])
     activate(chain)
     market.claim(*seeders.claim_args(stranger, ETH), sender=keeper)

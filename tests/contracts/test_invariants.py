@@ -32,7 +32,7 @@ from hypothesis.stateful import (
 
 from backend.merkle import Leaf, MerkleTree
 from tests.conftest import LONG
-from tests.contracts.helpers import ETH, MAX_UINT256, split
+from tests.contracts.helpers import ETH, MAX_UINT256, in_address_order, split
 from tests.contracts.rpc import Node, Receipt, Reverted
 
 FEE_BPS = 1_500
@@ -285,7 +285,7 @@ class MarketMachine(RuleBasedStateMachine):
     def post_root(self, shares: list[int], fill: int, greedy: bool, skip: int, wait: bool) -> None:
         """The oracle hands out part of each pool's headroom; a greedy one lists three times as much."""
         base = self.pending if self.pending is not None and self.pending.elapsed >= DELAY else self.current
-        tokens = sorted((t for t in self.tokens if self.funded[t] > 0), key=lambda t: int(t, 16))
+        tokens = in_address_order(t for t in self.tokens if self.funded[t] > 0)
         leaves = dict(base.leaves) if base else dict.fromkeys(self.slots, 0)
         totals = {}
         for t in tokens:
@@ -319,7 +319,7 @@ class MarketMachine(RuleBasedStateMachine):
     @rule(kind=st.sampled_from(["stale", "overfunded", "decreased", "incomplete"]))
     def post_bad_root(self, kind: str) -> None:
         """The oracle tries a root the contract must refuse."""
-        tokens = sorted((t for t in self.tokens if self.funded[t] > 0), key=lambda t: int(t, 16))
+        tokens = in_address_order(t for t in self.tokens if self.funded[t] > 0)
         active = self.active()
         totals = [active.totals.get(t, 0) if active else 0 for t in tokens]
         epoch = self.last_epoch + 1

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import ape
 import pytest
 from ape.api import AccountAPI
 from ape.contracts import ContractInstance
 from ape.managers import ChainManager
 
-from tests.contracts.helpers import ETH, PRICE, ROOT_DELAY, Seeders, activate, bought, listed, post, split
+from tests.contracts.helpers import (
+    ETH,
+    PRICE,
+    ROOT_DELAY,
+    Seeders,
+    activate,
+    bought,
+    in_address_order,
+    listed,
+    post,
+    split,
+)
 
 POOL = 2 * split(PRICE)[2]  # the ETH seeder pool funded by the `funded` fixture
 
@@ -26,10 +35,6 @@ def funded(market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, othe
 @pytest.fixture
 def seeders(buyer: AccountAPI, others: list[AccountAPI]) -> Seeders:
     return Seeders.of([(buyer, ETH, POOL // 2), (others[0], ETH, POOL // 4)])
-
-
-def token_order(*tokens: Any) -> list[str]:
-    return sorted((str(getattr(t, "address", t)) for t in tokens), key=lambda t: int(t, 16))
 
 
 class TestPostingARoot:
@@ -119,7 +124,7 @@ class TestPostingARoot:
         funded: None,
     ) -> None:
         bought(market, listed(market, seller, token=token.address), buyer)
-        tokens = token_order(ETH, token)
+        tokens = in_address_order([ETH, token])
         post(market, oracle, Seeders.of([(buyer, ETH, 1), (buyer, token.address, 2)]), tokens)
         assert market.lastEpoch() == 1
 
@@ -213,7 +218,7 @@ class TestPostingARoot:
         seeders: Seeders,
     ) -> None:
         bought(market, listed(market, seller, token=token.address), buyer)
-        ascending = token_order(ETH, token)
+        ascending = in_address_order([ETH, token])
         for tokens in (ascending[::-1], [ascending[1], ascending[1]]):
             with ape.reverts(market.TokensNotSorted):
                 post(market, oracle, seeders, tokens, totals=[0, 0])
