@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from tests.peer.conftest import DOMAIN, REPO_ROOT, make_content, new_wallet, run, signer_for
+from tracker.peer.credit import credit_window
 from tracker.peer.journal import ReceiptJournal
 from tracker.peer.session import Session
 from tracker.peer.submitter import Submitter
@@ -160,7 +161,8 @@ def test_a_seeder_killed_after_serving_submits_every_journaled_receipt_after_res
 
 
 def test_a_seeder_confirming_buyers_gives_an_impostor_one_window_and_the_buyer_everything(tmp_path):
-    content = make_content(tmp_path, sizes=(20_000_000,), piece_length=65536)
+    # Bigger than one credit window, or the impostor could finish on the window alone.
+    content = make_content(tmp_path, sizes=(credit_window(65536) + 12_000_000,), piece_length=65536)
     seller, buyer, impostor, victim = new_wallet(), new_wallet(), new_wallet(), new_wallet()
     purchases = {51: buyer, 52: victim}  # the impostor signs for a purchase it did not make
 
