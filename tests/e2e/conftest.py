@@ -4,12 +4,11 @@ and headless Chromium with the injected test wallet of the web store's tests."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from backend.devnet import Anvil
 from backend.devstack import DevStack, Ports, dev_address
@@ -24,8 +23,7 @@ from tests.e2e.helpers import (
     Store,
     sample,
 )
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, WALLET_SCRIPT
-from tests.web.helpers import Visit
+from tests.web.helpers import Visit, chromium, close_visits, open_wallet_page
 
 
 def open_store(data_dir: Path, *, settle_after: int = SETTLE_AFTER, **chain: object) -> Iterator[Store]:
@@ -78,12 +76,8 @@ def testnet_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium, driven by Playwright."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package for the browser tests")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -92,31 +86,8 @@ def wallet_tab(browser: Browser) -> Iterator[Callable[[str, int], Visit]]:
     opened: list[Visit] = []
 
     def open_tab(rpc: str, account: int) -> Visit:
-        setup = {
-            "rpc": rpc,
-            "wallets": [
-                {
-                    "account": dev_address(account).lower(),
-                    "name": f"Dev wallet {account}",
-                    "rdns": f"test.dev{account}",
-                    "uuid": f"00000000-0000-4000-8000-{account:012d}",
-                }
-            ],
-            "chainId": None,
-            "rejectSwitch": False,
-            "rejectSign": False,
-        }
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 900}, bypass_csp=True, accept_downloads=True
-        )
-        context.add_init_script(f"const SETUP = {json.dumps(setup)};\n{WALLET_SCRIPT}")
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        opened.append(Visit(page, context, errors))
+        opened.append(open_wallet_page(browser, rpc, {account: dev_address(account)}))
         return opened[-1]
 
     yield open_tab
-    for tab in opened:
-        tab.context.close()
-    assert not [e for tab in opened for e in tab.errors], "uncaught errors in the page's script"
+    close_visits(opened)

@@ -3,7 +3,6 @@ listed product with a registered torrent, and headless Chromium with an injected
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -11,26 +10,24 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from backend.devnet import Anvil, deploy_contract, deploy_marketplace, free_port
 from backend.services import Services
 from tests.backend.helpers import Market, store_settings
 from tests.backend.processes import cli, store_env, wait_http
 from tests.conftest import REPO
-from tests.web.helpers import DISCOUNT_BPS, PRICE, TOKEN_PRICE, Shop, Visit, list_product
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-sync",
-]
-WALLET_SCRIPT = (Path(__file__).parent / "injected_wallet.js").read_text()
+from tests.web.helpers import (
+    DISCOUNT_BPS,
+    PRICE,
+    TOKEN_PRICE,
+    Shop,
+    Visit,
+    chromium,
+    close_visits,
+    list_product,
+    open_wallet_page,
+)
 
 
 @pytest.fixture(scope="session")
@@ -94,21 +91,14 @@ def shop(anvil: Anvil, manifest: Path, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     """Headless Debian Chromium, driven by Playwright."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package for the browser tests")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
 def visit(browser: Browser, shop: Shop) -> Iterator[Callable[..., Visit]]:
-    """Open the store in a fresh browser profile whose wallet holds the given accounts.
-
-    The wallet reaches anvil with fetch from the page, as an extension's background would; a
-    page's Content-Security-Policy does not apply to extensions, so this profile bypasses it (the
-    accessibility test checks the policy with no wallet at all)."""
+    """Open the store in a fresh browser profile whose wallet holds the given accounts (the
+    accessibility test checks the page's Content-Security-Policy with no wallet at all)."""
     opened: list[Visit] = []
 
     def open_page(
@@ -118,32 +108,17 @@ def visit(browser: Browser, shop: Shop) -> Iterator[Callable[..., Visit]]:
         reject_switch: bool = False,
         reject_sign: bool = False,
     ) -> Visit:
-        setup = {
-            "rpc": shop.market.anvil.url,
-            "wallets": [
-                {
-                    "account": shop.account(i).lower(),
-                    "name": f"Dev wallet {i}",
-                    "rdns": f"test.dev{i}",
-                    "uuid": f"00000000-0000-4000-8000-{i:012d}",
-                }
-                for i in indexes
-            ],
-            "chainId": chain_id,
-            "rejectSwitch": reject_switch,
-            "rejectSign": reject_sign,
-        }
-        context = browser.new_context(
-            viewport={"width": width, "height": 900}, bypass_csp=True, accept_downloads=True
+        visit_ = open_wallet_page(
+            browser,
+            shop.market.anvil.url,
+            {i: shop.account(i) for i in indexes},
+            width=width,
+            chain_id=chain_id,
+            reject_switch=reject_switch,
+            reject_sign=reject_sign,
         )
-        context.add_init_script(f"const SETUP = {json.dumps(setup)};\n{WALLET_SCRIPT}")
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        opened.append(Visit(page, context, errors))
-        return opened[-1]
+        opened.append(visit_)
+        return visit_
 
     yield open_page
-    for visit_ in opened:
-        visit_.context.close()
-    assert not [e for v in opened for e in v.errors], "uncaught errors in the page's script"
+    close_visits(opened)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_from_bytes, urlencode
 
 import httpx
-from playwright.sync_api import BrowserContext, Page
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from backend.services import Services
 from backend.settings import Settings
@@ -19,6 +22,17 @@ from tests.backend.helpers import Market
 from tests.conftest import REPO
 
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+]
+WALLET_SCRIPT = (Path(__file__).parent / "injected_wallet.js").read_text()
 SIZE = 48_000
 PRICE = 5 * 10**16  # 0.05 ETH
 TOKEN_PRICE = 25 * 10**18  # 25 SEED
@@ -111,6 +125,64 @@ class Visit:
         """Save a screenshot of the whole page as a test artefact."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Headless Debian Chromium, driven by Playwright."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package for the browser tests")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def open_wallet_page(
+    browser: Browser,
+    rpc: str,
+    accounts: Mapping[int, str],
+    *,
+    width: int = 1280,
+    chain_id: str | None = None,
+    reject_switch: bool = False,
+    reject_sign: bool = False,
+) -> Visit:
+    """A fresh browser profile whose injected wallet holds the development `accounts` (index ->
+    address) and reaches the chain at `rpc`.
+
+    The wallet reaches the chain with fetch from the page, as an extension's background would; a
+    page's Content-Security-Policy does not apply to extensions, so this profile bypasses it."""
+    setup = {
+        "rpc": rpc,
+        "wallets": [
+            {
+                "account": address.lower(),
+                "name": f"Dev wallet {i}",
+                "rdns": f"test.dev{i}",
+                "uuid": f"00000000-0000-4000-8000-{i:012d}",
+            }
+            for i, address in accounts.items()
+        ],
+        "chainId": chain_id,
+        "rejectSwitch": reject_switch,
+        "rejectSign": reject_sign,
+    }
+    context = browser.new_context(
+        viewport={"width": width, "height": 900}, bypass_csp=True, accept_downloads=True
+    )
+    context.add_init_script(f"const SETUP = {json.dumps(setup)};\n{WALLET_SCRIPT}")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return Visit(page, context, errors)
+
+
+def close_visits(opened: list[Visit]) -> None:
+    """Close every visit's profile; fail if any page's script raised."""
+    for visit in opened:
+        visit.context.close()
+    assert not [e for v in opened for e in v.errors], "uncaught errors in the page's script"
 
 
 def goto(page: Page, url: str) -> None:
