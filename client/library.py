@@ -82,15 +82,21 @@ def owned(conn: Connection, product_id: int, buyer: str) -> Owned:
     return Owned(product_id, purchase_id, parse_metainfo(conn.store.torrent(product_id)))
 
 
-def ledger_path(item: Owned) -> Path:
-    """Where a download remembers what it verified and signed per seeder."""
-    return wallet.home() / "receipts" / f"{item.meta.info_hash.hex()}-{item.purchase_id}.json"
+def ledger_path(info_hash: bytes, purchase_id: int) -> Path:
+    """Where a download of a purchase remembers what it verified and signed per seeder."""
+    return wallet.home() / "receipts" / f"{info_hash.hex()}-{purchase_id}.json"
+
+
+def journal_path(address: bytes) -> Path:
+    """Where a wallet's seeding journals the receipts it collects, with or without a .torrent."""
+    return wallet.home() / "journals" / f"{address.hex()}.journal"
 
 
 def download_config(domain: Domain, item: Owned, account: LocalAccount) -> TorrentConfig:
     """Leech `item`, paying seeders with session-key receipts."""
     return TorrentConfig(
-        signer=session_signer(domain, item.purchase_id, bytes(account.key)), receipt_ledger=ledger_path(item)
+        signer=session_signer(domain, item.purchase_id, bytes(account.key)),
+        receipt_ledger=ledger_path(item.meta.info_hash, item.purchase_id),
     )
 
 
@@ -98,7 +104,7 @@ def seeding_config(domain: Domain, item: Owned, account: LocalAccount) -> Torren
     """Finish downloading `item` if needed, and seed it for receipts paid to this wallet."""
     return TorrentConfig(
         signer=session_signer(domain, item.purchase_id, bytes(account.key)),
-        receipt_ledger=ledger_path(item),
+        receipt_ledger=ledger_path(item.meta.info_hash, item.purchase_id),
         wallet=bytes.fromhex(account.address[2:]),
         verifier=ReceiptVerifier(domain),
     )

@@ -141,7 +141,7 @@ def seed(
         return
     account = wallet.unlock(key, password(password_file))
     folder = out or library.library_folder()
-    journal_path = journal or wallet.home() / "journals" / f"{account.address.lower()[2:]}.journal"
+    journal_path = journal or library.journal_path(bytes.fromhex(account.address[2:]))
     with connect(store, rpc, pinned_contract=contract) as conn:
         library.sign_in(conn, account)
         symbols = _TokenNames(conn)

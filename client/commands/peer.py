@@ -16,6 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from client import wallet
 from client.commands.wallet import PasswordFile, password
 from client.errors import ClientError
+from client.library import journal_path, ledger_path
 from tracker.metainfo import Metainfo, parse_metainfo
 from tracker.peer.choker import PlainPeers
 from tracker.peer.credit import ReceiptSigner
@@ -120,8 +121,10 @@ def download(
         raise ClientError("--purchase must be a positive purchase id")
     private_key, _ = _unlock(key, password_file)
     peers = [peer_address(text) for text in peer or []]
-    ledger = wallet.home() / "receipts" / f"{meta.info_hash.hex()}-{purchase}.json"
-    config = TorrentConfig(signer=ReceiptSigner(domain, purchase, private_key), receipt_ledger=ledger)
+    config = TorrentConfig(
+        signer=ReceiptSigner(domain, purchase, private_key),
+        receipt_ledger=ledger_path(meta.info_hash, purchase),
+    )
 
     run_download(meta, out, config, peers, port)
     console.print(f"downloaded {meta.name} into {out.resolve()}")
@@ -164,7 +167,7 @@ def seed(
     receipts_to = tracker or meta.announce
     if not receipts_to:
         raise ClientError("the torrent names no tracker: pass --tracker URL")
-    journal_path = journal or wallet.home() / "journals" / f"{address.hex()}.journal"
+    journal_file = journal or journal_path(address)
     config = TorrentConfig(
         wallet=address,
         verifier=ReceiptVerifier(domain),
@@ -174,7 +177,7 @@ def seed(
     )
 
     async def run() -> None:
-        async with Session(port=port, journal=ReceiptJournal(journal_path)) as session:
+        async with Session(port=port, journal=ReceiptJournal(journal_file)) as session:
             with console.status("checking the content on disk..."):
                 torrent = await session.add_torrent(meta, folder, config, writable=False)
             await _join(session, torrent, meta, peers)
