@@ -24,17 +24,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-from eth_account import Account
 
 from backend.chain import load_contract_type
 from backend.deployments import DeploymentError, read_deployment
 from backend.devnet import Anvil, free_port
 from backend.errors import ConfigError
+from backend.settings import public_test_account
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = REPO / ".build" / "__local__.json"
-# anvil's development accounts come from this public mnemonic: never for real money.
-DEV_MNEMONIC = "test test test test test test test test test test test junk"
 STARTUP_SECONDS = 60.0
 # Mine each transaction at once, and a block every second besides: on automine alone the chain's
 # clock stands still while nobody transacts, so a posted root would never become active (the
@@ -43,15 +41,13 @@ ANVIL_MINING = ("--block-time", "1", "--mixed-mining")
 
 
 def dev_key(index: int) -> str:
-    """The private key (0x-hex) of anvil's development account `index`."""
-    Account.enable_unaudited_hdwallet_features()
-    account = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
-    return "0x" + bytes(account.key).hex()
+    """The private key (0x-hex) of anvil's development account `index` (public: never for real money)."""
+    return "0x" + bytes(public_test_account(index).key).hex()
 
 
 def dev_address(index: int) -> str:
     """The address of anvil's development account `index`."""
-    return str(Account.from_key(dev_key(index)).address)
+    return str(public_test_account(index).address)
 
 
 @dataclass

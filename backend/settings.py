@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -27,13 +28,15 @@ _PUBLIC_TEST_ACCOUNTS = 10
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def public_test_account(index: int) -> LocalAccount:
+    """Account `index` of the public test mnemonic: anvil's and ape's development accounts."""
+    Account.enable_unaudited_hdwallet_features()
+    return Account.from_mnemonic(PUBLIC_TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+
+
 def _public_test_addresses() -> set[str]:
     """Addresses of the public test mnemonic's first accounts (anvil's and ape's defaults)."""
-    Account.enable_unaudited_hdwallet_features()
-    return {
-        Account.from_mnemonic(PUBLIC_TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").address
-        for i in range(_PUBLIC_TEST_ACCOUNTS)
-    }
+    return {public_test_account(i).address for i in range(_PUBLIC_TEST_ACCOUNTS)}
 
 
 class Settings(BaseSettings):

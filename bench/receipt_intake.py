@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import bencodepy
 import httpx
 import psycopg
-from eth_account import Account
 from sqlalchemy.engine import make_url
 
 from backend.chain import Chain
@@ -39,7 +38,7 @@ from backend.db import Database
 from backend.devnet import Anvil, deploy_marketplace, free_port
 from backend.indexer import Indexer
 from backend.receipt_sink import DatabaseReceiptSink
-from backend.settings import PUBLIC_TEST_MNEMONIC
+from backend.settings import public_test_account
 from backend.tracker_policy import DatabaseSwarmPolicy
 from tracker.policy import MemoryPolicy, ReceiptOutcome
 from tracker.receipts import (
@@ -60,11 +59,9 @@ SEEDERS_PER_PURCHASE = 125  # x 8 purchases = 1,000 receipts per batch
 SIZE = 10**15
 CONNECTIONS = 2
 
-Account.enable_unaudited_hdwallet_features()
-
 
 def _key(index: int) -> bytes:
-    return bytes(Account.from_mnemonic(PUBLIC_TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key)
+    return bytes(public_test_account(index).key)
 
 
 # ----- the tracker process -----

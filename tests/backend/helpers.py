@@ -13,16 +13,13 @@ from backend.chain import ZERO_ADDRESS, load_abi
 from backend.db import Database
 from backend.devnet import Anvil, Deployed
 from backend.models import IndexerCursor, Product, Purchase
-from backend.settings import PUBLIC_TEST_MNEMONIC, Settings, load_settings
+from backend.settings import Settings, load_settings, public_test_account
 from tracker.receipts import Domain, Receipt, SignedReceipt, sign_receipt
-
-Account.enable_unaudited_hdwallet_features()
 
 
 def dev_key(index: int) -> bytes:
     """The private key of anvil's development account `index`."""
-    account = Account.from_mnemonic(PUBLIC_TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
-    return bytes(account.key)
+    return bytes(public_test_account(index).key)
 
 
 class Market:
