@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from backend.chain import Chain, DecodedLog
 from backend.db import Database
-from backend.errors import ChainError, ChainUnavailable, ConfigError
+from backend.errors import ChainError, ConfigError
 from backend.models import ChainBlock, ChainEvent, IndexerCursor, Product, Purchase, table
 
 log = logging.getLogger(__name__)
@@ -137,14 +137,11 @@ class Indexer:
         delay = poll_interval
         while not stop.is_set():
             try:
-                if self.sync_once() > 0:
-                    delay = poll_interval
-                    continue
+                advanced = self.sync_once()
                 delay = poll_interval
-            except ChainUnavailable as exc:
-                log.warning("indexer: %s; retrying in %.0f s", exc, delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
-            except (ChainError, OperationalError) as exc:
+                if advanced > 0:
+                    continue  # behind the head: the next batch at once
+            except (ChainError, OperationalError) as exc:  # ChainUnavailable is a ChainError
                 log.warning("indexer: %s; retrying in %.0f s", exc, delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
             except ConfigError as exc:

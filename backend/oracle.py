@@ -106,7 +106,7 @@ class Oracle:
                 delay = max(self.settings.poll_interval, 1.0)
                 if result.status == "posted":
                     log.info("oracle: epoch %s posted", result.epoch)
-            except (ChainUnavailable, ChainError) as exc:
+            except ChainError as exc:  # ChainUnavailable is one
                 log.warning("oracle: %s; retrying in %.0f s", exc, delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
             except OracleError as exc:
