@@ -40,6 +40,7 @@ class Cli:
         self, *args: str, stdin: str | None = None, timeout: float = COMMAND_SECONDS
     ) -> subprocess.CompletedProcess[str]:
         """Run `seedmarket ARGS` to its end; whatever its exit status."""
+        self.home.mkdir(parents=True, exist_ok=True)
         return subprocess.run(  # noqa: S603 - our own command, no shell
             [str(SEEDMARKET), *args],
             input=stdin,

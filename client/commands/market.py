@@ -138,7 +138,7 @@ def claim(
 ) -> None:
     """Claim every token's claimable rewards in one transaction (paid to the account, never the caller)."""
     signer = wallet.unlock(key, password(password_file))
-    address = to_checksum_address(account) if account else signer.address
+    address = _account(None, account, password_file) if account else signer.address
     with connect(store, rpc, signer) as conn:
         for attempt in range(CLAIM_ATTEMPTS):
             tokens = [t for t in conn.store.rewards(address)["tokens"] if int(t["claimable"]) > 0]

@@ -1,0 +1,57 @@
+"""The seedmarket command line turns every user error into one clear line and exit status 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend.devcli import Cli
+from backend.devnet import free_port
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """A user whose store and chain are nowhere: every network step must fail cleanly."""
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    user = Cli(tmp_path / "home", nowhere, nowhere)
+    user.ok("wallet", "create", "alice")
+    return user
+
+
+def _one_line_error(cli: Cli, *args: str) -> str:
+    result = cli.run(*args)
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+def test_an_unreachable_store_is_said_plainly(cli: Cli) -> None:
+    for command in (("buy", "1"), ("download", "1"), ("rewards",), ("claim",), ("sales",)):
+        line = _one_line_error(cli, *cli.on_store(*command, "--key", "alice"))
+        assert "cannot reach the store" in line and "is it running?" in line
+
+
+def test_a_bad_address_is_refused_before_anything_is_sent(cli: Cli) -> None:
+    for command in (("claim", "--key", "alice"), ("rewards",)):
+        assert "'0x123' is not an address" in _one_line_error(
+            cli, *cli.on_store(*command, "--account", "0x123")
+        )
+
+
+def test_an_unknown_wallet_says_how_to_make_one(cli: Cli) -> None:
+    line = _one_line_error(cli, *cli.on_store("buy", "1", "--key", "bob"))
+    assert "seedmarket wallet create" in line
+
+
+def test_a_torrent_download_without_its_purchase_says_what_is_missing(cli: Cli, tmp_path: Path) -> None:
+    torrent = tmp_path / "x.torrent"
+    torrent.write_bytes(b"d4:infode")
+    assert "--purchase is required" in _one_line_error(cli, "download", str(torrent), "--key", "alice")
+
+
+def test_a_product_id_must_be_positive(cli: Cli) -> None:
+    result = cli.run(*cli.on_store("buy", "0", "--key", "alice"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
