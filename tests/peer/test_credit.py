@@ -18,7 +18,7 @@ BLOCKS = [16 * 1024] * 32
 class Sender:
     """What the billing needs of a connection: the seeder's wallet."""
 
-    wallet: bytes
+    wallet: bytes | None
 
 
 class Clock:
@@ -86,11 +86,18 @@ def test_a_need_is_answered_with_everything_verified_before_the_step_is_reached(
     assert _signed(answer).receipt.byte_count == 2 * PIECE  # what it verified, not what was asked
 
 
-def test_blocks_from_peers_without_a_wallet_count_for_nobody():
+def test_blocks_count_for_the_wallet_that_sent_them_and_plain_peers_count_for_nobody():
     billing = _billing(Clock())
-    seeder, plain = Sender(new_wallet().address), None
-    assert billing.credit_piece([seeder] * 16 + [plain] * 16, BLOCKS) == {seeder.wallet}
-    assert billing.ledger.tally(seeder.wallet).verified == PIECE // 2
+    seeder, other, plain = Sender(new_wallet().address), Sender(new_wallet().address), Sender(None)
+    assert seeder.wallet is not None and other.wallet is not None
+    assert billing.credit_piece([seeder] * 16 + [None] * 8 + [other] * 8, BLOCKS) == {
+        seeder.wallet,
+        other.wallet,
+    }
+    assert billing.credit_piece([seeder] * len(BLOCKS), BLOCKS) == {seeder.wallet}
+    assert billing.credit_piece([plain] * len(BLOCKS), BLOCKS) == set()
+    assert billing.ledger.tally(seeder.wallet).verified == PIECE // 2 + PIECE
+    assert billing.ledger.tally(other.wallet).verified == PIECE // 4
 
 
 def test_a_seeder_asks_for_a_receipt_at_three_quarters_of_its_window_once_per_figure():

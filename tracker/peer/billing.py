@@ -155,6 +155,14 @@ class LeecherBilling:
 
     def credit_piece(self, senders: list[PeerConnection | None], block_lengths: list[int]) -> set[bytes]:
         """Count a verified piece's blocks for the wallets that sent them; the wallets touched."""
+        first = senders[0]
+        if first is not None and senders.count(first) == len(senders):  # the usual case: one peer
+            wallet = first.wallet
+            if wallet is None:
+                return set()
+            self.ledger.credit(wallet, sum(block_lengths))
+            self._unsaved = True
+            return {wallet}
         counts: dict[bytes, int] = {}
         for sender, length in zip(senders, block_lengths, strict=True):
             wallet = sender.wallet if sender is not None else None
