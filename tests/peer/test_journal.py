@@ -19,8 +19,10 @@ def test_only_higher_receipts_are_kept_and_they_survive_a_reopen(tmp_path):
     journal = ReceiptJournal(tmp_path / "j")
     assert journal.append([_receipt(1, 100), _receipt(1, 50), _receipt(2, 10)]) == [True, False, True]
     assert journal.append([_receipt(1, 100)]) == [False]
+    assert journal.records == 2  # the lower and the repeated receipt were not written
     journal.close()
     reopened = ReceiptJournal(tmp_path / "j")
+    assert reopened.records == 2
     assert reopened.highest_bytes(1, SELLER.address) == 100
     assert reopened.highest_bytes(2, SELLER.address) == 10
     assert {s.receipt.purchase_id for s in reopened.pending(10)} == {1, 2}
