@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 
+import bencodepy
+
 from tests.peer.conftest import DOMAIN, make_content, new_wallet, run, signer_for
+from tests.peer.rawpeer import RawPeer
+from tracker.peer import wire
 from tracker.peer.credit import ReceiptSigner
 from tracker.peer.journal import ReceiptJournal
 from tracker.peer.session import Session
@@ -124,3 +129,54 @@ def test_receipts_of_a_swarm_match_what_each_seeder_sent_and_never_exceed_the_le
                 await session.close()
 
     run(scenario())
+
+
+def test_a_leecher_choked_by_its_billing_seeder_pays_at_once_for_all_it_verified(tmp_path):
+    content = make_content(tmp_path, sizes=(300_000,), piece_length=32768)
+    meta = content.meta
+    data = (content.folder / meta.name).read_bytes()
+    seller, buyer = new_wallet(), new_wallet()
+    served_pieces = 6  # far below RECEIPT_STEP: only the first piece is paid before the choke
+    expected = sum(meta.piece_size(i) for i in range(served_pieces))
+    seeders: list[RawPeer] = []
+    receipts: list[int] = []
+
+    async def billing_seeder(reader, writer):
+        peer = RawPeer(reader, writer)
+        seeders.append(peer)
+        await reader.readexactly(wire.HANDSHAKE_LENGTH)
+        peer.send(wire.Handshake(meta.info_hash, b"-XX0000-billing00000", wire.our_reserved()).encode())
+        peer.send_extended(0, {"m": {"sm_receipt": 3}, "sm_wallet": seller.address})
+        peer.send(wire.bitfield(wire.pack_bits(bytearray([1]) * meta.piece_count)))
+        peer.send(wire.UNCHOKE_MSG)
+        while (message := await peer.read(30)) is not None:
+            msg_id, payload = message
+            if msg_id == wire.REQUEST:
+                index, begin, length = struct.unpack(">III", payload)
+                if index < served_pieces:  # the rest stays unanswered, as past a credit window
+                    start = index * meta.piece_length + begin
+                    peer.send(wire.piece_header(index, begin, length) + data[start : start + length])
+            elif msg_id == wire.EXTENDED and payload[:1] == b"\x03":
+                receipts.append(bencodepy.decode(payload[1:])[b"bytes"])
+        writer.close()
+
+    async def scenario():
+        server = await asyncio.start_server(billing_seeder, "127.0.0.1", 0)
+        async with Session(host="127.0.0.1") as leech:
+            config = TorrentConfig(signer=signer_for(buyer, 8))
+            torrent = await leech.add_torrent(meta, tmp_path / "leech", config)
+            assert torrent.leecher is not None
+            torrent.leecher.clock = lambda: 0.0  # RECEIPT_INTERVAL never passes
+            await leech.connect(torrent, "127.0.0.1", server.sockets[0].getsockname()[1])
+            tally = torrent.leecher.ledger.tally(seller.address)
+            while tally.verified < expected:
+                await asyncio.sleep(0.02)
+            assert tally.receipted == meta.piece_length  # signed for the first piece only
+            seeders[0].send(wire.CHOKE_MSG)
+            while not receipts or receipts[-1] != expected:
+                await asyncio.sleep(0.02)
+        server.close()
+        await server.wait_closed()
+
+    run(scenario())
+    assert receipts == [meta.piece_length, expected]

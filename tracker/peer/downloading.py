@@ -41,6 +41,10 @@ class Downloads:
     def on_choke(self, conn: PeerConnection) -> None:
         """The peer stopped serving us: its outstanding requests are void (BEP 3)."""
         self.t.release_all(conn)
+        if self.t.leecher is not None and conn.wallet is not None:
+            # It may be waiting for a receipt (the credit window): pay all we verified from it,
+            # even below RECEIPT_STEP, or neither side would move.
+            self.t.send_receipts({conn.wallet}, force=True)
         for other in self.t.connections:
             if other is not conn:
                 self.request_more(other)
