@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from backend.db import Database
 from backend.devnet import Anvil, Deployed, deploy_marketplace
+from backend.services import Services
 from backend.settings import Settings
 from tests.backend.helpers import Market, store_settings
 
@@ -100,3 +101,19 @@ def sqlite_settings(
 ) -> Settings:
     """A store's settings on the fresh Marketplace, on SQLite only (for slow, process-level tests)."""
     return store_settings(anvil, deployed, sqlite_url, manifest, tmp_path)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Services]:
+    """The store's services (database, chain, settlement) on each kind of database."""
+    services = Services.open(settings)
+    yield services
+    services.close()
+
+
+@pytest.fixture
+def sqlite_store(sqlite_settings: Settings) -> Iterator[Services]:
+    """The store's services on SQLite only."""
+    services = Services.open(sqlite_settings)
+    yield services
+    services.close()

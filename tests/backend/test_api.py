@@ -14,21 +14,13 @@ from backend.api.main import create_app
 from backend.chain import ZERO_ADDRESS
 from backend.merkle import MerkleTree
 from backend.services import Services
-from backend.settings import Settings
 from tests.backend.api_helpers import listing_body, make_torrent, sign_in
-from tests.backend.helpers import Market, key, signed_receipt
+from tests.backend.helpers import Market, key, seeder_pool, signed_receipt
 from tests.backend.siwe_helpers import address_of, sign_text, siwe_message
 from tests.conftest import REPO
 from tracker.metainfo import parse_metainfo
 
 SIZE = 70_000
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Services]:
-    services = Services.open(settings)
-    yield services
-    services.close()
 
 
 @pytest.fixture
@@ -160,7 +152,7 @@ def test_rewards_epochs_and_proofs_after_an_epoch(
     verifier = store.verifier()
     receipt = signed_receipt(market.domain, purchase, seeder, SIZE // 2, key(2))
     assert store.sink().store_now([verifier.verify(receipt)])[0].status == "accepted"
-    pool = 10**18 * 2000 // 10_000 * 8000 // 10_000
+    pool = seeder_pool(10**18)
     before = client.get(f"/accounts/{seeder}/rewards").json()
     assert before["activeEpoch"] is None
     assert before["tokens"] == [

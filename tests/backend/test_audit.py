@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from backend.epochs import publication
 from backend.errors import AuditError
 from backend.models import Epoch
 from backend.services import Services
-from backend.settings import Settings
 from tests.backend.helpers import Market, address_of_key, key, signed_receipt
 from tests.backend.processes import cli, run, store_env
 from tracker.receipts import ReceiptKey, SignedKey, SignedReceipt, sign_receipt_key, to_json
@@ -26,20 +24,13 @@ DAY = 86_400
 
 
 @pytest.fixture
-def store(sqlite_settings: Settings) -> Iterator[Services]:
-    services = Services.open(sqlite_settings)
-    yield services
-    services.close()
-
-
-@pytest.fixture
-def published(store: Services, market: Market) -> dict[str, Any]:
+def published(sqlite_store: Services, market: Market) -> dict[str, Any]:
     """Epoch 1 with three purchases, two seeders and one frozen purchase, as the store publishes it."""
     product_id, _ = market.list_product(market.accounts[1], size=SIZE)
     early = market.buy(market.accounts[2], product_id)
     market.anvil.rpc("evm_increaseTime", [2 * DAY])
     later = [market.buy(market.accounts[b], product_id) for b in (4, 5)]
-    store.indexer().sync()
+    sqlite_store.indexer().sync()
     receipts = [
         signed_receipt(market.domain, early, market.accounts[3], SIZE // 3, key(2)),
         signed_receipt(market.domain, later[0], market.accounts[3], SIZE, key(4)),
@@ -57,18 +48,18 @@ def published(store: Services, market: Market) -> dict[str, Any]:
             SignedKey(grant, sign_receipt_key(market.domain, grant, key(2))),
         )
     )
-    store.sink().store_now([store.verifier().verify(r) for r in receipts])
-    assert store.oracle().step(force=True).status == "posted"
-    with store.db.reader() as session:
+    sqlite_store.sink().store_now([sqlite_store.verifier().verify(r) for r in receipts])
+    assert sqlite_store.oracle().step(force=True).status == "posted"
+    with sqlite_store.db.reader() as session:
         epoch = session.get(Epoch, 1)
         assert epoch is not None
         return publication(session, epoch, 31337, market.deployed.address)
 
 
 def test_an_honest_epoch_recomputes_to_the_posted_root(
-    store: Services, published: dict[str, Any], market: Market
+    sqlite_store: Services, published: dict[str, Any], market: Market
 ) -> None:
-    report = audit_epoch(published, store.chain, market.deployed.block)
+    report = audit_epoch(published, sqlite_store.chain, market.deployed.block)
     assert report.ok, report.problems
     assert report.recomputed_root == report.posted_root == published["root"]
     assert (report.purchases, report.receipts) == (3, 5)
@@ -103,27 +94,27 @@ def _tampered(published: dict[str, Any], change: str, market: Market) -> dict[st
     "change", ["credited", "signature", "forged", "frozen", "recipient", "unfrozen", "root", "overcredit"]
 )
 def test_a_tampered_publication_does_not_verify(
-    store: Services, published: dict[str, Any], market: Market, change: str
+    sqlite_store: Services, published: dict[str, Any], market: Market, change: str
 ) -> None:
-    report = audit_epoch(_tampered(published, change, market), store.chain, market.deployed.block)
+    report = audit_epoch(_tampered(published, change, market), sqlite_store.chain, market.deployed.block)
     assert not report.ok
 
 
 def test_a_publication_for_another_contract_is_refused(
-    store: Services, published: dict[str, Any], market: Market
+    sqlite_store: Services, published: dict[str, Any], market: Market
 ) -> None:
     with pytest.raises(AuditError, match="not this chain's Marketplace"):
-        audit_epoch({**published, "contract": "0x" + "12" * 20}, store.chain, market.deployed.block)
+        audit_epoch({**published, "contract": "0x" + "12" * 20}, sqlite_store.chain, market.deployed.block)
     with pytest.raises(AuditError, match="publication"):
-        audit_epoch({"format": "nope"}, store.chain, market.deployed.block)
+        audit_epoch({"format": "nope"}, sqlite_store.chain, market.deployed.block)
 
 
 def test_verify_epoch_on_the_command_line(
-    store: Services, published: dict[str, Any], market: Market, tmp_path: Path
+    sqlite_store: Services, published: dict[str, Any], market: Market, tmp_path: Path
 ) -> None:
     saved = tmp_path / "epoch1.json"
     saved.write_text(json.dumps(published))
-    env = store_env(store.settings)
+    env = store_env(sqlite_store.settings)
     good = run(cli("verify-epoch", "1", "--file", str(saved)), env)
     assert good.returncode == 0 and "epoch 1: OK" in good.stdout, good.stderr
     saved.write_text(json.dumps(_tampered(published, "credited", market)))

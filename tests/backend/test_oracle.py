@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,9 @@ from backend.errors import ConfigError, OracleError
 from backend.models import Epoch, EpochLeaf
 from backend.services import Services
 from backend.settings import Settings, load_settings
-from tests.backend.helpers import Market, key, signed_receipt
+from tests.backend.helpers import Market, key, seeder_pool, signed_receipt
 
-POOL = 10**18 * 2000 // 10_000 * 8000 // 10_000
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Services]:
-    services = Services.open(settings)
-    yield services
-    services.close()
+POOL = seeder_pool(10**18)
 
 
 def _earn(store: Services, market: Market, product_id: int, buyer: int, seeder: int, count: int) -> None:

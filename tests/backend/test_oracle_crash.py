@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -12,19 +11,11 @@ from sqlalchemy import select
 from backend.models import Epoch, EpochLeaf
 from backend.oracle import FAULT_ENV
 from backend.services import Services
-from backend.settings import Settings
-from tests.backend.helpers import Market, key, signed_receipt
+from tests.backend.helpers import Market, key, seeder_pool, signed_receipt
 from tests.backend.processes import cli, run, store_env
 
 SIZE = 1_000_000
-POOL = 10**18 * 2000 // 10_000 * 8000 // 10_000
-
-
-@pytest.fixture
-def store(sqlite_settings: Settings) -> Iterator[Services]:
-    services = Services.open(sqlite_settings)
-    yield services
-    services.close()
+POOL = seeder_pool(10**18)
 
 
 def _acknowledged_receipts(store: Services, market: Market) -> str:
@@ -66,52 +57,52 @@ def _check_posted_once(store: Services, market: Market, seeder: str) -> None:
 
 @pytest.mark.parametrize("step", ["closed", "signed", "sent"])
 def test_killed_at_any_step_the_next_run_posts_the_root_once(
-    store: Services, market: Market, step: str
+    sqlite_store: Services, market: Market, step: str
 ) -> None:
-    seeder = _acknowledged_receipts(store, market)
-    code, _ = _oracle(store, **{FAULT_ENV: step})
+    seeder = _acknowledged_receipts(sqlite_store, market)
+    code, _ = _oracle(sqlite_store, **{FAULT_ENV: step})
     assert code == -signal.SIGKILL
-    with store.db.reader() as session:
+    with sqlite_store.db.reader() as session:
         stored = session.get(Epoch, 1)
     assert stored is not None and stored.status == ("closed" if step == "closed" else "sending")
     assert len(_posted(market)) == (1 if step == "sent" else 0)
-    code, answer = _oracle(store)
+    code, answer = _oracle(sqlite_store)
     assert code == 0 and answer is not None and answer["status"] == "posted" and answer["epoch"] == 1
-    _check_posted_once(store, market, seeder)
+    _check_posted_once(sqlite_store, market, seeder)
     if step == "sent":  # once more, for good measure: nothing new, nothing posted
-        code, answer = _oracle(store)
+        code, answer = _oracle(sqlite_store)
         assert answer is not None and answer["status"] == "idle"
         assert len(_posted(market)) == 1
 
 
-def test_a_sent_transaction_that_vanished_is_broadcast_again(store: Services, market: Market) -> None:
-    seeder = _acknowledged_receipts(store, market)
+def test_a_sent_transaction_that_vanished_is_broadcast_again(sqlite_store: Services, market: Market) -> None:
+    seeder = _acknowledged_receipts(sqlite_store, market)
     market.anvil.rpc("evm_setAutomine", [False])
     try:
-        code, _ = _oracle(store, **{FAULT_ENV: "sent"})
+        code, _ = _oracle(sqlite_store, **{FAULT_ENV: "sent"})
         assert code == -signal.SIGKILL
-        with store.db.reader() as session:
+        with sqlite_store.db.reader() as session:
             tx_hash = session.scalar(select(Epoch.tx_hash).where(Epoch.number == 1))
         assert market.anvil.rpc("eth_getTransactionByHash", [tx_hash]) is not None
         market.anvil.rpc("anvil_dropTransaction", [tx_hash])
         assert market.anvil.rpc("eth_getTransactionByHash", [tx_hash]) is None
     finally:
         market.anvil.rpc("evm_setAutomine", [True])
-    code, answer = _oracle(store)
+    code, answer = _oracle(sqlite_store)
     assert code == 0 and answer is not None and answer["status"] == "posted"
-    _check_posted_once(store, market, seeder)
+    _check_posted_once(sqlite_store, market, seeder)
 
 
-def test_a_transaction_mined_after_the_crash_is_recognised(store: Services, market: Market) -> None:
-    seeder = _acknowledged_receipts(store, market)
+def test_a_transaction_mined_after_the_crash_is_recognised(sqlite_store: Services, market: Market) -> None:
+    seeder = _acknowledged_receipts(sqlite_store, market)
     market.anvil.rpc("evm_setAutomine", [False])
     try:
-        code, _ = _oracle(store, **{FAULT_ENV: "sent"})
+        code, _ = _oracle(sqlite_store, **{FAULT_ENV: "sent"})
         assert code == -signal.SIGKILL
         assert _posted(market) == []
         market.anvil.rpc("evm_mine")
     finally:
         market.anvil.rpc("evm_setAutomine", [True])
-    code, answer = _oracle(store)
+    code, answer = _oracle(sqlite_store)
     assert code == 0 and answer is not None and answer["status"] == "posted"
-    _check_posted_once(store, market, seeder)
+    _check_posted_once(sqlite_store, market, seeder)

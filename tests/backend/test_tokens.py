@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from backend.chain import ZERO_ADDRESS, load_abi
@@ -13,18 +11,10 @@ from backend.devnet import deploy_contract
 from backend.epochs import proof_for
 from backend.models import Epoch, EpochLeaf
 from backend.services import Services
-from backend.settings import Settings
-from tests.backend.helpers import Market, key, signed_receipt
+from tests.backend.helpers import Market, key, seeder_pool, signed_receipt
 
 SIZE = 1_000_000
 PRICE = 10**20
-
-
-@pytest.fixture
-def store(sqlite_settings: Settings) -> Iterator[Services]:
-    services = Services.open(sqlite_settings)
-    yield services
-    services.close()
 
 
 def _token(market: Market, manifest: Path, name: str) -> str:
@@ -43,7 +33,7 @@ def _buy_with(market: Market, manifest: Path, token: str, buyer: str, product_id
 
 
 def test_roots_list_every_funded_token_and_claims_pay_in_each(
-    store: Services, market: Market, manifest: Path
+    sqlite_store: Services, market: Market, manifest: Path
 ) -> None:
     tokens = sorted((_token(market, manifest, "AAA"), _token(market, manifest, "BBB")), key=str.lower)
     seller, seeder = market.accounts[1], market.accounts[3]
@@ -51,29 +41,31 @@ def test_roots_list_every_funded_token_and_claims_pay_in_each(
     token_products = [market.list_product(seller, size=SIZE, price=PRICE, token=t)[0] for t in tokens]
     eth_purchase = market.buy(market.accounts[2], eth_product)
     paid = _buy_with(market, manifest, tokens[0], market.accounts[2], token_products[0])
-    store.indexer().sync()
+    sqlite_store.indexer().sync()
     # Funded after the indexer's last look: the oracle must still list it (the contract insists).
     _buy_with(market, manifest, tokens[1], market.accounts[4], token_products[1])
     receipts = [
         signed_receipt(market.domain, eth_purchase, seeder, SIZE // 2, key(2)),
         signed_receipt(market.domain, paid, seeder, SIZE, key(2)),
     ]
-    assert [o.status for o in store.sink().store_now([store.verifier().verify(r) for r in receipts])] == [
+    assert [
+        o.status for o in sqlite_store.sink().store_now([sqlite_store.verifier().verify(r) for r in receipts])
+    ] == [
         "accepted",
         "accepted",
     ]
-    result = store.oracle().step(force=True)
+    result = sqlite_store.oracle().step(force=True)
     assert result.status == "posted"
 
     event = market.contract.events.RootPosted().get_logs(from_block=market.deployed.block)[0]["args"]
     expected_order = sorted([ZERO_ADDRESS, *tokens], key=lambda a: int(a, 16))
     assert [t.lower() for t in event["tokens"]] == [t.lower() for t in expected_order]
-    pool = PRICE * 2000 // 10_000 * 8000 // 10_000
-    eth_pool = 10**18 * 2000 // 10_000 * 8000 // 10_000
+    pool = seeder_pool(PRICE)
+    eth_pool = seeder_pool(10**18)
     totals = dict(zip((t.lower() for t in event["tokens"]), event["cumulativeTotals"], strict=True))
     assert totals == {ZERO_ADDRESS: eth_pool // 2, tokens[0].lower(): pool, tokens[1].lower(): 0}
 
-    with store.db.reader() as session:
+    with sqlite_store.db.reader() as session:
         epoch = session.get(Epoch, result.epoch)
         assert epoch is not None
         leaves = session.scalars(select(EpochLeaf).where(EpochLeaf.epoch == epoch.number)).all()

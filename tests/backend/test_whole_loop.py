@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from sqlalchemy import select
 
 from backend.chain import ZERO_ADDRESS
@@ -12,16 +9,9 @@ from backend.epochs import proof_for
 from backend.models import Epoch, EpochLeaf
 from backend.services import Services
 from backend.settings import Settings
-from tests.backend.helpers import Market
+from tests.backend.helpers import Market, seeder_pool
 
 DAY = 86_400
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Services]:
-    services = Services.open(settings)
-    yield services
-    services.close()
 
 
 def _feed(store: Services, market: Market, receipts: list[tuple[int, str, int, int]]) -> list[str]:
@@ -60,7 +50,7 @@ def test_purchases_receipts_root_and_claims_pay_exactly_what_settlement_says(
     size = 1_000_000
     product_id, _ = market.list_product(seller, size=size, price=10**18, discount_bps=2000)
     p1, p2, p3 = (market.buy(b, product_id) for b in (b1, b2, b3))
-    pool = 10**18 * 2000 // 10_000 * 8000 // 10_000  # 20% discount, 20% of it to the operator
+    pool = seeder_pool(10**18)  # 20% discount, 20% of it to the operator
 
     indexer, oracle = store.indexer(), store.oracle()
     oracle.check()

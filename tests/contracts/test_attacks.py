@@ -240,7 +240,7 @@ class TestForgedClaims:
         with ape.reverts(market.InvalidProof):
             market.claim(*bad.claim_args(keeper, ETH), sender=keeper)
 
-    def test_nothing_can_be_claimed_while_only_a_pending_root_exists(
+    def test_nothing_can_be_claimed_before_a_root_is_active(
         self,
         market: ContractInstance,
         oracle: AccountAPI,
@@ -250,6 +250,8 @@ class TestForgedClaims:
     ) -> None:
         bought(market, listed(market, seller), buyer)
         seeders = Seeders.of([(keeper, ETH, 1)])
+        with ape.reverts(market.NoActiveRoot):
+            market.claim(*seeders.claim_args(keeper, ETH), sender=keeper)
         post(market, oracle, seeders, [ETH])
         with ape.reverts(market.NoActiveRoot):
             market.claim(*seeders.claim_args(keeper, ETH), sender=keeper)

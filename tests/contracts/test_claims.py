@@ -125,34 +125,6 @@ class TestClaimingEth:
         with ape.reverts(market.NothingToClaim):
             market.claim(*live.claim_args(others[2], ETH), sender=keeper)
 
-    def test_before_any_root_is_active_is_refused(
-        self,
-        market: ContractInstance,
-        oracle: AccountAPI,
-        pools: dict[str, int],
-        seeders: Seeders,
-        buyer: AccountAPI,
-        keeper: AccountAPI,
-        tokens: list[str],
-    ) -> None:
-        with ape.reverts(market.NoActiveRoot):
-            market.claim(*seeders.claim_args(buyer, ETH), sender=keeper)
-        post(market, oracle, seeders, tokens)
-        with ape.reverts(market.NoActiveRoot):
-            market.claim(*seeders.claim_args(buyer, ETH), sender=keeper)
-
-    def test_is_refused_while_paused(
-        self,
-        market: ContractInstance,
-        guardian: AccountAPI,
-        live: Seeders,
-        buyer: AccountAPI,
-        keeper: AccountAPI,
-    ) -> None:
-        market.pause(sender=guardian)
-        with ape.reverts(market.EnforcedPause):
-            market.claim(*live.claim_args(buyer, ETH), sender=keeper)
-
 
 class TestClaimingATokenReward:
     def test_pays_the_account_in_that_token(

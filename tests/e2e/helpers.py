@@ -325,26 +325,6 @@ def seeders(store: str, product_id: int) -> int:
 # ----- libtorrent, an ordinary client -----
 
 
-def lt_session() -> lt.session:
-    """A libtorrent session on loopback that finds peers through trackers only."""
-    return lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
-            "allow_multiple_connections_per_ip": True,  # every peer here is 127.0.0.1
-            "ssrf_mitigation": False,  # it would refuse a loopback tracker with a passkey in the path
-            "stop_tracker_timeout": 1,
-            "alert_mask": 0,
-        },
-        flags=0,  # no default plugins: no ut_pex, so peers come from the tracker alone
-    )
-
-
 def lt_seed(session: lt.session, torrent: bytes, folder: Path) -> lt.torrent_handle:
     """Seed `torrent` from the content under `folder` (checked first)."""
     params = lt.add_torrent_params()

@@ -28,7 +28,6 @@ from tests.e2e.helpers import (
     check_the_books,
     digest,
     lt_seed,
-    lt_session,
     published_leaves,
     seeders,
     settle,
@@ -36,6 +35,7 @@ from tests.e2e.helpers import (
     store_hung,
     until,
 )
+from tests.libtorrent_peer import lt_session
 from tests.web.helpers import Visit, goto
 from tracker.metainfo import parse_metainfo
 

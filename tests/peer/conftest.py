@@ -92,23 +92,6 @@ def content(tmp_path: Path) -> Content:
     return make_content(tmp_path)
 
 
-def lt_session():
-    """A libtorrent session on loopback: TCP only (no uTP), no DHT/LSD/UPnP, many peers per IP."""
-    return lt.session(
-        {
-            "listen_interfaces": "127.0.0.1:0",
-            "enable_dht": False,
-            "enable_lsd": False,
-            "enable_upnp": False,
-            "enable_natpmp": False,
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
-            "allow_multiple_connections_per_ip": True,
-            "alert_mask": 0,
-        }
-    )
-
-
 def lt_add(session, content: Content, folder: Path):
     """Add a torrent to a libtorrent session, saving under `folder`."""
     params = lt.add_torrent_params()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.peer.conftest import DOMAIN, lt_add, lt_session, lt_wait, make_content, new_wallet, run, signer_for
+from tests.libtorrent_peer import lt_session
+from tests.peer.conftest import DOMAIN, lt_add, lt_wait, make_content, new_wallet, run, signer_for
 from tracker.peer.choker import PlainPeers
 from tracker.peer.journal import ReceiptJournal
 from tracker.peer.session import Session

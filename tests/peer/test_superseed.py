@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.libtorrent_peer import lt_session
 from tests.peer.conftest import (
     DOMAIN,
     Content,
     lt_add,
-    lt_session,
     lt_wait,
     make_content,
     new_wallet,

@@ -11,6 +11,7 @@ from pathlib import Path
 import libtorrent as lt
 import pytest
 
+from tests.libtorrent_peer import lt_session
 from tests.tracker.conftest import write_random
 from tracker.metainfo import create_torrent, parse_metainfo, with_announce
 from tracker.policy import MemoryPolicy, MemorySink
@@ -26,21 +27,12 @@ DEADLINE = 60.0  # seconds for a transfer on a busy two-core machine
 
 
 def session() -> lt.session:
-    """A libtorrent session on loopback that learns peers from trackers and nowhere else."""
-    settings = {
-        "listen_interfaces": "127.0.0.1:0",
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "allow_multiple_connections_per_ip": True,  # every peer here is 127.0.0.1
-        "ssrf_mitigation": False,  # it would refuse a loopback tracker with a passkey in the path
-        "stop_tracker_timeout": 1,  # seconds a closing session waits for `stopped` answers
-        "alert_mask": lt.alert.category_t.status_notification
+    """A libtorrent session that reports its tracker exchanges."""
+    return lt_session(
+        lt.alert.category_t.status_notification
         | lt.alert.category_t.error_notification
-        | lt.alert.category_t.tracker_notification,
-    }
-    return lt.session(settings, flags=0)  # flags=0: no default plugins, so no ut_pex either
+        | lt.alert.category_t.tracker_notification
+    )
 
 
 def add(ses: lt.session, torrent: bytes, folder: Path) -> lt.torrent_handle:
