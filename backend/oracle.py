@@ -3,10 +3,13 @@
 Posting is a small state machine kept in the `epochs` table. A closed epoch is signed into a
 raw transaction that is stored (status "sending") before it is broadcast; after a crash the next
 run finds it and asks the chain: posted already? mined and reverted? still pending? never seen?
-(then the same raw transaction is broadcast again). The epoch number is fixed when the epoch is
-closed and the contract refuses any epoch at or below its last one, so a root is posted once,
-never twice. Totals are checked against the contract's funded seeder pools before anything is
-signed; a pending root that is not active yet (`RootPending`) is waited out.
+(then the same raw transaction is broadcast again). A transaction still unmined after
+`tx_replace_after` seconds (fees rose) is replaced: the same call with the same nonce and fees at
+least 12.5 % higher (never above `max_fee_gwei`), stored before it is broadcast; whichever of the
+two is mined posts the root. The epoch number is fixed when the epoch is closed and the contract
+refuses any epoch at or below its last one, so a root is posted once, never twice. Totals are
+checked against the contract's funded seeder pools before anything is signed; a pending root that
+is not active yet (`RootPending`) is waited out.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions import TypedTransaction
 from eth_utils import to_checksum_address
+from hexbytes import HexBytes
 from sqlalchemy import func, select
 from web3.types import TxParams, Wei
 
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 
 FAULT_ENV = "SEEDMARKET_FAULT_KILL_AT"  # crash tests: SIGKILL ourselves at a named step
 _RECEIPT_POLL = 0.25
+_GWEI = 10**9
 _MAX_BACKOFF = 60.0
 # Refusals after which the same epoch can never be posted: a later epoch takes over.
 _TERMINAL = {"StaleEpoch", "TotalExceedsFunded", "TotalDecreased", "NotOracle"}
@@ -61,6 +67,8 @@ class Oracle:
         self.account = account
         self.store_account = (settings.store_account or account.address).lower()
         self.tx_timeout = 120.0
+        self.replace_after = settings.tx_replace_after
+        self.max_fee = int(settings.max_fee_gwei * _GWEI)  # wei per gas, never exceeded
 
     def check(self) -> None:
         """Refuse to run with a key that is not the contract's oracle."""
@@ -260,10 +268,71 @@ class Oracle:
                 # Our nonce went to another transaction and ours never posted: sign anew.
                 self._mark(epoch.number, "closed", error="transaction replaced; signing again")
                 return None
+        # Unmined for long (fees rose, or a node dropped it as underpriced): raise the fees.
+        replaced = self._replace(epoch) if time.time() - epoch.updated_at >= self.replace_after else None
+        if replaced is not None:
+            epoch = replaced
+        elif known is None:
             assert epoch.raw_tx is not None
             log.info("oracle: re-broadcasting epoch %d's transaction %s", epoch.number, epoch.tx_hash)
             self._broadcast(epoch.raw_tx)
         return self._await(epoch, wait=wait)
+
+    def _replace(self, epoch: Epoch) -> Epoch | None:
+        """Sign the stored transaction again with the same nonce and higher fees, store it, then
+        broadcast it; nodes take a replacement that raises both fees by at least 10 %. None when
+        that would cross the fee ceiling."""
+        assert epoch.raw_tx is not None
+        old = TypedTransaction.from_bytes(HexBytes(epoch.raw_tx)).as_dict()
+        block = self.chain.call(lambda: self.chain.w3.eth.get_block("latest"))
+        tip = max(
+            int(self.chain.call(lambda: self.chain.w3.eth.max_priority_fee)),
+            old["maxPriorityFeePerGas"] * 9 // 8 + 1,
+        )
+        max_fee = max(2 * int(block.get("baseFeePerGas") or 0) + tip, old["maxFeePerGas"] * 9 // 8 + 1)
+        if max_fee > self.max_fee:
+            log.warning(
+                "oracle: epoch %d's transaction %s is unmined; a replacement would offer %.2f gwei per gas,"
+                " above max_fee_gwei %.2f: waiting",
+                epoch.number,
+                epoch.tx_hash,
+                max_fee / _GWEI,
+                self.max_fee / _GWEI,
+            )
+            return None
+        tx = {
+            "type": 2,
+            "chainId": old["chainId"],
+            "nonce": old["nonce"],
+            "to": to_checksum_address(old["to"]),
+            "data": old["data"],
+            "value": old["value"],
+            "gas": old["gas"],
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": min(tip, max_fee),
+        }
+        signed = self.account.sign_transaction(tx)
+        with self.db.writer() as session:
+            row = session.get(Epoch, epoch.number)
+            assert row is not None
+            if row.status != "sending" or row.tx_hash != epoch.tx_hash:
+                raise OracleError(f"epoch {epoch.number} changed state under us ({row.status})")
+            row.raw_tx = bytes(signed.raw_transaction)
+            row.tx_hash = "0x" + bytes(signed.hash).hex()
+            row.updated_at = int(time.time())
+        log.warning(
+            "oracle: epoch %d's transaction %s unmined for %.0f s; replaced by %s at %.2f gwei per gas",
+            epoch.number,
+            epoch.tx_hash,
+            time.time() - epoch.updated_at,
+            "0x" + bytes(signed.hash).hex(),
+            max_fee / _GWEI,
+        )
+        self._broadcast(bytes(signed.raw_transaction))
+        with self.db.reader() as session:
+            fresh = session.get(Epoch, epoch.number)
+        assert fresh is not None
+        return fresh
 
     def _posted_on_chain(self, epoch: Epoch) -> bool:
         topic_epoch = "0x" + epoch.number.to_bytes(32, "big").hex()

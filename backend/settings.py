@@ -70,6 +70,14 @@ class Settings(BaseSettings):
         default_factory=list, description="the store's seeding accounts; the first gets unearned pools"
     )
     gas_limit_margin: float = Field(1.25, ge=1.0)
+    tx_replace_after: float = Field(
+        180.0,
+        gt=0,
+        description="seconds a root transaction may stay unmined before it is sent again with higher fees",
+    )
+    max_fee_gwei: float = Field(
+        1000.0, gt=0, description="the oracle never offers more than this per gas, however long it waits"
+    )
 
     # The store's own seed
     store_seed_super_seed: bool = Field(
