@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from backend.devnet import Anvil, deploy_marketplace
 from backend.epochs import close_epoch, latest_epoch
 from backend.errors import ConfigError, OracleError
 from backend.models import Epoch, EpochLeaf
+from backend.oracle import Oracle
 from backend.services import Services
 from backend.settings import Settings, load_settings
 from tests.backend.helpers import Market, key, seeder_pool, signed_receipt
@@ -141,67 +143,68 @@ def test_a_new_store_account_does_not_take_what_froze_before_it(
     moved.close()
 
 
-def test_a_root_left_unmined_by_rising_fees_is_replaced_once_with_higher_fees(
-    store: Services, market: Market
-) -> None:
+@pytest.fixture
+def unmined(store: Services, market: Market) -> Iterator[tuple[Oracle, int]]:
+    """An oracle whose root transaction was sent to an anvil that mines only when told to:
+    (oracle, epoch number)."""
     product_id, _ = market.list_product(market.accounts[1])
     _earn(store, market, product_id, buyer=2, seeder=3, count=1000)
     oracle = store.oracle()
-    anvil = market.anvil
-    anvil.rpc("evm_setAutomine", [False])
+    market.anvil.rpc("evm_setAutomine", [False])
     try:
         sent = oracle.step(force=True, wait=False)
-        assert sent.status == "sending"
-        with store.db.reader() as session:
-            first = session.get(Epoch, sent.epoch)
-        assert first is not None and first.tx_hash is not None
-        stuck = anvil.rpc("eth_getTransactionByHash", [first.tx_hash])
-        # The network gets busy: blocks now cost four times what the transaction offers.
-        anvil.rpc("anvil_setNextBlockBaseFeePerGas", [hex(int(stuck["maxFeePerGas"], 16) * 4)])
-        anvil.rpc("evm_mine")
-        assert anvil.rpc("eth_getTransactionReceipt", [first.tx_hash]) is None
-
-        waited = oracle.step(wait=False)  # not unmined for long enough yet: the same transaction
-        assert waited.status == "sending"
-        with store.db.reader() as session:
-            assert session.scalar(select(Epoch.tx_hash).where(Epoch.number == sent.epoch)) == first.tx_hash
-
-        oracle.replace_after = 0
-        replaced = oracle.step(wait=False)
-        assert replaced.status == "sending"
-        with store.db.reader() as session:
-            second = session.get(Epoch, sent.epoch)
-        assert second is not None and second.tx_hash != first.tx_hash and second.tx_nonce == first.tx_nonce
-        replacement = anvil.rpc("eth_getTransactionByHash", [second.tx_hash])
-        assert int(replacement["nonce"], 16) == int(stuck["nonce"], 16)
-        assert replacement["input"] == stuck["input"]
-        assert int(replacement["maxFeePerGas"], 16) > 4 * int(stuck["maxFeePerGas"], 16)
-        assert int(replacement["maxPriorityFeePerGas"], 16) > int(stuck["maxPriorityFeePerGas"], 16)
-        anvil.rpc("evm_mine")
+        assert sent.status == "sending" and sent.epoch is not None
+        yield oracle, sent.epoch
     finally:
-        anvil.rpc("evm_setAutomine", [True])
+        market.anvil.rpc("evm_setAutomine", [True])
+
+
+def _sending(store: Services, number: int) -> Epoch:
+    with store.db.reader() as session:
+        epoch = session.get(Epoch, number)
+    assert epoch is not None and epoch.status == "sending" and epoch.tx_hash is not None
+    return epoch
+
+
+def test_a_root_left_unmined_by_rising_fees_is_replaced_once_with_higher_fees(
+    store: Services, market: Market, unmined: tuple[Oracle, int]
+) -> None:
+    oracle, number = unmined
+    anvil = market.anvil
+    first = _sending(store, number)
+    stuck = anvil.rpc("eth_getTransactionByHash", [first.tx_hash])
+    # The network gets busy: blocks now cost four times what the transaction offers.
+    anvil.rpc("anvil_setNextBlockBaseFeePerGas", [hex(int(stuck["maxFeePerGas"], 16) * 4)])
+    anvil.rpc("evm_mine")
+    assert anvil.rpc("eth_getTransactionReceipt", [first.tx_hash]) is None
+
+    assert oracle.step(wait=False).status == "sending"  # not unmined for long enough yet
+    assert _sending(store, number).tx_hash == first.tx_hash
+
+    oracle.replace_after = 0
+    assert oracle.step(wait=False).status == "sending"
+    second = _sending(store, number)
+    assert second.tx_hash != first.tx_hash and second.tx_nonce == first.tx_nonce
+    replacement = anvil.rpc("eth_getTransactionByHash", [second.tx_hash])
+    assert (replacement["nonce"], replacement["input"]) == (stuck["nonce"], stuck["input"])
+    assert int(replacement["maxFeePerGas"], 16) > 4 * int(stuck["maxFeePerGas"], 16)
+    assert int(replacement["maxPriorityFeePerGas"], 16) > int(stuck["maxPriorityFeePerGas"], 16)
+    anvil.rpc("evm_mine")
     assert oracle.step().status == "posted"
     assert anvil.rpc("eth_getTransactionReceipt", [first.tx_hash]) is None
-    assert _posted_events(market) == [(sent.epoch, first.root)]
+    assert _posted_events(market) == [(number, first.root)]
 
 
-def test_fees_are_never_raised_above_the_ceiling(store: Services, market: Market) -> None:
-    product_id, _ = market.list_product(market.accounts[1])
-    _earn(store, market, product_id, buyer=2, seeder=3, count=1000)
-    oracle = store.oracle()
-    anvil = market.anvil
-    anvil.rpc("evm_setAutomine", [False])
-    try:
-        sent = oracle.step(force=True, wait=False)
-        with store.db.reader() as session:
-            first = session.scalar(select(Epoch.tx_hash).where(Epoch.number == sent.epoch))
-        stuck = anvil.rpc("eth_getTransactionByHash", [first])
-        oracle.max_fee = int(stuck["maxFeePerGas"], 16)  # a replacement must offer more than this
-        oracle.replace_after = 0
-        assert oracle.step(wait=False).status == "sending"
-        with store.db.reader() as session:
-            assert session.scalar(select(Epoch.tx_hash).where(Epoch.number == sent.epoch)) == first
-        anvil.rpc("evm_mine")
-    finally:
-        anvil.rpc("evm_setAutomine", [True])
+def test_fees_are_never_raised_above_the_ceiling(
+    store: Services, market: Market, unmined: tuple[Oracle, int]
+) -> None:
+    oracle, number = unmined
+    first = _sending(store, number)
+    stuck = market.anvil.rpc("eth_getTransactionByHash", [first.tx_hash])
+    oracle.max_fee = int(stuck["maxFeePerGas"], 16)  # a replacement must offer more than this
+    oracle.replace_after = 0
+    assert oracle.step(wait=False).status == "sending"
+    assert _sending(store, number).tx_hash == first.tx_hash
+    market.anvil.rpc("evm_mine")
     assert oracle.step().status == "posted"
+    assert _posted_events(market) == [(number, first.root)]
