@@ -170,14 +170,16 @@ class Oracle:
             raise OracleError(f"epoch {epoch.number}: {exc}") from None
         nonce = self.chain.call(lambda: self.chain.w3.eth.get_transaction_count(sender, "pending"))
         block = self.chain.call(lambda: self.chain.w3.eth.get_block("latest"))
-        tip = self.chain.call(lambda: self.chain.w3.eth.max_priority_fee)
         base = int(block.get("baseFeePerGas") or 0)
+        tip = int(self.chain.call(lambda: self.chain.w3.eth.max_priority_fee))
+        max_fee = min(2 * base + tip, self.max_fee)  # the ceiling holds from the first offer
+        tip = min(tip, max_fee)
         params: TxParams = {
             "from": sender,
             "nonce": nonce,
             "gas": int(gas * self.settings.gas_limit_margin),
-            "maxFeePerGas": Wei(2 * base + tip),
-            "maxPriorityFeePerGas": tip,
+            "maxFeePerGas": Wei(max_fee),
+            "maxPriorityFeePerGas": Wei(tip),
             "chainId": self.chain.chain_id,
         }
         tx = function.build_transaction(params)

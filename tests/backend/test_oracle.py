@@ -208,3 +208,17 @@ def test_fees_are_never_raised_above_the_ceiling(
     market.anvil.rpc("evm_mine")
     assert oracle.step().status == "posted"
     assert _posted_events(market) == [(number, first.root)]
+
+
+def test_the_first_offer_is_held_to_the_ceiling_too(store: Services, market: Market) -> None:
+    product_id, _ = market.list_product(market.accounts[1])
+    _earn(store, market, product_id, buyer=2, seeder=3, count=1000)
+    oracle = store.oracle()
+    base = int(market.anvil.rpc("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"], 16)
+    oracle.max_fee = base + 1  # enough for the next block, far below twice the base fee plus a tip
+    result = oracle.step(force=True)
+    assert result.status == "posted"
+    with store.db.reader() as session:
+        tx_hash = session.scalar(select(Epoch.tx_hash).where(Epoch.number == result.epoch))
+    sent = market.anvil.rpc("eth_getTransactionByHash", [tx_hash])
+    assert int(sent["maxFeePerGas"], 16) == base + 1 >= int(sent["maxPriorityFeePerGas"], 16)
