@@ -83,6 +83,22 @@ def proof_at(tree: Sequence[bytes], tree_index: int) -> list[bytes]:
     return path
 
 
+def layout(hashes: Sequence[bytes]) -> tuple[list[bytes], list[int]]:
+    """The tree over leaf hashes as OpenZeppelin lays it out: leaves sorted by hash and placed from
+    the end of one array, each inner node the sorted-pair hash of its children, the root first.
+    Returns (tree, tree index of each leaf in input order)."""
+    order = sorted(range(len(hashes)), key=hashes.__getitem__)
+    size = 2 * len(hashes) - 1
+    tree: list[bytes] = [b""] * size
+    tree_index = [0] * len(hashes)
+    for position, value_index in enumerate(order):
+        tree[size - 1 - position] = hashes[value_index]
+        tree_index[value_index] = size - 1 - position
+    for i in range(size - 1 - len(hashes), -1, -1):
+        tree[i] = hash_pair(tree[2 * i + 1], tree[2 * i + 2])
+    return tree, tree_index
+
+
 class MerkleTree:
     """A standard tree over distinct leaves; proofs by leaf position or by (account, token)."""
 
@@ -90,18 +106,7 @@ class MerkleTree:
         if not leaves:
             raise MerkleError("a tree needs at least one leaf")
         self.leaves = list(leaves)
-        hashes = [leaf.hash() for leaf in self.leaves]
-        order = sorted(range(len(hashes)), key=hashes.__getitem__)
-        size = 2 * len(hashes) - 1
-        tree: list[bytes] = [b""] * size
-        self._tree_index = [0] * len(hashes)
-        for position, value_index in enumerate(order):
-            tree_index = size - 1 - position
-            tree[tree_index] = hashes[value_index]
-            self._tree_index[value_index] = tree_index
-        for i in range(size - 1 - len(hashes), -1, -1):
-            tree[i] = hash_pair(tree[2 * i + 1], tree[2 * i + 2])
-        self.tree = tree
+        self.tree, self._tree_index = layout([leaf.hash() for leaf in self.leaves])
         self._by_key: dict[tuple[str, str], int] = {}
         for value_index, leaf in enumerate(self.leaves):
             key = (leaf.account, leaf.token)
