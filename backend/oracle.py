@@ -169,9 +169,7 @@ class Oracle:
             self._refused(epoch, exc)
             raise OracleError(f"epoch {epoch.number}: {exc}") from None
         nonce = self.chain.call(lambda: self.chain.w3.eth.get_transaction_count(sender, "pending"))
-        block = self.chain.call(lambda: self.chain.w3.eth.get_block("latest"))
-        base = int(block.get("baseFeePerGas") or 0)
-        tip = int(self.chain.call(lambda: self.chain.w3.eth.max_priority_fee))
+        base, tip = self._fees_now()
         max_fee = min(2 * base + tip, self.max_fee)  # the ceiling holds from the first offer
         tip = min(tip, max_fee)
         params: TxParams = {
@@ -286,12 +284,9 @@ class Oracle:
         that would cross the fee ceiling."""
         assert epoch.raw_tx is not None
         old = TypedTransaction.from_bytes(HexBytes(epoch.raw_tx)).as_dict()
-        block = self.chain.call(lambda: self.chain.w3.eth.get_block("latest"))
-        tip = max(
-            int(self.chain.call(lambda: self.chain.w3.eth.max_priority_fee)),
-            old["maxPriorityFeePerGas"] * 9 // 8 + 1,
-        )
-        max_fee = max(2 * int(block.get("baseFeePerGas") or 0) + tip, old["maxFeePerGas"] * 9 // 8 + 1)
+        base, tip = self._fees_now()
+        tip = max(tip, old["maxPriorityFeePerGas"] * 9 // 8 + 1)
+        max_fee = max(2 * base + tip, old["maxFeePerGas"] * 9 // 8 + 1)
         if max_fee > self.max_fee:
             log.warning(
                 "oracle: epoch %d's transaction %s is unmined; a replacement would offer %.2f gwei per gas,"
@@ -335,6 +330,13 @@ class Oracle:
             fresh = session.get(Epoch, epoch.number)
         assert fresh is not None
         return fresh
+
+    def _fees_now(self) -> tuple[int, int]:
+        """(the latest block's base fee, the node's suggested tip), wei per gas: an offer is
+        twice the base fee plus the tip, so that it survives a few fuller blocks."""
+        block = self.chain.call(lambda: self.chain.w3.eth.get_block("latest"))
+        tip = self.chain.call(lambda: self.chain.w3.eth.max_priority_fee)
+        return int(block.get("baseFeePerGas") or 0), int(tip)
 
     def _posted_on_chain(self, epoch: Epoch) -> bool:
         topic_epoch = "0x" + epoch.number.to_bytes(32, "big").hex()
