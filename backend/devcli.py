@@ -15,6 +15,8 @@ from typing import IO, Any
 
 from eth_utils import to_checksum_address
 
+from client.library import ledger_path
+
 PASSWORD = "dev-password"  # noqa: S105 - dev users' keystores (their keys are public anyway)
 SEEDMARKET = Path(sys.executable).parent / "seedmarket"
 COMMAND_SECONDS = 180.0
@@ -107,8 +109,7 @@ class Cli:
     def ledger(self, info_hash: bytes, purchase_id: int) -> dict[str, int]:
         """What this user's download signed receipts for: seeder address -> bytes, from the
         ledger the client keeps beside its wallets."""
-        path = self.home / "receipts" / f"{info_hash.hex()}-{purchase_id}.json"
-        document = json.loads(path.read_text())
+        document = json.loads(ledger_path(info_hash, purchase_id, self.home).read_text())
         return {
             to_checksum_address("0x" + wallet): int(receipted)
             for wallet, (_verified, receipted) in document["tallies"].items()

@@ -82,9 +82,10 @@ def owned(conn: Connection, product_id: int, buyer: str) -> Owned:
     return Owned(product_id, purchase_id, parse_metainfo(conn.store.torrent(product_id)))
 
 
-def ledger_path(info_hash: bytes, purchase_id: int) -> Path:
-    """Where a download of a purchase remembers what it verified and signed per seeder."""
-    return wallet.home() / "receipts" / f"{info_hash.hex()}-{purchase_id}.json"
+def ledger_path(info_hash: bytes, purchase_id: int, home: Path | None = None) -> Path:
+    """Where a download of a purchase remembers what it verified and signed per seeder (in
+    `home`, by default this user's seedmarket folder)."""
+    return (home or wallet.home()) / "receipts" / f"{info_hash.hex()}-{purchase_id}.json"
 
 
 def journal_path(address: bytes) -> Path:
