@@ -7,6 +7,7 @@ import struct
 
 import bencodepy
 
+from tracker.metainfo import Metainfo
 from tracker.peer import wire
 
 
@@ -27,6 +28,15 @@ class RawPeer:
         """Exchange handshakes (we announce the extension protocol)."""
         self.send(wire.Handshake(info_hash, peer_id, wire.our_reserved()).encode())
         return wire.parse_handshake(await self.reader.readexactly(wire.HANDSHAKE_LENGTH))
+
+    async def accept_as_billing_seed(self, meta: Metainfo, peer_id: bytes, wallet: bytes) -> None:
+        """Answer a leecher that connected to us as a seed of every piece that bills `wallet`
+        through the receipt extension (id 3 here), and unchoke it."""
+        await self.reader.readexactly(wire.HANDSHAKE_LENGTH)
+        self.send(wire.Handshake(meta.info_hash, peer_id, wire.our_reserved()).encode())
+        self.send_extended(0, {"m": {"sm_receipt": 3}, "sm_wallet": wallet})
+        self.send(wire.bitfield(wire.pack_bits(bytearray([1]) * meta.piece_count)))
+        self.send(wire.UNCHOKE_MSG)
 
     def send(self, data: bytes) -> None:
         """Queue raw bytes."""

@@ -121,13 +121,7 @@ def test_a_seeder_sending_corrupt_pieces_gets_no_receipt_and_is_banned(content, 
     async def corrupt_seeder(reader, writer):
         nonlocal got_receipt
         peer = RawPeer(reader, writer)
-        await reader.readexactly(wire.HANDSHAKE_LENGTH)
-        peer.send(
-            wire.Handshake(content.meta.info_hash, b"-XX0000-corrupt00000", wire.our_reserved()).encode()
-        )
-        peer.send_extended(0, {"m": {"sm_receipt": 3}, "sm_wallet": wallet.address})
-        peer.send(wire.bitfield(wire.pack_bits(bytearray([1]) * content.meta.piece_count)))
-        peer.send(wire.UNCHOKE_MSG)
+        await peer.accept_as_billing_seed(content.meta, b"-XX0000-corrupt00000", wallet.address)
         while (message := await peer.read(30)) is not None:
             msg_id, payload = message
             if msg_id == wire.REQUEST:

@@ -144,11 +144,7 @@ def test_a_leecher_choked_by_its_billing_seeder_pays_at_once_for_all_it_verified
     async def billing_seeder(reader, writer):
         peer = RawPeer(reader, writer)
         seeders.append(peer)
-        await reader.readexactly(wire.HANDSHAKE_LENGTH)
-        peer.send(wire.Handshake(meta.info_hash, b"-XX0000-billing00000", wire.our_reserved()).encode())
-        peer.send_extended(0, {"m": {"sm_receipt": 3}, "sm_wallet": seller.address})
-        peer.send(wire.bitfield(wire.pack_bits(bytearray([1]) * meta.piece_count)))
-        peer.send(wire.UNCHOKE_MSG)
+        await peer.accept_as_billing_seed(meta, b"-XX0000-billing00000", seller.address)
         while (message := await peer.read(30)) is not None:
             msg_id, payload = message
             if msg_id == wire.REQUEST:
