@@ -62,10 +62,10 @@ test-long: compile $(STAMPS)/system
 	SEEDMARKET_LONG=1 $(BIN)/pytest
 
 run: compile
-	$(BIN)/python -m backend.devstack run
+	$(BIN)/python -m dev.devstack run
 
 demo: compile
-	$(BIN)/python -m backend.demo
+	$(BIN)/python -m dev.demo
 
 lint: install
 	$(BIN)/ruff check .
