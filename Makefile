@@ -68,10 +68,13 @@ run: compile
 demo: compile
 	$(BIN)/python -m dev.demo
 
+# ruff, the formatter, mypy (pyproject's config: every package, dev/ and scripts/) and the layering
+# contracts (pyproject's [tool.importlinter]: who may import whom, see docs/ARCHITECTURE.md).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff check --fix .
