@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import LONG
-from tracker.announce import (
+from tracker.server.announce import (
     COMPLETED,
     DEFAULT_NUMWANT,
     MAX_NUMWANT,
@@ -26,7 +26,7 @@ from tracker.announce import (
     parse_passkey,
     parse_scrape,
 )
-from tracker.http import MAX_BODY_BYTES, MAX_HEADERS, HttpError, parse_head
+from tracker.server.http import MAX_BODY_BYTES, MAX_HEADERS, HttpError, parse_head
 
 INFO_HASH = bytes(range(20))
 PEER_ID = b"-LT2110-" + b"\xff" * 12

@@ -11,11 +11,11 @@ from urllib.parse import quote_from_bytes
 import pytest
 
 from tests.tracker.http_client import RawClient, announce_target, compact_peers
-from tracker.connection import ip_bytes
-from tracker.http import MAX_HEAD_BYTES
 from tracker.policy import MemoryPolicy, MemorySink
 from tracker.receipts import Domain, ReceiptVerifier
 from tracker.server import TrackerServer, start_tracker
+from tracker.server.http import MAX_HEAD_BYTES
+from tracker.server.http_connection import ip_bytes
 
 pytestmark = pytest.mark.anyio
 

@@ -14,10 +14,10 @@ import socket
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
-from tracker import responses
-from tracker.access import MISS
-from tracker.announce import AnnounceRequest, RequestError, parse_announce, parse_passkey, parse_scrape
-from tracker.http import (
+from tracker.server import responses
+from tracker.server.access import MISS
+from tracker.server.announce import AnnounceRequest, RequestError, parse_announce, parse_passkey, parse_scrape
+from tracker.server.http import (
     CONTINUE,
     MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
@@ -27,7 +27,7 @@ from tracker.http import (
     parse_head,
     response,
 )
-from tracker.receipt_intake import (
+from tracker.server.receipt_intake import (
     BatchError,
     SinkFailure,
     decode_batch,
@@ -37,7 +37,7 @@ from tracker.receipt_intake import (
 )
 
 if TYPE_CHECKING:
-    from tracker.server import TrackerServer
+    from tracker.server.service import TrackerServer
 
 MAX_BUFFERED_BYTES = MAX_HEAD_BYTES + MAX_BODY_BYTES  # pipelined input held while a request waits
 NEVER = 1 << 62  # a deadline that does not come
