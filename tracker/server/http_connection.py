@@ -55,6 +55,24 @@ def ip_bytes(host: str) -> bytes:
     return packed
 
 
+def route(path: bytes) -> tuple[bytes, bytes]:
+    """(b"announce" or b"scrape", passkey segment) of a request path; HttpError 404 otherwise.
+
+    `/<passkey>/announce` is the form handed out: its last segment starts with "announce", which
+    is what Transmission and webtorrent look for before they derive a scrape URL (BEP 48's
+    convention). `/announce/<passkey>` is still answered for the torrents handed out before.
+    """
+    if path.endswith(b"/announce"):
+        return b"announce", path[1:-9]
+    if path.endswith(b"/scrape"):
+        return b"scrape", path[1:-7]
+    if path.startswith(b"/announce/"):
+        return b"announce", path[10:]
+    if path.startswith(b"/scrape/"):
+        return b"scrape", path[8:]
+    raise HttpError(404, "no such path; announce at /<passkey>/announce")
+
+
 class Connection(asyncio.Protocol):
     """One client connection: buffers input, frames requests, answers them in order."""
 
@@ -213,21 +231,19 @@ class Connection(asyncio.Protocol):
         keep_alive = head.keep_alive
         path, _, query = head.target.partition(b"?")
         try:
-            if path.startswith(b"/announce/"):
-                if head.method != b"GET":
-                    raise HttpError(405, "announce with GET")
-                self._announce(path[10:], query, keep_alive)
-            elif path.startswith(b"/scrape/"):
-                if head.method != b"GET":
-                    raise HttpError(405, "scrape with GET")
-                passkey = parse_passkey(path[8:])
-                self._spawn(self._scrape(passkey, parse_scrape(query), keep_alive))
-            elif path == b"/receipts":
+            if path == b"/receipts":
                 if head.method != b"POST":
                     raise HttpError(405, "send receipts with POST")
                 self._spawn(self._receipts(body, head.content_type, keep_alive))
+                return
+            kind, segment = route(path)
+            if head.method != b"GET":
+                raise HttpError(405, f"{kind.decode()} with GET")
+            if kind == b"announce":
+                self._announce(segment, query, keep_alive)
             else:
-                raise HttpError(404, "no such path; announce at /announce/<passkey>")
+                passkey = parse_passkey(segment)
+                self._spawn(self._scrape(passkey, parse_scrape(query), keep_alive))
         except RequestError as error:
             self._refuse(str(error), keep_alive)
         except HttpError as error:

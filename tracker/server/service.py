@@ -1,8 +1,11 @@
 """The private HTTP tracker: a lean asyncio server for announce, scrape and receipts.
 
-    GET  /announce/<passkey>?info_hash=...   BEP 3 with compact peers (BEP 23, BEP 7 `peers6`)
-    GET  /scrape/<passkey>?info_hash=...     BEP 48, only for swarms the passkey's wallet may join
+    GET  /<passkey>/announce?info_hash=...   BEP 3 with compact peers (BEP 23, BEP 7 `peers6`)
+    GET  /<passkey>/scrape?info_hash=...     BEP 48, only for swarms the passkey's wallet may join
     POST /receipts                           batches of signed receipts (tracker.server.receipt_intake)
+
+`/announce/<passkey>` and `/scrape/<passkey>`, the form of the first torrents handed out, are
+answered too.
 
 `start_tracker` runs it on the current event loop, beside uvicorn if need be. Requests are
 framed and answered by `tracker.server.http_connection`; the swarms live in `tracker.server.swarm`;
