@@ -37,6 +37,18 @@ $(STAMPS)/system:
 	fi
 	touch $@
 
+# The HTTP tracker's tests run real clients and a real reverse proxy: transmission-show (scrape
+# derived from a personal announce URL) and nginx (TLS in front of the tracker).
+TRACKER_PACKAGES := transmission-cli nginx-light
+$(STAMPS)/tracker-system:
+	@mkdir -p $(STAMPS)
+	@if ! command -v transmission-show >/dev/null || ! command -v nginx >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y --no-install-recommends $(TRACKER_PACKAGES) \
+		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends $(TRACKER_PACKAGES); }; \
+	fi
+	touch $@
+
 # What the benchmarks compare against: opentracker and wrk (bench/tracker_*.py).
 BENCH_PACKAGES := opentracker wrk
 $(STAMPS)/bench-system:
@@ -55,11 +67,11 @@ install: $(STAMPS)/venv $(STAMPS)/npm
 
 compile: .build/__local__.json
 
-test: compile $(STAMPS)/system
+test: compile $(STAMPS)/system $(STAMPS)/tracker-system
 	$(BIN)/pytest
 
 # The long runs: more property-test sequences and bigger random trees.
-test-long: compile $(STAMPS)/system
+test-long: compile $(STAMPS)/system $(STAMPS)/tracker-system
 	SEEDMARKET_LONG=1 $(BIN)/pytest
 
 run: compile
