@@ -11,12 +11,15 @@ are Unix seconds.
 
 from __future__ import annotations
 
+import time
+from enum import StrEnum
 from typing import cast
 
 from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from backend.db import Uint
+from backend.errors import OracleError
 
 ADDRESS = String(42)
 HASH = String(66)
@@ -205,6 +208,31 @@ class FrozenPurchase(Base):
     recipient: Mapped[str] = mapped_column(ADDRESS, server_default="")  # "": the epoch's store account
 
 
+class EpochStatus(StrEnum):
+    """How far posting an epoch's root has got (the `epochs.status` column)."""
+
+    CLOSED = "closed"  # its tree is stored; nothing signed yet (or signed again after a revert)
+    SENDING = "sending"  # a signed transaction is stored; it may or may not have been broadcast
+    POSTED = "posted"  # the root is on chain
+    FAILED = "failed"  # the contract can never accept it; a later epoch supersedes it
+    CANCELED = "canceled"  # posted, then canceled by the guardian
+
+
+# Every change of status the oracle may make; anything else is a bug and is refused.
+EPOCH_TRANSITIONS: dict[EpochStatus, frozenset[EpochStatus]] = {
+    EpochStatus.CLOSED: frozenset({EpochStatus.SENDING, EpochStatus.POSTED, EpochStatus.FAILED}),
+    # -> CLOSED: reverted or its nonce went elsewhere, sign again; -> SENDING: a fee replacement.
+    EpochStatus.SENDING: frozenset(
+        {EpochStatus.SENDING, EpochStatus.POSTED, EpochStatus.CLOSED, EpochStatus.FAILED}
+    ),
+    EpochStatus.POSTED: frozenset({EpochStatus.CANCELED}),
+    EpochStatus.FAILED: frozenset(),
+    EpochStatus.CANCELED: frozenset(),
+}
+UNFINISHED = (EpochStatus.CLOSED, EpochStatus.SENDING)
+LIVE = (EpochStatus.CLOSED, EpochStatus.SENDING, EpochStatus.POSTED)
+
+
 class Epoch(Base):
     """A closed epoch: its tree, and how far posting its root has got."""
 
@@ -231,6 +259,14 @@ class Epoch(Base):
     posted_block: Mapped[int | None] = mapped_column(BigInteger)
     active_at: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
+
+    def move_to(self, status: EpochStatus) -> None:
+        """Change the status, refusing a change `EPOCH_TRANSITIONS` does not allow."""
+        current = EpochStatus(self.status)
+        if status not in EPOCH_TRANSITIONS[current]:
+            raise OracleError(f"epoch {self.number} cannot go from {current} to {status}")
+        self.status = status
+        self.updated_at = int(time.time())
 
 
 class EpochLeaf(Base):

@@ -23,7 +23,7 @@ from backend.catalog import (
 )
 from backend.errors import ForbiddenError, InvalidInput, NotFoundError
 from backend.passkeys import passkey_for
-from backend.settlement import checksum
+from tracker.addresses import checksum
 
 router = APIRouter(prefix="/products", tags=["products"])
 ProductId = Annotated[int, Path(ge=1, le=MAX_DB_ID, description="the on-chain product id")]
