@@ -93,7 +93,10 @@ format: install
 	$(BIN)/ruff format .
 
 bench: compile $(STAMPS)/bench-system
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/*.py; do \
+		case $$(basename $$b) in _*) continue;; esac; \
+		echo "== $$b"; $(BIN)/python $$b || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) node_modules .build $(STAMPS) .pytest_cache .mypy_cache .ruff_cache

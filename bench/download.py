@@ -29,6 +29,7 @@ import libtorrent as lt  # noqa: E402
 import uvloop  # noqa: E402
 from coincurve import PrivateKey  # noqa: E402
 
+from bench._lib import lt_settings  # noqa: E402
 from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
 from tracker.peer.credit import ReceiptSigner  # noqa: E402
 from tracker.peer.journal import ReceiptJournal  # noqa: E402
@@ -52,19 +53,6 @@ def make_file(path: Path, size: int) -> None:
             take = min(CHUNK, size - written)
             handle.write(block[:take])
             written += take
-
-
-def lt_settings() -> dict:
-    return {
-        "listen_interfaces": "127.0.0.1:0",
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
-        "alert_mask": 0,
-    }
 
 
 def run_libtorrent(raw: bytes, content_dir: Path, out_dir: Path) -> float:
