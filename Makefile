@@ -67,12 +67,17 @@ install: $(STAMPS)/venv $(STAMPS)/npm
 
 compile: .build/__local__.json
 
+# Two workers (pytest-xdist), each with its own anvils, ports and temporary folders; a test file
+# stays on one worker (`loadfile`), so module fixtures (a store, a browser) are set up once.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
+
 test: compile $(STAMPS)/system $(STAMPS)/tracker-system
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The long runs: more property-test sequences and bigger random trees.
 test-long: compile $(STAMPS)/system $(STAMPS)/tracker-system
-	SEEDMARKET_LONG=1 $(BIN)/pytest
+	SEEDMARKET_LONG=1 $(BIN)/pytest $(PYTEST_PARALLEL)
 
 run: compile
 	$(BIN)/python -m dev.devstack run
