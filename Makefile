@@ -62,7 +62,6 @@ install: $(STAMPS)/venv $(STAMPS)/npm
 
 .build/__local__.json: $(STAMPS)/venv $(STAMPS)/npm ape-config.yaml $(wildcard contracts/*.sol contracts/test/*.sol)
 	$(BIN)/ape compile
-	$(BIN)/python -m dev.abi
 	touch $@
 
 compile: .build/__local__.json
