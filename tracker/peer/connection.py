@@ -9,10 +9,8 @@ sends that breaks the protocol drops that peer and nothing else.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
-from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from tracker.peer import wire
@@ -20,9 +18,10 @@ from tracker.peer.errors import ProtocolError
 from tracker.peer.extension import HANDSHAKE_ID, LOCAL_RECEIPT_ID, ExtensionHandshake, decode_handshake
 
 if TYPE_CHECKING:
-    from tracker.peer.credit import CreditAccount
+    from tracker.peer.downloading import DownloadState
     from tracker.peer.session import Session
     from tracker.peer.torrent import Torrent
+    from tracker.peer.uploading import UploadState
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +29,6 @@ RECV_CHUNK = 256 * 1024  # bytes read per socket read at most
 HANDSHAKE_BUFFER = 16 * 1024  # until a handshake names the torrent, a stranger gets only this much
 WRITE_HIGH_WATER = 4 * 1024 * 1024  # stop serving blocks while this much waits in the socket buffer
 WRITE_LOW_WATER = 1024 * 1024
-MAX_QUEUED_REQUESTS = 2000  # a peer queueing more requests than this is flooding us
-ADVERTISED_REQUEST_QUEUE = 1000  # what we tell peers (reqq): honest ones stay well below the cap
-DEFAULT_PEER_QUEUE = 250  # libtorrent's assumption for peers that do not say
-MAX_PIPELINE = 256  # blocks we keep requested from one peer (4 MiB at 16 KiB); deeper was slower
-MIN_PIPELINE = 16
-INITIAL_PIPELINE = 64
 
 _LENGTH = struct.Struct(">I").unpack_from
 _INDEX_BEGIN = wire.INDEX_BEGIN.unpack_from
@@ -44,6 +37,10 @@ _INDEX_BEGIN_LENGTH = wire.INDEX_BEGIN_LENGTH.unpack_from
 
 class PeerConnection(asyncio.BufferedProtocol):
     """A connection to one peer, on one torrent."""
+
+    # Set by the torrent when it accepts the peer (`bind`); written only by their own modules.
+    down: DownloadState
+    up: UploadState
 
     def __init__(self, session: Session, torrent: Torrent | None, address: tuple[str, int], outgoing: bool):
         self.session = session
@@ -60,36 +57,15 @@ class PeerConnection(asyncio.BufferedProtocol):
         self._pos = 0
         self._end = 0
         self._max_length = wire.max_message_length(0)
-        self._bitfield_allowed = True
-        # choking state, both directions
-        self.am_choking = True
-        self.am_interested = False
+        self._first_message = True  # the next message is the first after the handshake
+        # what the peer told us: its choking, its interest, its pieces (a 0/1 flag per piece;
+        # `is_seed` peers have everything)
         self.peer_choking = True
         self.peer_interested = False
-        # what the peer has: a 0/1 flag per piece; `is_seed` peers have everything
-        self.flags: bytearray | None = None
+        self.flags = bytearray()
         self.is_seed = False
-        self.wanted = 0  # pieces the peer has that we lack
-        # downloading from the peer
-        self.outstanding: dict[int, int] = {}  # (index << 32 | begin) -> length
-        self.own_pieces: list[int] = []
-        self.pipeline = INITIAL_PIPELINE
-        self.last_block_at = 0.0
-        # uploading to the peer
-        self.upload_queue: deque[tuple[int, int, int]] = deque()
-        self.write_paused = False
-        self.waiting_for_piece = False
-        self.credit_blocked = False  # choked for want of receipts
-        self.credit_stalled_at: float | None = None  # when serving stopped at the credit window
-        self.account: CreditAccount | None = None  # set once the peer announced a purchase we bill
-        # counters
-        self.downloaded = 0
-        self.uploaded = 0
-        self.wasted = 0
-        self.strikes = 0
-        self.rate_down = 0.0
-        self.rate_up = 0.0
-        self._rate_marks = (0, 0)
+        self._piece_total = 0  # flags set
+        self.write_paused = False  # the transport's buffer is above its high-water mark
         now = asyncio.get_running_loop().time()
         self.last_received = now
         self.last_sent = now
@@ -110,12 +86,38 @@ class PeerConnection(asyncio.BufferedProtocol):
         """The peer's purchase id (it leeches with sm_receipt)."""
         return self.extension.purchase if self.extension else None
 
+    def bind(self, down: DownloadState, up: UploadState) -> None:
+        """The torrent accepted the peer: the state its downloader and uploader keep of it."""
+        self.down = down
+        self.up = up
+
+    def infer_pieces(self, pieces: list[int]) -> None:
+        """Count the peer as holding `pieces` that it showed it has without a `have` (a super-seed
+        learns this from the peer losing interest in everything it offered)."""
+        for index in pieces:
+            self._set_piece(index)
+
+    def _set_piece(self, index: int) -> bool:
+        """Record one piece of the peer's; whether it is news."""
+        flags = self.flags
+        if flags[index]:
+            return False
+        flags[index] = 1
+        self._piece_total += 1
+        if self._piece_total == len(flags):
+            self.is_seed = True
+        return True
+
     # ----- asyncio plumbing -----
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start the handshake (we speak first on outgoing connections)."""
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        if not self.outgoing:  # an incoming peer's address is the stream's far end
+            peer = self.transport.get_extra_info("peername")
+            if isinstance(peer, tuple) and len(peer) >= 2:
+                self.address = (str(peer[0]), int(peer[1]))
         self.opened_at = self.session.now()
         if self.outgoing and self.torrent is not None:
             self._send_handshake()
@@ -135,8 +137,8 @@ class PeerConnection(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         """The socket buffer drained: serve again."""
         self.write_paused = False
-        if self.torrent is not None and self.upload_queue:
-            self.torrent.uploads.serve(self)
+        if self.torrent is not None and self.handshake is not None and not self.closed:
+            self.torrent.on_writable(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         """Where the next read lands."""
@@ -250,6 +252,7 @@ class PeerConnection(asyncio.BufferedProtocol):
             raise ProtocolError("connected to ourselves")
         self.peer_id = handshake.peer_id
         self.handshake = handshake
+        self.flags = bytearray(self.torrent.meta.piece_count)
         if not self.torrent.attach(self):
             self.handshake = None  # not attached: nothing to detach
             self.drop("not accepted by the torrent")
@@ -267,12 +270,12 @@ class PeerConnection(asyncio.BufferedProtocol):
             raise ProtocolError(f"message {msg_id} has {size} payload bytes, not {expected}")
         buf = self._buf
         if msg_id != wire.EXTENDED:
-            bitfield_allowed, self._bitfield_allowed = self._bitfield_allowed, False
+            first, self._first_message = self._first_message, False
         if msg_id == wire.REQUEST:
             index, begin, length = _INDEX_BEGIN_LENGTH(buf, start)
             torrent.uploads.on_request(self, index, begin, length)
         elif msg_id == wire.HAVE:
-            torrent.on_have(self, _LENGTH(buf, start)[0])
+            self._on_have(_LENGTH(buf, start)[0])
         elif msg_id == wire.CHOKE:
             self.peer_choking = True
             torrent.downloads.on_choke(self)
@@ -287,12 +290,15 @@ class PeerConnection(asyncio.BufferedProtocol):
             torrent.uploads.on_interest(self)
         elif msg_id == wire.CANCEL:
             index, begin, length = _INDEX_BEGIN_LENGTH(buf, start)
-            self._cancel_upload(index, begin, length)
+            torrent.uploads.on_cancel(self, index, begin, length)
         elif msg_id == wire.BITFIELD:
-            if not bitfield_allowed:
+            if not first:
                 raise ProtocolError("bitfield after other messages")
             flags = wire.unpack_bits(self._view[start : start + size], torrent.meta.piece_count)
-            torrent.on_bitfield(self, flags)
+            self.flags = flags
+            self._piece_total = flags.count(1)
+            self.is_seed = self._piece_total == len(flags)
+            torrent.on_bitfield(self)
         elif msg_id == wire.EXTENDED:
             self._on_extended(start, size)
         # PORT (DHT) and ids we do not speak are ignored
@@ -314,9 +320,12 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.torrent.on_receipt_message(self, bytes(payload))
         # other extensions (ut_metadata, ut_pex, ...) are not used on private torrents
 
-    def _cancel_upload(self, index: int, begin: int, length: int) -> None:
-        with contextlib.suppress(ValueError):  # already sent, or never asked: cancels race with pieces
-            self.upload_queue.remove((index, begin, length))
+    def _on_have(self, index: int) -> None:
+        assert self.torrent is not None
+        if index >= len(self.flags):
+            raise ProtocolError(f"have for piece {index}, the torrent has {len(self.flags)}")
+        if self._set_piece(index):
+            self.torrent.on_have(self, index, self.is_seed)
 
     # ----- sending -----
 
@@ -333,11 +342,3 @@ class PeerConnection(asyncio.BufferedProtocol):
             return
         self.transport.writelines(parts)
         self.last_sent = self.session.now()
-
-    def update_rates(self, elapsed: float) -> None:
-        """Recompute transfer rates over the last `elapsed` seconds."""
-        down, up = self._rate_marks
-        if elapsed > 0:
-            self.rate_down = (self.downloaded - down) / elapsed
-            self.rate_up = (self.uploaded - up) / elapsed
-        self._rate_marks = (self.downloaded, self.uploaded)
