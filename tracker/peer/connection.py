@@ -1,9 +1,55 @@
-"""One peer connection: framing, validation and dispatch of the BEP 3 / BEP 10 byte stream.
+"""One peer connection: framing, validation and dispatch of the BEP 3 / BEP 6 / BEP 10 byte stream.
 
 The protocol reads straight into its own buffer (`asyncio.BufferedProtocol`), parses every
 complete message in place and hands the swarm logic (`tracker.peer.torrent`) typed values; block
-data is passed as a memoryview into that buffer and copied once, into its piece. Anything a peer
-sends that breaks the protocol drops that peer and nothing else.
+data is passed as a memoryview into that buffer and copied once, into its piece. The stream under
+it is any asyncio transport (TCP today, µTP next); the connection keeps only what the peer told
+us (tracker/peer/__init__.py describes the layers). Anything a peer sends that breaks the
+protocol drops that peer and nothing else.
+
+What we accept and what drops a peer, rule by rule beside libtorrent 2.0 (RC_2_0:
+src/bt_peer_connection.cpp, src/peer_connection.cpp), which mainstream clients are measured by:
+
+- **bitfield at any time.** The first message after the handshake (bitfield, have_all,
+  have_none) states what the peer has; a later one is a set of `have`s: aria2 1.36 sends a
+  bitfield mid-connection when that is shorter than its haves. libtorrent accepts it too but
+  *replaces* what it knew (`peer_lost` then the new set). We take the union: a peer cannot lose
+  a piece, and a later bitfield leaving one out must not make us forget a piece we may be
+  fetching from it. A later have_none says nothing (libtorrent clears the set).
+- **Spare bits set in a bitfield, or a bitfield of the wrong length: dropped.** libtorrent drops
+  a wrong length too but ignores spare bits; we treat set spare bits as a lie, as BEP 3 allows.
+- **Fast extension (BEP 6)**, negotiated by the reserved bit (byte 7, 0x04) that we always set.
+  Its messages without it drop the peer, as in libtorrent (`invalid_have_all`, ...). We open
+  with have_all / have_none / bitfield when it is on (libtorrent does the same), answer every
+  request we refuse with reject_request, and reject what a peer had queued when we choke it
+  (with Fast a choke no longer voids requests). A reject from the peer frees that block for
+  other peers; a reject for something we did not ask is ignored (libtorrent too). suggest and
+  allowed_fast are ignored: we request only from peers that unchoke us, rarest first (libtorrent
+  acts on both; ignoring them is what BEP 6 permits).
+- **Requests.** Beyond the torrent, beyond the end of a piece, empty, or over 128 KiB: dropped,
+  a peer cannot ask that by mistake. libtorrent rejects these and counts them, and refuses
+  anything over 16 KiB, where we serve up to wire.MAX_REQUEST_LENGTH as before. Requests
+  while we choke the peer or for a piece we do not have (a race with our choke, or a super-seed
+  hiding pieces) are refused (rejected with Fast) and counted; over MAX_REFUSED_REQUESTS since
+  the last unchoke drop the peer. libtorrent drops after 300 invalid requests from a choked,
+  uninterested peer, or a request more than 2 s after its choke; our bound is wider because we
+  advertise a deeper queue (reqq 1000) whose requests may all be in flight when a choke lands.
+  More than MAX_QUEUED_REQUESTS queued is a flood and drops the peer (libtorrent rejects past
+  its max_allowed_in_request_queue).
+- **Keep-alives** are read and skipped anywhere (both). A peer silent for the torrent's
+  IDLE_TIMEOUT is dropped (libtorrent: 120 s without a message).
+- **Unknown message ids** are skipped up to 256 KiB. libtorrent disconnects on an id it does not
+  know unless a plugin claims it; skipping costs nothing and keeps us working with clients that
+  add messages (the hash messages of BEP 52, for one). **Unknown extension messages** (an id we
+  never offered in BEP 10) are ignored by both.
+- **Message length.** Longer than the largest message the torrent can carry (a bitfield, a
+  128 KiB block, a 256 KiB extension message): dropped. libtorrent's limit is 1 MiB for any.
+- **Blocks.** One we did not ask for (cancelled in end-game, or after a choke) counts as waste,
+  not a lie (libtorrent too); one of another length than asked drops the peer. A piece failing
+  its hash check strikes every peer that sent a block of it; MAX_STRIKES strikes, or a block
+  that differs from the one in the piece that later verified (smart ban), ban the peer for the
+  session. libtorrent lowers a peer's trust points by 2 per failed piece and bans at -7, with
+  its smart_ban plugin doing the same block comparison.
 """
 
 from __future__ import annotations
@@ -33,6 +79,7 @@ WRITE_LOW_WATER = 1024 * 1024
 _LENGTH = struct.Struct(">I").unpack_from
 _INDEX_BEGIN = wire.INDEX_BEGIN.unpack_from
 _INDEX_BEGIN_LENGTH = wire.INDEX_BEGIN_LENGTH.unpack_from
+_PIECE_MESSAGES = frozenset({wire.HAVE, wire.BITFIELD, wire.HAVE_ALL, wire.HAVE_NONE})
 
 
 class PeerConnection(asyncio.BufferedProtocol):
@@ -60,6 +107,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self._first_message = True  # the next message is the first after the handshake
         # what the peer told us: its choking, its interest, its pieces (a 0/1 flag per piece;
         # `is_seed` peers have everything)
+        self.fast = False  # both sides set the BEP 6 Fast extension bit
         self.peer_choking = True
         self.peer_interested = False
         self.flags = bytearray()
@@ -252,6 +300,7 @@ class PeerConnection(asyncio.BufferedProtocol):
             raise ProtocolError("connected to ourselves")
         self.peer_id = handshake.peer_id
         self.handshake = handshake
+        self.fast = handshake.supports_fast  # we always offer it
         self.flags = bytearray(self.torrent.meta.piece_count)
         if not self.torrent.attach(self):
             self.handshake = None  # not attached: nothing to detach
@@ -268,14 +317,16 @@ class PeerConnection(asyncio.BufferedProtocol):
         expected = wire.FIXED_PAYLOAD.get(msg_id)
         if expected is not None and size != expected:
             raise ProtocolError(f"message {msg_id} has {size} payload bytes, not {expected}")
+        if msg_id in wire.FAST_MESSAGES and not self.fast:
+            raise ProtocolError(f"Fast extension message {msg_id} without the Fast extension")
         buf = self._buf
         if msg_id != wire.EXTENDED:
             first, self._first_message = self._first_message, False
         if msg_id == wire.REQUEST:
             index, begin, length = _INDEX_BEGIN_LENGTH(buf, start)
             torrent.uploads.on_request(self, index, begin, length)
-        elif msg_id == wire.HAVE:
-            self._on_have(_LENGTH(buf, start)[0])
+        elif msg_id in _PIECE_MESSAGES:
+            self._on_piece_message(msg_id, start, size, first)
         elif msg_id == wire.CHOKE:
             self.peer_choking = True
             torrent.downloads.on_choke(self)
@@ -291,17 +342,13 @@ class PeerConnection(asyncio.BufferedProtocol):
         elif msg_id == wire.CANCEL:
             index, begin, length = _INDEX_BEGIN_LENGTH(buf, start)
             torrent.uploads.on_cancel(self, index, begin, length)
-        elif msg_id == wire.BITFIELD:
-            if not first:
-                raise ProtocolError("bitfield after other messages")
-            flags = wire.unpack_bits(self._view[start : start + size], torrent.meta.piece_count)
-            self.flags = flags
-            self._piece_total = flags.count(1)
-            self.is_seed = self._piece_total == len(flags)
-            torrent.on_bitfield(self)
+        elif msg_id == wire.REJECT:
+            index, begin, length = _INDEX_BEGIN_LENGTH(buf, start)
+            torrent.downloads.on_reject(self, index, begin, length)
         elif msg_id == wire.EXTENDED:
             self._on_extended(start, size)
-        # PORT (DHT) and ids we do not speak are ignored
+        # PORT (DHT), SUGGEST and ALLOWED_FAST (we request only when unchoked, from the rarest
+        # pieces) and ids we do not speak are ignored
 
     def _on_extended(self, start: int, size: int) -> None:
         if size < 1:
@@ -319,6 +366,35 @@ class PeerConnection(asyncio.BufferedProtocol):
                 raise ProtocolError("sm_receipt message before the extension handshake")
             self.torrent.on_receipt_message(self, bytes(payload))
         # other extensions (ut_metadata, ut_pex, ...) are not used on private torrents
+
+    def _on_piece_message(self, msg_id: int, start: int, size: int, first: bool) -> None:
+        """have, bitfield, have_all, have_none: what the peer has."""
+        if msg_id == wire.HAVE:
+            self._on_have(_LENGTH(self._buf, start)[0])
+        elif msg_id == wire.BITFIELD:
+            self._on_pieces(wire.unpack_bits(self._view[start : start + size], len(self.flags)), first)
+        elif msg_id == wire.HAVE_ALL:
+            self._on_pieces(bytearray(b"\x01") * len(self.flags), first)
+        elif first:  # have_none; later it says nothing (a peer cannot lose pieces)
+            self._on_pieces(bytearray(len(self.flags)), first)
+
+    def _on_pieces(self, flags: bytearray, first: bool) -> None:
+        """A bitfield, have_all or have_none. The first message after the handshake states what
+        the peer has; a later one (aria2 sends a bitfield when that is shorter than its haves)
+        adds to it, one `have` per new piece: a peer cannot lose pieces, and a later bitfield
+        that leaves out pieces it announced is read as saying nothing about them."""
+        assert self.torrent is not None
+        if first:
+            self.flags = flags
+            self._piece_total = flags.count(1)
+            self.is_seed = self._piece_total == len(flags)
+            self.torrent.on_bitfield(self)
+            return
+        for index in [i for i, flag in enumerate(flags) if flag and not self.flags[i]]:
+            if self.closed:
+                return
+            self._set_piece(index)
+            self.torrent.on_have(self, index, self.is_seed)
 
     def _on_have(self, index: int) -> None:
         assert self.torrent is not None

@@ -140,14 +140,22 @@ class Torrent:
         self.connections.add(conn)
         conn.bind(DownloadState(), UploadState())
         assert conn.handshake is not None
+        hide = self.uploads.hide_pieces(conn)
+        if conn.fast:  # BEP 6: what we have is the first message, and always sent
+            if hide or not any(self.have):
+                conn.send(wire.HAVE_NONE_MSG)
+            elif self.complete:
+                conn.send(wire.HAVE_ALL_MSG)
+            else:
+                conn.send(wire.bitfield(wire.pack_bits(self.have)))
+        elif any(self.have) and not hide:
+            conn.send(wire.bitfield(wire.pack_bits(self.have)))
         if conn.handshake.supports_extensions:
             purchase = self.config.signer.purchase_id if self.config.signer and not self.complete else None
             payload = encode_handshake(
                 wallet=self.config.wallet, purchase=purchase, request_queue=ADVERTISED_REQUEST_QUEUE
             )
             conn.send(wire.extended(0, payload))
-        if any(self.have) and not self.uploads.hide_pieces(conn):
-            conn.send(wire.bitfield(wire.pack_bits(self.have)))
         return True
 
     def detach(self, conn: PeerConnection) -> None:

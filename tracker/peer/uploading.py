@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 SERVE_BATCH_BYTES = 1024 * 1024  # blocks handed to the socket per write
 MAX_QUEUED_REQUESTS = 2000  # a peer queueing more requests than this is flooding us
 ADVERTISED_REQUEST_QUEUE = 1000  # what we tell peers (reqq): honest ones stay well below the cap
+# Requests we refuse (we are choking the peer, or lack the piece) between two unchokes before we
+# drop the peer. An honest peer has at most ADVERTISED_REQUEST_QUEUE in flight when our choke
+# reaches it, and a super-seed's peer may ask for a piece it saw elsewhere; twice that is abuse.
+MAX_REFUSED_REQUESTS = 2 * ADVERTISED_REQUEST_QUEUE
 
 
 @dataclass(slots=True)
@@ -42,6 +46,7 @@ class UploadState:
     credit_blocked: bool = False  # choked for want of receipts
     credit_stalled_at: float | None = None  # when serving stopped at the credit window
     account: CreditAccount | None = None  # set once the peer announced a purchase we bill
+    refused: int = 0  # requests refused since the last unchoke
     uploaded: int = 0
     rate_up: float = 0.0
     up_mark: int = 0  # `uploaded` at the last rate update
@@ -103,17 +108,27 @@ class Uploads:
 
     def on_request(self, conn: PeerConnection, index: int, begin: int, length: int) -> None:
         """The peer asks for a block."""
-        if index >= self.t.meta.piece_count or not self.t.have[index]:
-            raise ProtocolError(f"request for piece {index}, which we do not have")
+        if index >= self.t.meta.piece_count:
+            raise ProtocolError(f"request for piece {index}, the torrent has {self.t.meta.piece_count}")
         if length == 0 or length > wire.MAX_REQUEST_LENGTH or begin + length > self.t.meta.piece_size(index):
             raise ProtocolError(f"request out of range: piece {index} [{begin}, +{length})")
-        if conn.up.am_choking:
-            return  # requests to a choked peer are void; they race with our choke
+        if conn.up.am_choking or not self.t.have[index]:
+            # Void: it raced with our choke, or asks for a piece we do not have (yet, or hidden
+            # by super-seeding). Say so to a Fast peer; a peer that keeps asking is dropped.
+            self._refuse(conn, index, begin, length)
+            return
         if len(conn.up.queue) >= MAX_QUEUED_REQUESTS:
             raise ProtocolError("request flood")
         conn.up.queue.append((index, begin, length))
         if len(conn.up.queue) == 1:
             self.serve(conn)
+
+    def _refuse(self, conn: PeerConnection, index: int, begin: int, length: int) -> None:
+        conn.up.refused += 1
+        if conn.up.refused > MAX_REFUSED_REQUESTS:
+            raise ProtocolError("too many requests we had to refuse")
+        if conn.fast:
+            conn.send(wire.reject(index, begin, length))
 
     def serve(self, conn: PeerConnection) -> None:
         """Send queued blocks while the socket takes them and the peer's credit lasts."""
@@ -275,14 +290,19 @@ class Uploads:
 
     def choke(self, conn: PeerConnection) -> None:
         """Choke a peer: its queued requests are void."""
-        if not conn.up.am_choking:
-            conn.up.am_choking = True
-            conn.up.queue.clear()
-            conn.up.credit_stalled_at = None
+        up = conn.up
+        if not up.am_choking:
+            up.am_choking = True
+            up.credit_stalled_at = None
             conn.send(wire.CHOKE_MSG)
+            if conn.fast and up.queue:
+                # BEP 6: with the Fast extension a choke no longer voids requests by itself
+                conn.send(b"".join(wire.reject(*request) for request in up.queue))
+            up.queue.clear()
 
     def _unchoke(self, conn: PeerConnection) -> None:
         conn.up.am_choking = False
+        conn.up.refused = 0
         conn.send(wire.UNCHOKE_MSG)
 
     def rechoke(self) -> None:
