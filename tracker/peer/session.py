@@ -225,15 +225,11 @@ class Session:
         return True
 
     def connection_opened(self, conn: PeerConnection) -> None:
-        """Track a new connection (and learn an incoming peer's address); refuse one too many."""
+        """Track a new connection; refuse one too many."""
         if len(self.connections) >= MAX_SESSION_CONNECTIONS:
             conn.drop("too many connections")
             return
         self.connections.add(conn)
-        if conn.transport is not None and not conn.outgoing:
-            peer = conn.transport.get_extra_info("peername")
-            if isinstance(peer, tuple) and len(peer) >= 2:
-                conn.address = (str(peer[0]), int(peer[1]))
 
     def connection_closed(self, conn: PeerConnection) -> None:
         """Forget a closed connection."""
