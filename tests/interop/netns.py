@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LAN_PREFIX = "10.77.0."
+# miniupnpd maps nothing when its WAN address is private ("Port forwarding is impossible"), so a
+# lab with a home router numbers its LAN from a public block. No packet can leave: the lab's
+# namespaces have no link to the machine's own, and only processes inside them use the addresses.
+PUBLIC_LAN_PREFIX = "11.77.0."
 HOME_PREFIX = "192.168.77."
 _runs = itertools.count()
 
@@ -68,6 +72,7 @@ class Lab:
     """Namespaces made for one test and removed after it; use as a context manager."""
 
     prefix: str = field(default_factory=lambda: f"sm{os.getpid()}x{next(_runs)}")
+    lan_prefix: str = LAN_PREFIX
     namespaces: list[str] = field(default_factory=list)
     _next_address: int = 2
     _links: int = 0
@@ -107,7 +112,7 @@ class Lab:
     def host(self, role: str) -> Host:
         """A new host on the LAN with the next free address."""
         namespace = self._namespace(role)
-        address = f"{LAN_PREFIX}{self._next_address}"
+        address = f"{self.lan_prefix}{self._next_address}"
         self._next_address += 1
         port = f"p{len(self.namespaces)}"
         self._veth(namespace, "eth0", self.bridge, port)

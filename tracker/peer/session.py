@@ -21,6 +21,7 @@ from tracker.peer.announcer import Announcer
 from tracker.peer.connection import PeerConnection
 from tracker.peer.errors import PeerError, StorageError
 from tracker.peer.journal import AsyncJournal, ReceiptJournal
+from tracker.peer.portmap import PortMapper
 from tracker.peer.ratelimit import TokenBucket
 from tracker.peer.storage import CheckProgress, Storage
 from tracker.peer.submitter import Answer, Submitter
@@ -53,6 +54,7 @@ class Session:
         journal: ReceiptJournal | None = None,
         peer_id: bytes | None = None,
         upload_limit: TokenBucket | None = None,
+        map_port: bool = False,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -69,6 +71,8 @@ class Session:
         self.port = 0
         self.completion_hooks: list[Callable[[Torrent], None]] = []
         self.submitters: list[Submitter] = []
+        self.map_port = map_port  # ask the router (NAT-PMP, UPnP) to forward the listen port
+        self.port_mapper: PortMapper | None = None
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -90,7 +94,16 @@ class Session:
         )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else 0
+        if self.map_port and self.port:
+            self.port_mapper = PortMapper(self.port)
+            await self.port_mapper.start()  # before announcing: the tracker learns the mapped port
         self.spawn(self._housekeeping())
+
+    @property
+    def announced_port(self) -> int:
+        """The port peers should connect to: the router's mapped port, else the one we listen on."""
+        mapped = self.port_mapper.external_port if self.port_mapper is not None else None
+        return mapped or self.port
 
     async def close(self) -> None:
         """Stop everything: connections, tasks, files, threads."""
@@ -107,6 +120,8 @@ class Session:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self.port_mapper is not None:
+            await self.port_mapper.close()
         loop = asyncio.get_running_loop()
         for torrent in self.torrents.values():
             await loop.run_in_executor(self.disk, torrent.storage.close)
