@@ -51,7 +51,7 @@ class Store:
     host: Host
     wallet: Wallet = field(default_factory=new_wallet)
     buyers: dict[str, Buyer] = field(default_factory=dict)
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def buyer(self, name: str) -> Buyer:
         """A new purchase of the product, and its personal .torrent."""
@@ -69,19 +69,23 @@ class Store:
     def start(self, host: Host, argv: Sequence[str], name: str, **kwargs) -> subprocess.Popen[bytes]:
         """A process in `host`, stopped when the test ends; its output in `<name>.log`."""
         process = host.popen(argv, self.root / f"{name}.log", cwd=REPO_ROOT, **kwargs)
-        self.processes.append(process)
+        self.processes[name] = process
         return process
 
-    def node(self, host: Host, role: str, folder: Path, buyer: Buyer | None = None) -> Path:
-        """One of our nodes (tests.interop.node) in `host`; returns its `ready` file once it listens."""
+    def node(
+        self, host: Host, role: str, folder: Path, buyer: Buyer | None = None, **options: object
+    ) -> Path:
+        """One of our nodes (tests.interop.node) in `host`, with more of its spec in `options`;
+        returns its `ready` file once it listens."""
         name = buyer.name if buyer is not None else role
         ready = self.root / f"{name}.ready"
-        spec: dict[str, object] = {"role": role, "folder": str(folder), "ready": str(ready)}
+        spec: dict[str, object] = {"role": role, "folder": str(folder), "ready": str(ready), **options}
         if role == "store":
             wallets = {b.passkey: b.wallet.address.hex() for b in self.buyers.values()}
             spec["torrent"] = str(self.root / "store.torrent")
             spec["store"] = {
                 "seeds": self.seeds,
+                "tracker_options": self.tracker_options,
                 "wallet": self.wallet.address.hex(),
                 "passkeys": {self.store_passkey: self.wallet.address.hex(), **wallets},
                 "purchases": {str(b.purchase): b.wallet.address.hex() for b in self.buyers.values()},
@@ -95,23 +99,25 @@ class Store:
         wait_for(ready.exists, READY_TIMEOUT, f"{name} to listen", process, self.root / f"{name}.log")
         return ready
 
-    def open_store(self, *, seeds: bool = True) -> None:
-        """Our tracker, and the store's seed unless not `seeds`; call after making every buyer (the
-        tracker knows them)."""
+    def open_store(self, *, seeds: bool = True, **tracker_options: object) -> None:
+        """Our tracker (`start_tracker` given `tracker_options`), and the store's seed unless not
+        `seeds`; call after making every buyer (the tracker knows them)."""
         self.seeds = seeds
+        self.tracker_options = tracker_options
         self.store_passkey = os.urandom(16).hex()
         (self.root / "store.torrent").write_bytes(
             with_announce(self.content.raw, self.announce_url(self.store_passkey))
         )
         self.node(self.host, "store", self.content.folder)
 
-    def stop(self) -> None:
-        """Stop every process started (politely, then not)."""
-        for process in self.processes:
+    def stop(self, *names: str) -> None:
+        """Stop the processes started under `names`, or all (politely, then not)."""
+        stopping = [process for name, process in self.processes.items() if not names or name in names]
+        for process in stopping:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
-        for process in self.processes:
+        for process in stopping:
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

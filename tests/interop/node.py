@@ -12,6 +12,8 @@ here instead, as a separate process under `ip netns exec`. SPEC is a JSON object
 - `store`: for the tracker, `{"passkeys": {passkey: wallet_hex}, "purchases": {id: buyer_hex},
   "wallet": the store's wallet_hex, "seeds": whether the store's seed runs beside the tracker}`.
 - `key`, `purchase`: the buyer's key (hex) and purchase id for `seed` and `leech`.
+- `map_port`, `status`: for `seed`, whether to ask the router for a port mapping, and a file the
+  seeder keeps its reachability in (JSON: mapped port, the tracker's verdict, the user's line).
 
 Ports are fixed (`TRACKER_PORT`, `PEER_PORT`): each host is a namespace of its own.
 """
@@ -30,6 +32,7 @@ from typing import Any
 import libtorrent as lt
 from coincurve import PrivateKey
 
+from client import reachability
 from tests.peer.conftest import DOMAIN
 from tracker.metainfo import parse_metainfo
 from tracker.peer.choker import PlainPeers
@@ -64,7 +67,8 @@ async def store(spec: dict[str, Any]) -> None:
     for purchase, buyer in spec["store"]["purchases"].items():
         sink.add_purchase(int(purchase), bytes.fromhex(buyer), meta.total_length)
     verifier = ReceiptVerifier(DOMAIN)
-    server = await start_tracker(None, TRACKER_PORT, policy, sink, verifier, interval=60)
+    options = spec["store"].get("tracker_options", {})
+    server = await start_tracker(None, TRACKER_PORT, policy, sink, verifier, interval=60, **options)
     if not spec["store"]["seeds"]:
         Path(spec["ready"]).write_text("listening")
         await _until_stopped()
@@ -98,15 +102,29 @@ def _buyer_config(spec: dict[str, Any], *, seeding: bool) -> TorrentConfig:
 
 
 async def seed(spec: dict[str, Any]) -> None:
-    """A buyer seeding what they bought, as `seedmarket seed` does (client.library.seeding_config)."""
+    """A buyer seeding what they bought, as `seedmarket seed` does (client.library.seeding_config);
+    with `map_port`, asking the router to forward its port, and writing what `seedmarket seed`
+    would show about reachability to the `status` file (JSON) as it changes."""
     meta = parse_metainfo(Path(spec["torrent"]).read_bytes())
     journal = ReceiptJournal(Path(spec["folder"]).parent / "buyer.journal")
-    async with Session(port=PEER_PORT, journal=journal) as session:
+    map_port = bool(spec.get("map_port"))
+    async with Session(port=PEER_PORT, journal=journal, map_port=map_port) as session:
         torrent = await session.add_torrent(meta, spec["folder"], _buyer_config(spec, seeding=True))
-        session.announce(torrent, meta.announce)
+        announcer = session.announce(torrent, meta.announce)
         session.submit_receipts(receipts_url(meta.announce))
         Path(spec["ready"]).write_text("listening")
-        await _until_stopped()
+        stopped = asyncio.ensure_future(_until_stopped())
+        while not stopped.done():
+            mapper = session.port_mapper
+            status = {
+                "mapped_port": mapper.external_port if mapper is not None else None,
+                "mapping": mapper.state if mapper is not None else None,
+                "connectable": announcer.connectable,
+                "warning": announcer.warning,
+                "reachability": reachability.describe(session.port, mapper, [announcer]),
+            }
+            Path(spec["status"]).write_text(json.dumps(status))
+            await asyncio.wait([stopped], timeout=0.2)
 
 
 async def leech(spec: dict[str, Any]) -> None:
