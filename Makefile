@@ -40,6 +40,18 @@ $(STAMPS)/system:
 	fi
 	touch $@
 
+# The HTTP tracker's tests run real clients and a real reverse proxy: transmission-show (scrape
+# derived from a personal announce URL) and nginx (TLS in front of the tracker).
+TRACKER_PACKAGES := transmission-cli nginx-light
+$(STAMPS)/tracker-system:
+	@mkdir -p $(STAMPS)
+	@if ! command -v transmission-show >/dev/null || ! command -v nginx >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y --no-install-recommends $(TRACKER_PACKAGES) \
+		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends $(TRACKER_PACKAGES); }; \
+	fi
+	touch $@
+
 # What the benchmarks compare against: opentracker and wrk (bench/tracker_*.py).
 BENCH_PACKAGES := opentracker wrk
 $(STAMPS)/bench-system:
@@ -53,22 +65,23 @@ install: $(STAMPS)/venv $(STAMPS)/npm
 
 .build/__local__.json: $(STAMPS)/venv $(STAMPS)/npm ape-config.yaml $(wildcard contracts/*.sol contracts/test/*.sol)
 	$(BIN)/ape compile
+	$(BIN)/python -m dev.abi
 	touch $@
 
 compile: .build/__local__.json
 
-test: compile $(STAMPS)/system
+test: compile $(STAMPS)/system $(STAMPS)/tracker-system
 	$(BIN)/pytest
 
 # The long runs: more property-test sequences and bigger random trees.
-test-long: compile $(STAMPS)/system
+test-long: compile $(STAMPS)/system $(STAMPS)/tracker-system
 	SEEDMARKET_LONG=1 $(BIN)/pytest
 
 run: compile
-	$(BIN)/python -m backend.devstack run
+	$(BIN)/python -m dev.devstack run
 
 demo: compile
-	$(BIN)/python -m backend.demo
+	$(BIN)/python -m dev.demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -18,6 +18,7 @@ from backend.errors import ForbiddenError, InvalidInput, NotFoundError
 from backend.models import Listing, Product, Purchase
 from backend.tracker_policy import INFOHASH_PADDING
 from tracker.metainfo import MetainfoError, parse_metainfo, with_announce
+from tracker.server.announce import announce_url
 
 MAX_TITLE = 200
 MAX_DESCRIPTION = 20_000
@@ -114,8 +115,8 @@ def may_download(session: Session, product: Product, wallet: str, store_accounts
 
 
 def personal_torrent(listing: Listing, announce_base: str, passkey: str) -> bytes:
-    """The listing's torrent announcing to `announce_base/announce/<passkey>`."""
-    return with_announce(listing.torrent, f"{announce_base}/announce/{passkey}")
+    """The listing's torrent announcing to `announce_base/<passkey>/announce`."""
+    return with_announce(listing.torrent, announce_url(announce_base, passkey))
 
 
 def purchases_of(session: Session, wallet: str) -> list[Purchase]:

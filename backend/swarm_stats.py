@@ -15,6 +15,8 @@ from urllib.parse import quote_from_bytes
 import bencodepy
 import httpx
 
+from tracker.server.announce import scrape_url
+
 log = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT = 2.0
@@ -58,7 +60,7 @@ class ScrapeStats:
 
     async def stats(self, info_hash: bytes) -> Health | None:
         """The scrape answer for one infohash, or None when the tracker is unreachable or refuses."""
-        url = f"{self.tracker_url}/scrape/{self.passkey()}?info_hash={quote_from_bytes(info_hash)}"
+        url = f"{scrape_url(self.tracker_url, self.passkey())}?info_hash={quote_from_bytes(info_hash)}"
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.get(url)

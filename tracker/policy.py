@@ -3,7 +3,7 @@
 The tracker knows nothing of purchases. It receives a `SwarmPolicy` and a `ReceiptSink` at
 start-up; the backend supplies database-backed ones, and the in-memory ones below serve tests
 and demos. Both calls are async because the backend's answer may need a database round trip; the
-tracker server keeps a short TTL cache in front of `SwarmPolicy` (see `tracker.access`), so an
+tracker server keeps a short TTL cache in front of `SwarmPolicy` (see `tracker.server.access`), so an
 implementation need not cache.
 """
 

@@ -28,6 +28,7 @@ from backend.sales import library_of, magnet_link, seller_summary
 from backend.settlement import checksum
 from backend.web.money import split_of
 from backend.web.state import WebState, web_state
+from tracker.server.announce import announce_url
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -188,7 +189,7 @@ def library(request: Request, web: WebDep, context: ContextDep, wallet: SignedIn
     passkey = passkey_for(context.services.db, wallet)
     with context.services.db.reader() as session:
         owned = library_of(session, wallet)
-    announce = f"{context.services.settings.tracker_url}/announce/{passkey}"
+    announce = announce_url(context.services.settings.tracker_url, passkey)
     magnets = {
         o.entry.product.id: magnet_link(o.entry.info_hash, o.entry.listing.name, announce)
         for o in owned

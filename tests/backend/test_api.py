@@ -96,7 +96,7 @@ def test_a_buyer_downloads_a_personal_torrent_and_others_cannot(
     assert answer.headers["content-type"] == "application/x-bittorrent"
     personal = parse_metainfo(answer.content)
     me = client.get("/me", headers=buyer).json()
-    assert personal.announce == f"{store.settings.tracker_url}/announce/{me['passkey']}" == me["announceUrl"]
+    assert personal.announce == f"{store.settings.tracker_url}/{me['passkey']}/announce" == me["announceUrl"]
     assert personal.info_hash == parse_metainfo(torrent).info_hash
     purchases = client.get("/me/purchases", headers=buyer).json()
     assert [(p["productId"], p["title"]) for p in purchases] == [(product_id, "An album")]

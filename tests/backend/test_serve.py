@@ -11,8 +11,8 @@ from urllib.parse import quote_from_bytes
 import bencodepy
 import httpx
 
-from backend.devnet import free_port
 from backend.settings import Settings
+from dev.devnet import free_port
 from tests.backend.api_helpers import listing_body, make_torrent, sign_in
 from tests.backend.helpers import Market, key, signed_receipt
 from tests.backend.processes import cli, run, store_env, wait_http
@@ -68,11 +68,17 @@ def test_the_whole_store_in_one_process(sqlite_settings: Settings, market: Marke
         purchase = market.buy(market.accounts[2], product_id)
         buyer = sign_in(client, 2)
         _until(lambda: client.get("/me/purchases", headers=buyer).json())
-        personal = parse_metainfo(client.get(f"/products/{product_id}/torrent", headers=buyer).content)
-        assert personal.announce is not None and personal.announce.startswith(f"{tracker_url}/announce/")
+        personal_torrent = client.get(f"/products/{product_id}/torrent", headers=buyer).content
+        personal = parse_metainfo(personal_torrent)
+        assert personal.announce is not None and personal.announce.startswith(f"{tracker_url}/")
+        assert personal.announce.endswith("/announce")
         assert b"failure reason" not in _announce(personal.announce, infohash)
-        assert b"failure reason" in _announce(f"{tracker_url}/announce/{'0' * 32}", infohash)
+        assert b"failure reason" in _announce(f"{tracker_url}/{'0' * 32}/announce", infohash)
         _until(lambda: client.get(f"/products/{product_id}").json()["health"]["seeders"] == 1)
+        # An ordinary client derives the scrape URL from the personal announce URL and reads it.
+        (tmp_path / "personal.torrent").write_bytes(personal_torrent)
+        shown = run(["transmission-show", "--scrape", str(tmp_path / "personal.torrent")], env)
+        assert "1 seeders, 0 leechers" in shown.stdout, shown.stdout + shown.stderr
 
         seeder = market.accounts[3]
         receipt = signed_receipt(market.domain, purchase, seeder, SIZE // 2, key(2))

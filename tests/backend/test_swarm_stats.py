@@ -34,7 +34,7 @@ def test_scraping_and_asking_in_process_agree(db: Database) -> None:
             buyer = await asyncio.to_thread(passkey_for, db, BUYER)
             query = f"info_hash={quote_from_bytes(INFO_HASH)}&peer_id={'B' * 20}&port=6881&uploaded=0"
             async with httpx.AsyncClient() as client:
-                await client.get(f"{url}/announce/{buyer}?{query}&downloaded=0&left=0&compact=1")
+                await client.get(f"{url}/{buyer}/announce?{query}&downloaded=0&left=0&compact=1")
             after = await scrape.stats(INFO_HASH)
             direct = await InProcessStats(server).stats(INFO_HASH)
             unreachable = await ScrapeStats("http://127.0.0.1:9", lambda: "0" * 32, timeout=0.5).stats(

@@ -105,7 +105,7 @@ def announce_target(
     event: str | None = None,
     numwant: int | None = None,
 ) -> str:
-    """An announce path and query as a BitTorrent client sends it."""
+    """An announce path and query as a BitTorrent client sends it, to `/<passkey>/announce`."""
     query = (
         f"info_hash={quote_from_bytes(info_hash)}&peer_id={quote_from_bytes(peer_id)}&port={port}"
         f"&uploaded=0&downloaded=0&left={left}&compact=1"
@@ -114,7 +114,7 @@ def announce_target(
         query += f"&event={event}"
     if numwant is not None:
         query += f"&numwant={numwant}"
-    return f"/announce/{passkey}?{query}"
+    return f"/{passkey}/announce?{query}"
 
 
 def compact_peers(blob: bytes, width: int = 6) -> list[tuple[bytes, int]]:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import LONG
-from tracker.announce import (
+from tracker.server.announce import (
     COMPLETED,
     DEFAULT_NUMWANT,
     MAX_NUMWANT,
@@ -22,11 +22,14 @@ from tracker.announce import (
     STOPPED,
     AnnounceRequest,
     RequestError,
+    announce_url,
     parse_announce,
     parse_passkey,
     parse_scrape,
+    scrape_url,
 )
-from tracker.http import MAX_BODY_BYTES, MAX_HEADERS, HttpError, parse_head
+from tracker.server.http import MAX_BODY_BYTES, MAX_HEADERS, HttpError, parse_head
+from tracker.server.http_connection import route
 
 INFO_HASH = bytes(range(20))
 PEER_ID = b"-LT2110-" + b"\xff" * 12
@@ -165,6 +168,31 @@ class TestScrapeAndPasskey:
         for bad in (b"", b"0123456789ABCDEF" * 2, b"0123456789abcdef" * 2 + b"0", b"g" * 32, b"%30" * 32):
             with pytest.raises(RequestError, match="passkey"):
                 parse_passkey(bad)
+
+
+class TestRoutes:
+    def test_the_passkey_first_form_and_the_old_form_route_alike(self) -> None:
+        passkey = b"a" * 32
+        assert route(b"/" + passkey + b"/announce") == (b"announce", passkey)
+        assert route(b"/" + passkey + b"/scrape") == (b"scrape", passkey)
+        assert route(b"/announce/" + passkey) == (b"announce", passkey)
+        assert route(b"/scrape/" + passkey) == (b"scrape", passkey)
+
+    @pytest.mark.parametrize("path", [b"/", b"/nowhere", b"/a/announcer", b"/a/scraped", b"/announce.php"])
+    def test_other_paths_are_not_found(self, path: bytes) -> None:
+        with pytest.raises(HttpError) as raised:
+            route(path)
+        assert raised.value.status == 404
+
+    def test_handed_out_urls_let_clients_derive_scrape_the_bep_48_way(self) -> None:
+        announce = announce_url("https://shop.example/tracker/", "b" * 32)
+        assert announce == "https://shop.example/tracker/" + "b" * 32 + "/announce"
+        # The convention: replace "announce" in the last path segment by "scrape".
+        head, _, last = announce.rpartition("/")
+        assert last.startswith("announce")
+        assert f"{head}/{last.replace('announce', 'scrape', 1)}" == scrape_url(
+            "https://shop.example/tracker", "b" * 32
+        )
 
 
 class TestHttpHead:

@@ -13,10 +13,10 @@ import pytest
 
 from tests.conftest import LONG
 from tests.tracker.http_client import RawClient, announce_target
-from tracker.announce import MAX_SCRAPE_HASHES
 from tracker.policy import MemoryPolicy, MemorySink
 from tracker.receipts import Domain, ReceiptVerifier
 from tracker.server import start_tracker
+from tracker.server.announce import MAX_SCRAPE_HASHES
 
 pytestmark = pytest.mark.anyio
 

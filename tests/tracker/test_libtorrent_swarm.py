@@ -17,6 +17,7 @@ from tracker.metainfo import create_torrent, parse_metainfo, with_announce
 from tracker.policy import MemoryPolicy, MemorySink
 from tracker.receipts import Domain, ReceiptVerifier
 from tracker.server import TrackerServer, start_tracker
+from tracker.server.announce import announce_url
 
 pytestmark = pytest.mark.anyio
 
@@ -84,8 +85,8 @@ async def test_two_buyers_find_each_other_through_the_tracker_and_transfer(
 ) -> None:
     server, policy = tracker
     source = write_random(tmp_path / "seed" / "film.mkv", CONTENT_BYTES, 11)
-    url = f"http://127.0.0.1:{server.port}/announce/"
-    torrent = create_torrent(source, url + SELLER)
+    base = f"http://127.0.0.1:{server.port}"
+    torrent = create_torrent(source, announce_url(base, SELLER))
     metainfo = parse_metainfo(torrent)
     assert metainfo.private
     policy.grant(SELLER_WALLET, metainfo.info_hash)
@@ -94,7 +95,7 @@ async def test_two_buyers_find_each_other_through_the_tracker_and_transfer(
     seeder_session, leecher_session = session(), session()
     sessions += [seeder_session, leecher_session]
     seeder = add(seeder_session, torrent, tmp_path / "seed")
-    leecher = add(leecher_session, with_announce(torrent, url + BUYER), tmp_path / "download")
+    leecher = add(leecher_session, with_announce(torrent, announce_url(base, BUYER)), tmp_path / "download")
     sources: set[int] = set()
 
     def finished() -> bool:
@@ -132,8 +133,8 @@ async def test_a_stranger_or_a_non_buyer_gets_a_failure_and_no_peers(
 ) -> None:
     server, policy = tracker
     source = write_random(tmp_path / "seed" / "book.pdf", 300_000, 12)
-    url = f"http://127.0.0.1:{server.port}/announce/"
-    torrent = create_torrent(source, url + SELLER)
+    base = f"http://127.0.0.1:{server.port}"
+    torrent = create_torrent(source, announce_url(base, SELLER))
     info_hash = parse_metainfo(torrent).info_hash
     policy.grant(SELLER_WALLET, info_hash)
 
@@ -141,7 +142,9 @@ async def test_a_stranger_or_a_non_buyer_gets_a_failure_and_no_peers(
     sessions += [seeder_session, intruder_session]
     add(seeder_session, torrent, tmp_path / "seed")
     await wait_for(lambda: server.stats(info_hash)[0] == 1, "the seed to announce")
-    intruder = add(intruder_session, with_announce(torrent, url + passkey), tmp_path / "intruder")
+    intruder = add(
+        intruder_session, with_announce(torrent, announce_url(base, passkey)), tmp_path / "intruder"
+    )
 
     failures: list[str] = []
 

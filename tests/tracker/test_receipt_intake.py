@@ -26,9 +26,9 @@ from tests.tracker.test_receipts import (
     signed_by_session,
 )
 from tracker.policy import MemoryPolicy, MemorySink, ReceiptOutcome
-from tracker.receipt_intake import MAX_RECEIPTS_PER_BATCH, BatchError, decode_batch, process_batch
 from tracker.receipts import ReceiptVerifier, SignedReceipt, VerifiedReceipt, to_json, to_message
 from tracker.server import TrackerServer, start_tracker
+from tracker.server.receipt_intake import MAX_RECEIPTS_PER_BATCH, BatchError, decode_batch, process_batch
 
 CONTENT_LENGTH = 10_000  # bytes of purchase 7's torrent
 

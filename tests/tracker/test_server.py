@@ -11,11 +11,11 @@ from urllib.parse import quote_from_bytes
 import pytest
 
 from tests.tracker.http_client import RawClient, announce_target, compact_peers
-from tracker.connection import ip_bytes
-from tracker.http import MAX_HEAD_BYTES
 from tracker.policy import MemoryPolicy, MemorySink
 from tracker.receipts import Domain, ReceiptVerifier
 from tracker.server import TrackerServer, start_tracker
+from tracker.server.http import MAX_HEAD_BYTES
+from tracker.server.http_connection import ip_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -117,6 +117,18 @@ class TestAnnounce:
         assert compact_peers(answer[b"peers"]) == [(LOCALHOST, 1111)]
         await client.close()
 
+    async def test_the_old_announce_path_is_still_answered(self, setup: Setup) -> None:
+        await announce(setup.port, ALICE, MOVIE, b"A" * 20, port=1111, left=0)
+        client = await RawClient.connect(setup.port)
+        old = announce_target(BOB, MOVIE, b"B" * 20, port=2222).replace(
+            f"/{BOB}/announce", f"/announce/{BOB}"
+        )
+        assert old.startswith(f"/announce/{BOB}?")
+        answer = (await client.get(old)).bdecoded()
+        assert compact_peers(answer[b"peers"]) == [(LOCALHOST, 1111)]
+        assert setup.server.stats(MOVIE) == (1, 1, 0)
+        await client.close()
+
     async def test_ipv6_peers_come_in_peers6(self, setup: Setup) -> None:
         v6 = await start_tracker("::1", 0, setup.policy, setup.sink, ReceiptVerifier(DOMAIN))
         try:
@@ -196,11 +208,12 @@ class TestScrape:
         await announce(setup.port, ALICE, BOOK, b"A" * 20, left=3)
         client = await RawClient.connect(setup.port)
         query = f"info_hash={quote_from_bytes(MOVIE)}&info_hash={quote_from_bytes(BOOK)}"
-        answer = (await client.get(f"/scrape/{BOB}?{query}")).bdecoded()
+        answer = (await client.get(f"/{BOB}/scrape?{query}")).bdecoded()
         assert answer == {b"files": {MOVIE: {b"complete": 1, b"downloaded": 0, b"incomplete": 0}}}
-        answer = (await client.get(f"/scrape/{ALICE}?{query}")).bdecoded()
+        answer = (await client.get(f"/{ALICE}/scrape?{query}")).bdecoded()
         assert answer[b"files"][BOOK] == {b"complete": 0, b"downloaded": 0, b"incomplete": 1}
-        refused = await client.get(f"/scrape/{'e' * 32}?{query}")
+        assert (await client.get(f"/scrape/{ALICE}?{query}")).bdecoded() == answer  # the old form
+        refused = await client.get(f"/{'e' * 32}/scrape?{query}")
         assert "unknown passkey" in (refused.failure() or "")
         await client.close()
 
@@ -239,6 +252,8 @@ class TestHttp:
         [
             (b"GET /nowhere HTTP/1.1\r\n\r\n", 404),
             (b"POST /announce/" + b"a" * 32 + b" HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
+            (b"POST /" + b"a" * 32 + b"/scrape HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
+            (b"GET /" + b"a" * 32 + b"/announcement HTTP/1.1\r\n\r\n", 404),
             (b"GET /receipts HTTP/1.1\r\n\r\n", 405),
             (b"BREW /pot HTTP/1.1\r\n\r\n", 405),
             (b"GET / HTTP/3\r\n\r\n", 400),

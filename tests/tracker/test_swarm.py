@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import LONG
-from tracker.announce import COMPLETED, NONE, PAUSED, STARTED, STOPPED
-from tracker.swarm import IPV4_WIDTH, IPV6_WIDTH, SwarmFull, SwarmRegistry
+from tracker.server.announce import COMPLETED, NONE, PAUSED, STARTED, STOPPED
+from tracker.server.swarm import IPV4_WIDTH, IPV6_WIDTH, SwarmFull, SwarmRegistry
 
 EXPIRY = 100
 HASHES = (b"\x01" * 20, b"\x02" * 20)

@@ -55,7 +55,7 @@ def test_a_buyer_pays_in_eth_signs_in_and_downloads_a_personal_torrent(
         page.get_by_role("link", name="Download .torrent").click()
     metainfo = parse_metainfo(download.value.path().read_bytes())
     passkey = passkey_for(shop.services.db, buyer)
-    assert metainfo.announce == f"{shop.tracker_url}/announce/{passkey}"
+    assert metainfo.announce == f"{shop.tracker_url}/{passkey}/announce"
     assert metainfo.info_hash == shop.infohash and metainfo.total_length == SIZE
 
     magnet = page.get_by_role("link", name="Magnet link").get_attribute("href")

@@ -12,6 +12,7 @@ from backend.catalog import purchases_of
 from backend.models import Listing
 from backend.passkeys import passkey_for
 from backend.settlement import checksum
+from tracker.server.announce import announce_url
 
 router = APIRouter(prefix="/me", tags=["library"])
 
@@ -23,7 +24,7 @@ def me(wallet: WalletDep, services: ServicesDep) -> MeOut:
     return MeOut(
         address=checksum(wallet),
         passkey=passkey,
-        announce_url=f"{services.settings.tracker_url}/announce/{passkey}",
+        announce_url=announce_url(services.settings.tracker_url, passkey),
     )
 
 

@@ -49,6 +49,17 @@ class AnnounceRequest(NamedTuple):
     numwant: int
 
 
+def announce_url(base: str, passkey: str) -> str:
+    """A personal announce URL, `<base>/<passkey>/announce`: the private trackers' form, whose
+    last path segment starts with "announce" so that clients can derive the scrape URL."""
+    return f"{base.rstrip('/')}/{passkey}/announce"
+
+
+def scrape_url(base: str, passkey: str) -> str:
+    """The scrape URL that belongs to `announce_url(base, passkey)` (BEP 48)."""
+    return f"{base.rstrip('/')}/{passkey}/scrape"
+
+
 def parse_passkey(segment: bytes) -> str:
     """The passkey path segment: 32 lowercase hex characters."""
     if len(segment) != PASSKEY_LENGTH or segment.translate(None, _HEX):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from array import array
 from random import random
 
-from tracker.announce import COMPLETED, STOPPED
+from tracker.server.announce import COMPLETED, STOPPED
 
 IPV4_WIDTH = 6  # 4-byte address + 2-byte port
 IPV6_WIDTH = 18  # 16-byte address + 2-byte port

@@ -68,7 +68,7 @@ class _TtlCache:
 
 
 class AccessCache:
-    """Cached `SwarmPolicy` answers, plus a per-process tag for each wallet (see tracker.swarm)."""
+    """Cached `SwarmPolicy` answers, plus a per-process tag for each wallet (see tracker.server.swarm)."""
 
     def __init__(self, policy: SwarmPolicy, ttl: int, max_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
         self.policy = policy

@@ -1,12 +1,15 @@
 """The private HTTP tracker: a lean asyncio server for announce, scrape and receipts.
 
-    GET  /announce/<passkey>?info_hash=...   BEP 3 with compact peers (BEP 23, BEP 7 `peers6`)
-    GET  /scrape/<passkey>?info_hash=...     BEP 48, only for swarms the passkey's wallet may join
-    POST /receipts                           batches of signed receipts (tracker.receipt_intake)
+    GET  /<passkey>/announce?info_hash=...   BEP 3 with compact peers (BEP 23, BEP 7 `peers6`)
+    GET  /<passkey>/scrape?info_hash=...     BEP 48, only for swarms the passkey's wallet may join
+    POST /receipts                           batches of signed receipts (tracker.server.receipt_intake)
 
-`start_tracker` runs it on the current event loop, beside uvicorn if need be. Requests are framed
-and answered by `tracker.connection`; the swarms live in `tracker.swarm`; the policy is asked
-through the TTL cache of `tracker.access`.
+`/announce/<passkey>` and `/scrape/<passkey>`, the form of the first torrents handed out, are
+answered too.
+
+`start_tracker` runs it on the current event loop, beside uvicorn if need be. Requests are
+framed and answered by `tracker.server.http_connection`; the swarms live in `tracker.server.swarm`;
+the policy is asked through the TTL cache of `tracker.server.access`.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ import math
 import time
 from dataclasses import dataclass
 
-from tracker import responses
-from tracker.access import DEFAULT_POLICY_TTL, AccessCache
-from tracker.announce import AnnounceRequest, RequestError
-from tracker.connection import Connection
 from tracker.policy import ReceiptSink, SwarmPolicy
 from tracker.receipts import ReceiptVerifier
-from tracker.swarm import DEFAULT_MAX_PEERS, SwarmFull, SwarmRegistry
+from tracker.server import responses
+from tracker.server.access import DEFAULT_POLICY_TTL, AccessCache
+from tracker.server.announce import AnnounceRequest, RequestError
+from tracker.server.http_connection import Connection
+from tracker.server.swarm import DEFAULT_MAX_PEERS, SwarmFull, SwarmRegistry
 
 DEFAULT_INTERVAL = 1800  # seconds between a client's announces
 DEFAULT_MIN_INTERVAL = 300
@@ -141,7 +144,7 @@ class TrackerServer:
 
     def answer_announce(self, request: AnnounceRequest, tag: bytes, ip: bytes) -> bytes:
         """Record an announce that passed the policy; the bencoded answer."""
-        # The peer's key: its peer_id, its account's tag and its address family (tracker.swarm).
+        # The peer's key: its peer_id, its account's tag and its address family (tracker.server.swarm).
         key = request.peer_id + tag + (b"4" if len(ip) == 4 else b"6")
         try:
             complete, incomplete, peers, peers6 = self.registry.announce(

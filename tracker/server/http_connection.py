@@ -14,10 +14,10 @@ import socket
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
-from tracker import responses
-from tracker.access import MISS
-from tracker.announce import AnnounceRequest, RequestError, parse_announce, parse_passkey, parse_scrape
-from tracker.http import (
+from tracker.server import responses
+from tracker.server.access import MISS
+from tracker.server.announce import AnnounceRequest, RequestError, parse_announce, parse_passkey, parse_scrape
+from tracker.server.http import (
     CONTINUE,
     MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
@@ -27,7 +27,7 @@ from tracker.http import (
     parse_head,
     response,
 )
-from tracker.receipt_intake import (
+from tracker.server.receipt_intake import (
     BatchError,
     SinkFailure,
     decode_batch,
@@ -37,7 +37,7 @@ from tracker.receipt_intake import (
 )
 
 if TYPE_CHECKING:
-    from tracker.server import TrackerServer
+    from tracker.server.service import TrackerServer
 
 MAX_BUFFERED_BYTES = MAX_HEAD_BYTES + MAX_BODY_BYTES  # pipelined input held while a request waits
 NEVER = 1 << 62  # a deadline that does not come
@@ -53,6 +53,24 @@ def ip_bytes(host: str) -> bytes:
     if packed[:12] == b"\0" * 10 + b"\xff\xff":
         return packed[12:]
     return packed
+
+
+def route(path: bytes) -> tuple[bytes, bytes]:
+    """(b"announce" or b"scrape", passkey segment) of a request path; HttpError 404 otherwise.
+
+    `/<passkey>/announce` is the form handed out: its last segment starts with "announce", which
+    is what Transmission and webtorrent look for before they derive a scrape URL (BEP 48's
+    convention). `/announce/<passkey>` is still answered for the torrents handed out before.
+    """
+    if path.endswith(b"/announce"):
+        return b"announce", path[1:-9]
+    if path.endswith(b"/scrape"):
+        return b"scrape", path[1:-7]
+    if path.startswith(b"/announce/"):
+        return b"announce", path[10:]
+    if path.startswith(b"/scrape/"):
+        return b"scrape", path[8:]
+    raise HttpError(404, "no such path; announce at /<passkey>/announce")
 
 
 class Connection(asyncio.Protocol):
@@ -213,21 +231,19 @@ class Connection(asyncio.Protocol):
         keep_alive = head.keep_alive
         path, _, query = head.target.partition(b"?")
         try:
-            if path.startswith(b"/announce/"):
-                if head.method != b"GET":
-                    raise HttpError(405, "announce with GET")
-                self._announce(path[10:], query, keep_alive)
-            elif path.startswith(b"/scrape/"):
-                if head.method != b"GET":
-                    raise HttpError(405, "scrape with GET")
-                passkey = parse_passkey(path[8:])
-                self._spawn(self._scrape(passkey, parse_scrape(query), keep_alive))
-            elif path == b"/receipts":
+            if path == b"/receipts":
                 if head.method != b"POST":
                     raise HttpError(405, "send receipts with POST")
                 self._spawn(self._receipts(body, head.content_type, keep_alive))
+                return
+            kind, segment = route(path)
+            if head.method != b"GET":
+                raise HttpError(405, f"{kind.decode()} with GET")
+            if kind == b"announce":
+                self._announce(segment, query, keep_alive)
             else:
-                raise HttpError(404, "no such path; announce at /announce/<passkey>")
+                passkey = parse_passkey(segment)
+                self._spawn(self._scrape(passkey, parse_scrape(query), keep_alive))
         except RequestError as error:
             self._refuse(str(error), keep_alive)
         except HttpError as error:
