@@ -23,6 +23,7 @@ from tests.interop.netns import Host, Lab, can_run
 from tests.interop.node import TRACKER_PORT
 from tests.peer.conftest import REPO_ROOT, Content, Wallet, make_content, new_wallet
 from tracker.metainfo import with_announce
+from tracker.server.announce import announce_url
 
 PRODUCT_BYTES = 2 * 1024 * 1024 + 12_345  # small, and not a whole number of pieces
 PIECE_LENGTH = 65536
@@ -64,7 +65,7 @@ class Store:
 
     def announce_url(self, passkey: str) -> str:
         """A personal announce URL on the store host's tracker."""
-        return f"http://{self.host.address}:{TRACKER_PORT}/announce/{passkey}"
+        return announce_url(f"http://{self.host.address}:{TRACKER_PORT}", passkey)
 
     def start(self, host: Host, argv: Sequence[str], name: str, **kwargs) -> subprocess.Popen[bytes]:
         """A process in `host`, stopped when the test ends; its output in `<name>.log`."""
