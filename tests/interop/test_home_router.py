@@ -146,7 +146,7 @@ def test_a_router_refusing_the_mapping_leaves_the_seeder_told_what_to_do(store: 
 @pytest.mark.parametrize("allow", [True, False], ids=["mapped", "refused"])
 def test_the_tracker_tells_a_seeder_at_home_whether_peers_can_reach_it(store: Store, allow: bool):
     store.buyer("home")
-    store.open_store(seeds=False, check_connectable=True)
+    store.open_store(seeds=False, connect_check=True)  # the store turns the check on
     seed_at_home(store, allow=allow, natpmp=allow)
     wait_for(
         lambda: status(store, "home").get("connectable") is not None,
