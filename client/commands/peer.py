@@ -189,10 +189,7 @@ def seed(
     )
 
     async def run() -> None:
-        session = Session(port=port, journal=ReceiptJournal(journal_file), map_port=map_port)
-        with console.status("asking the router to forward the port..." if map_port else "listening..."):
-            await session.start()
-        try:
+        async with Session(port=port, journal=ReceiptJournal(journal_file), map_port=map_port) as session:
             with console.status("checking the content on disk..."):
                 torrent = await session.add_torrent(meta, folder, config, writable=False)
             announcers = await _join(session, torrent, meta, peers)
@@ -208,8 +205,6 @@ def seed(
                     await asyncio.sleep(REFRESH_SECONDS)
             if torrent.error is not None:
                 raise torrent.error
-        finally:
-            await session.close()
 
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(run())

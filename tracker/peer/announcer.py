@@ -159,6 +159,7 @@ class Announcer:
         """Announce `started`, then every interval (and `completed` when done); `stopped` on cancel."""
         event: str | None = "started"
         retry = RETRY_START
+        await self.session.map_listen_port()
         try:
             while True:
                 try:

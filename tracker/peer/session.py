@@ -53,8 +53,8 @@ class Session:
         port: int = 0,
         journal: ReceiptJournal | None = None,
         peer_id: bytes | None = None,
-        upload_limit: TokenBucket | None = None,
         map_port: bool = False,
+        upload_limit: TokenBucket | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -73,6 +73,7 @@ class Session:
         self.submitters: list[Submitter] = []
         self.map_port = map_port  # ask the router (NAT-PMP, UPnP) to forward the listen port
         self.port_mapper: PortMapper | None = None
+        self._mapping: asyncio.Future[Any] | None = None
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -94,19 +95,14 @@ class Session:
         )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else 0
-        if self.map_port and self.port:
-            self.port_mapper = PortMapper(self.port)
-            await self.port_mapper.start()  # before announcing: the tracker learns the mapped port
         self.spawn(self._housekeeping())
 
-    @property
-    def announced_port(self) -> int:
-        """The port peers should connect to: the router's mapped port, else the one we listen on."""
-        mapped = self.port_mapper.external_port if self.port_mapper is not None else None
-        return mapped or self.port
-
     async def close(self) -> None:
-        """Stop everything: connections, tasks, files, threads."""
+        """Stop everything: connections, tasks, files, threads (and the router's port mapping)."""
+        if self.port_mapper is not None:
+            if self._mapping is not None and not self._mapping.done():
+                self._mapping.cancel()
+            await self.port_mapper.close()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
@@ -120,8 +116,6 @@ class Session:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-        if self.port_mapper is not None:
-            await self.port_mapper.close()
         loop = asyncio.get_running_loop()
         for torrent in self.torrents.values():
             await loop.run_in_executor(self.disk, torrent.storage.close)
@@ -183,6 +177,23 @@ class Session:
         """Hook for a torrent that just finished downloading (the announcer reports it)."""
         for hook in list(self.completion_hooks):
             hook(torrent)
+
+    async def map_listen_port(self) -> None:
+        """With `map_port`, have the router forward the listen port before the first announce (once
+        for all torrents; tracker.peer.portmap keeps it renewed), so the tracker learns the port
+        peers outside can reach."""
+        if not self.map_port or not self.port:
+            return
+        if self._mapping is None:
+            self.port_mapper = PortMapper(self.port)
+            self._mapping = asyncio.ensure_future(self.port_mapper.start())
+        await asyncio.shield(self._mapping)
+
+    @property
+    def announced_port(self) -> int:
+        """The port peers should connect to: the router's mapped port, else the one we listen on."""
+        mapped = self.port_mapper.external_port if self.port_mapper is not None else None
+        return mapped or self.port
 
     def announce(self, torrent: Torrent, url: str) -> Announcer:
         """Keep `torrent` announced to the tracker at `url` and connect to the peers it names."""
