@@ -28,6 +28,7 @@ from tracker.peer.announcer import Announcer
 from tracker.peer.connection import PeerConnection
 from tracker.peer.errors import PeerError, StorageError
 from tracker.peer.journal import AsyncJournal, ReceiptJournal
+from tracker.peer.portmap import PortMapper
 from tracker.peer.ratelimit import TokenBucket
 from tracker.peer.storage import CheckProgress, Storage
 from tracker.peer.submitter import Answer, Submitter
@@ -62,6 +63,7 @@ class Session:
         port: int = 0,
         journal: ReceiptJournal | None = None,
         peer_id: bytes | None = None,
+        map_port: bool = False,
         upload_limit: TokenBucket | None = None,
         utp: bool = True,
     ) -> None:
@@ -83,6 +85,9 @@ class Session:
         self.port = 0
         self.completion_hooks: list[Callable[[Torrent], None]] = []
         self.submitters: list[Submitter] = []
+        self.map_port = map_port  # ask the router (NAT-PMP, UPnP) to forward the listen port
+        self.port_mapper: PortMapper | None = None
+        self._mapping: asyncio.Future[Any] | None = None
 
     async def __aenter__(self) -> Session:
         await self.start()
@@ -121,7 +126,11 @@ class Session:
         return PeerConnection(self, None, ("?", 0), outgoing=False)
 
     async def close(self) -> None:
-        """Stop everything: connections, tasks, files, threads."""
+        """Stop everything: connections, tasks, files, threads (and the router's port mapping)."""
+        if self.port_mapper is not None:
+            if self._mapping is not None and not self._mapping.done():
+                self._mapping.cancel()
+            await self.port_mapper.close()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
@@ -200,6 +209,23 @@ class Session:
         """Hook for a torrent that just finished downloading (the announcer reports it)."""
         for hook in list(self.completion_hooks):
             hook(torrent)
+
+    async def map_listen_port(self) -> None:
+        """With `map_port`, have the router forward the listen port before the first announce (once
+        for all torrents; tracker.peer.portmap keeps it renewed), so the tracker learns the port
+        peers outside can reach."""
+        if not self.map_port or not self.port:
+            return
+        if self._mapping is None:
+            self.port_mapper = PortMapper(self.port)
+            self._mapping = asyncio.ensure_future(self.port_mapper.start())
+        await asyncio.shield(self._mapping)
+
+    @property
+    def announced_port(self) -> int:
+        """The port peers should connect to: the router's mapped port, else the one we listen on."""
+        mapped = self.port_mapper.external_port if self.port_mapper is not None else None
+        return mapped or self.port
 
     def announce(self, torrent: Torrent, url: str) -> Announcer:
         """Keep `torrent` announced to the tracker at `url` and connect to the peers it names."""
