@@ -40,6 +40,14 @@ OutOption = Annotated[
     Path | None, typer.Option("--out", help="Folder for the content (default: $SEEDMARKET_HOME/library).")
 ]
 PortOption = Annotated[int, typer.Option("--port", help="TCP port to listen on for peers (0: any).")]
+MapPortOption = Annotated[
+    bool,
+    typer.Option(
+        "--map-port/--no-map-port",
+        envvar="SEEDMARKET_MAP_PORT",
+        help="Ask the router (NAT-PMP, UPnP) to forward the listen port, so peers at home can reach you.",
+    ),
+]
 PeerOption = Annotated[
     list[str] | None, typer.Option("--peer", help="Also connect to this HOST:PORT (repeatable).")
 ]

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parent.parent
 LONG = os.environ.get("SEEDMARKET_LONG") == "1"
+# `seedmarket seed` asks the router to forward its port by default; in the tests it must not ask
+# the machine's own gateway (the tests' traffic stays on loopback and in their own namespaces).
+# Subprocesses inherit this; the home-router tests (tests/interop) turn mapping on inside a lab.
+os.environ["SEEDMARKET_MAP_PORT"] = "0"
 
 
 @pytest.fixture(scope="session")

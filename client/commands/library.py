@@ -29,6 +29,7 @@ from client.options import (
     ChainOption,
     ContractOption,
     KeyOption,
+    MapPortOption,
     OutOption,
     PasswordFile,
     PeerOption,
@@ -112,6 +113,7 @@ def seed(
     port: PortOption = 0,
     peer: PeerOption = None,
     password_file: PasswordFile = None,
+    map_port: MapPortOption = True,
 ) -> None:
     """Seed and earn: everything the wallet owns (downloading what is missing), or one .torrent."""
     if not key:
@@ -133,6 +135,7 @@ def seed(
             port=port,
             peer=peer or [],
             password_file=password_file,
+            map_port=map_port,
         )
         return
     account = wallet.unlock(key, password(password_file))
@@ -153,7 +156,14 @@ def seed(
                     live.update(_table(report, account.address, symbols), refresh=True)
 
                 await library.seed_library(
-                    conn, account, folder, port=port, journal_path=journal_path, stop=stop, show=show
+                    conn,
+                    account,
+                    folder,
+                    port=port,
+                    journal_path=journal_path,
+                    stop=stop,
+                    show=show,
+                    map_port=map_port,
                 )
 
         with contextlib.suppress(KeyboardInterrupt):
@@ -197,4 +207,5 @@ def _table(report: library.SeedingReport, address: str, names: _TokenNames) -> T
         )
     if earned:
         table.caption = "; ".join(earned)
+    table.caption = f"{table.caption}\n{report.reachability}" if table.caption else report.reachability
     return table

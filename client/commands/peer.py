@@ -12,12 +12,13 @@ from pathlib import Path
 import uvloop
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from client import wallet
+from client import reachability, wallet
 from client.commands.wallet import password
 from client.errors import ClientError
 from client.library import journal_path, ledger_path
 from client.output import console
 from tracker.metainfo import Metainfo, parse_metainfo
+from tracker.peer.announcer import Announcer
 from tracker.peer.choker import PlainPeers
 from tracker.peer.credit import ReceiptSigner
 from tracker.peer.journal import ReceiptJournal
@@ -57,11 +58,13 @@ def peer_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def _join(session: Session, torrent: Torrent, meta: Metainfo, peers: list[tuple[str, int]]) -> None:
-    if meta.announce:
-        session.announce(torrent, meta.announce)
+async def _join(
+    session: Session, torrent: Torrent, meta: Metainfo, peers: list[tuple[str, int]]
+) -> list[Announcer]:
+    announcers = [session.announce(torrent, meta.announce)] if meta.announce else []
     for host, port in peers:
         session.spawn(session.connect(torrent, host, port))
+    return announcers
 
 
 def run_download(
@@ -141,6 +144,7 @@ def seed_torrent(
     port: int,
     peer: list[str],
     password_file: Path | None,
+    map_port: bool,
 ) -> None:
     """Seed one .torrent's content at `path`, collecting receipts and handing them to the tracker
     (or, `serve_everyone`, serving peers without receipts alike: the store's seed)."""
@@ -162,17 +166,18 @@ def seed_torrent(
     )
 
     async def run() -> None:
-        async with Session(port=port, journal=ReceiptJournal(journal_file)) as session:
+        async with Session(port=port, journal=ReceiptJournal(journal_file), map_port=map_port) as session:
             with console.status("checking the content on disk..."):
                 torrent = await session.add_torrent(meta, folder, config, writable=False)
-            await _join(session, torrent, meta, peers)
+            announcers = await _join(session, torrent, meta, peers)
             submitter = session.submit_receipts(receipts_url(receipts_to))
             console.print(f"seeding {meta.name} on port {session.port}; receipts go to {submitter.url}")
             with console.status("") as status:
                 while torrent.error is None:
                     status.update(
                         f"{len(torrent.connections)} peers, {torrent.uploaded / 2**20:.1f} MiB sent, "
-                        f"{submitter.submitted} receipts handed in"
+                        f"{submitter.submitted} receipts handed in; "
+                        + reachability.describe(session.port, session.port_mapper, announcers)
                     )
                     await asyncio.sleep(REFRESH_SECONDS)
             if torrent.error is not None:
