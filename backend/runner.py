@@ -88,6 +88,7 @@ async def serve(
                 services.policy(),
                 services.sink(),
                 services.verifier(),
+                trusted_proxies=settings.trusted_proxies,
             )
             stats = InProcessStats(server)
             log.info("tracker listening on %s:%d", settings.tracker_host, server.port)
@@ -168,7 +169,12 @@ async def run_tracker(settings: Settings) -> None:
     """The tracker alone, with the database policy and sink, until SIGINT/SIGTERM."""
     services = Services.open(settings)
     server = await start_tracker(
-        settings.tracker_host, settings.tracker_port, services.policy(), services.sink(), services.verifier()
+        settings.tracker_host,
+        settings.tracker_port,
+        services.policy(),
+        services.sink(),
+        services.verifier(),
+        trusted_proxies=settings.trusted_proxies,
     )
     log.info("tracker listening on %s:%d", settings.tracker_host, server.port)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,6 +26,7 @@ from tracker.server.http import (
     parse_head,
     response,
 )
+from tracker.server.proxies import packed_ip
 from tracker.server.receipt_intake import (
     BatchError,
     SinkFailure,
@@ -43,16 +43,6 @@ MAX_BUFFERED_BYTES = MAX_HEAD_BYTES + MAX_BODY_BYTES  # pipelined input held whi
 NEVER = 1 << 62  # a deadline that does not come
 
 log = logging.getLogger(__name__)
-
-
-def ip_bytes(host: str) -> bytes:
-    """The packed address of a peername host; IPv4-mapped IPv6 addresses become IPv4."""
-    if ":" not in host:
-        return socket.inet_pton(socket.AF_INET, host)
-    packed = socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
-    if packed[:12] == b"\0" * 10 + b"\xff\xff":
-        return packed[12:]
-    return packed
 
 
 def route(path: bytes) -> tuple[bytes, bytes]:
@@ -80,7 +70,8 @@ class Connection(asyncio.Protocol):
         self.tracker = tracker
         self.config = tracker.config
         self.transport: asyncio.Transport | None = None
-        self.ip = b""
+        self.ip = b""  # the connection's address
+        self.proxied = False  # from a trusted proxy: its requests say whose they are
         self.peer = "?"
         self.buffer = b""
         self.head: RequestHead | None = None  # parsed head whose body is still arriving
@@ -98,7 +89,7 @@ class Connection(asyncio.Protocol):
         tracker = self.tracker
         peername = transport.get_extra_info("peername")
         try:
-            self.ip = ip_bytes(peername[0])
+            self.ip = packed_ip(peername[0])
         except (TypeError, IndexError, OSError, ValueError):
             transport.abort()  # not an IP connection: nothing to announce from
             return
@@ -110,6 +101,7 @@ class Connection(asyncio.Protocol):
             return
         self.transport = transport
         self.peer = str(peername[0])
+        self.proxied = tracker.proxies.trusts(self.ip)
         self.deadline = tracker.now + self.config.keepalive_timeout
         tracker.connections.add(self)
 
@@ -240,7 +232,10 @@ class Connection(asyncio.Protocol):
             if head.method != b"GET":
                 raise HttpError(405, f"{kind.decode()} with GET")
             if kind == b"announce":
-                self._announce(segment, query, keep_alive)
+                ip = self.ip
+                if self.proxied:
+                    ip = self.tracker.proxies.client(ip, head.forwarded_for, head.real_ip)
+                self._announce(segment, query, keep_alive, ip)
             else:
                 passkey = parse_passkey(segment)
                 self._spawn(self._scrape(passkey, parse_scrape(query), keep_alive))
@@ -253,7 +248,7 @@ class Connection(asyncio.Protocol):
             log.exception("internal error on %r from %s", head.target[:200], self.peer)
             self._write(response(500, responses.failure("internal error"), False), False)
 
-    def _announce(self, segment: bytes, query: bytes, keep_alive: bool) -> None:
+    def _announce(self, segment: bytes, query: bytes, keep_alive: bool, ip: bytes) -> None:
         tracker = self.tracker
         passkey = parse_passkey(segment)
         request = parse_announce(query)
@@ -264,15 +259,17 @@ class Connection(asyncio.Protocol):
         if ident is not MISS:
             allowed = tracker.access.may_join_now(ident[0], request.info_hash, now)
             if allowed is True:
-                self._write(ok(tracker.answer_announce(request, ident[1], self.ip), keep_alive), keep_alive)
+                self._write(ok(tracker.answer_announce(request, ident[1], ip), keep_alive), keep_alive)
                 return
             if allowed is False:
                 raise RequestError("this account has not bought this torrent")
-        self._spawn(self._announce_later(passkey, request, keep_alive))
+        self._spawn(self._announce_later(passkey, request, keep_alive, ip))
 
     # ----- requests that wait -----
 
-    async def _announce_later(self, passkey: str, request: AnnounceRequest, keep_alive: bool) -> None:
+    async def _announce_later(
+        self, passkey: str, request: AnnounceRequest, keep_alive: bool, ip: bytes
+    ) -> None:
         tracker = self.tracker
         try:
             ident = await tracker.access.wallet(passkey, tracker.now)
@@ -280,7 +277,7 @@ class Connection(asyncio.Protocol):
                 raise RequestError("unknown passkey; download the torrent again from the store")
             if not await tracker.access.may_join(ident[0], request.info_hash, tracker.now):
                 raise RequestError("this account has not bought this torrent")
-            self._write(ok(tracker.answer_announce(request, ident[1], self.ip), keep_alive), keep_alive)
+            self._write(ok(tracker.answer_announce(request, ident[1], ip), keep_alive), keep_alive)
         except RequestError as error:
             self._refuse(str(error), keep_alive)
         except Exception:

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tracker.policy import ReceiptSink, SwarmPolicy
@@ -26,6 +27,7 @@ from tracker.server import responses
 from tracker.server.access import DEFAULT_POLICY_TTL, AccessCache
 from tracker.server.announce import AnnounceRequest, RequestError
 from tracker.server.http_connection import Connection
+from tracker.server.proxies import TrustedProxies
 from tracker.server.swarm import DEFAULT_MAX_PEERS, SwarmFull, SwarmRegistry
 
 DEFAULT_INTERVAL = 1800  # seconds between a client's announces
@@ -56,6 +58,7 @@ class TrackerConfig:
     head_timeout: int = HEAD_TIMEOUT
     body_timeout: int = BODY_TIMEOUT
     keepalive_timeout: int = KEEPALIVE_TIMEOUT
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/X-Real-IP are believed
 
     def __post_init__(self) -> None:
         for name in ("interval", "min_interval", "policy_ttl", "max_connections", "max_peers"):
@@ -63,6 +66,7 @@ class TrackerConfig:
                 raise ValueError(f"tracker {name} must be at least 1")
         if min(self.grace, self.head_timeout, self.body_timeout, self.keepalive_timeout) < 0:
             raise ValueError("tracker grace and timeouts cannot be negative")
+        TrustedProxies(self.trusted_proxies)  # raises ValueError naming a malformed entry
 
 
 class TrackerServer:
@@ -75,6 +79,7 @@ class TrackerServer:
         self.sink = sink
         self.verifier = verifier
         self.access = AccessCache(policy, config.policy_ttl)
+        self.proxies = TrustedProxies(config.trusted_proxies)
         self.registry = SwarmRegistry(config.interval + config.grace, config.max_peers)
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -178,8 +183,11 @@ async def start_tracker(
     head_timeout: int = HEAD_TIMEOUT,
     body_timeout: int = BODY_TIMEOUT,
     keepalive_timeout: int = KEEPALIVE_TIMEOUT,
+    trusted_proxies: Iterable[str] = (),
 ) -> TrackerServer:
-    """Start a tracker on the running event loop; `close()` then `await wait_closed()` stops it."""
+    """Start a tracker on the running event loop; `close()` then `await wait_closed()` stops it.
+    `trusted_proxies` are CIDRs of reverse proxies whose forwarding headers name the client
+    (tracker.server.proxies); by default none."""
     config = TrackerConfig(
         interval=interval,
         min_interval=min(min_interval, interval),
@@ -190,6 +198,7 @@ async def start_tracker(
         head_timeout=head_timeout,
         body_timeout=body_timeout,
         keepalive_timeout=keepalive_timeout,
+        trusted_proxies=tuple(trusted_proxies),
     )
     server = TrackerServer(policy, sink, verifier, config)
     await server.start(host, port)
