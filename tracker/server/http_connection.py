@@ -259,7 +259,13 @@ class Connection(asyncio.Protocol):
         if ident is not MISS:
             allowed = tracker.access.may_join_now(ident[0], request.info_hash, now)
             if allowed is True:
-                self._write(ok(tracker.answer_announce(request, ident[1], ip), keep_alive), keep_alive)
+                if tracker.reachability is None:
+                    self._write(ok(tracker.answer_announce(request, ident[1], ip), keep_alive), keep_alive)
+                elif tracker.needs_check(request, ip):
+                    self._spawn(self._announce_checked(request, ident[1], ip, keep_alive))
+                else:
+                    answer = tracker.answer_announce(request, ident[1], ip, tracker.verdict(request, ip))
+                    self._write(ok(answer, keep_alive), keep_alive)
                 return
             if allowed is False:
                 raise RequestError("this account has not bought this torrent")
@@ -277,12 +283,40 @@ class Connection(asyncio.Protocol):
                 raise RequestError("unknown passkey; download the torrent again from the store")
             if not await tracker.access.may_join(ident[0], request.info_hash, tracker.now):
                 raise RequestError("this account has not bought this torrent")
-            self._write(ok(tracker.answer_announce(request, ident[1], ip), keep_alive), keep_alive)
+            connectable = await self._connectable(request, ip)
+            self._write(
+                ok(tracker.answer_announce(request, ident[1], ip, connectable), keep_alive), keep_alive
+            )
         except RequestError as error:
             self._refuse(str(error), keep_alive)
         except Exception:
             log.exception("policy failed on an announce from %s", self.peer)
             self._refuse("tracker temporarily unavailable; try again later", keep_alive, 503)
+        finally:
+            self._done()
+
+    async def _connectable(self, request: AnnounceRequest, ip: bytes) -> bool | None:
+        """The seeder's connect-back verdict, checking first when it is due."""
+        tracker = self.tracker
+        if not tracker.needs_check(request, ip):
+            return tracker.verdict(request, ip)
+        verdict = await tracker.check(request, ip)
+        return tracker.verdict(request, ip) if verdict is None else verdict
+
+    async def _announce_checked(
+        self, request: AnnounceRequest, tag: bytes, ip: bytes, keep_alive: bool
+    ) -> None:
+        """A permitted seeder's announce, answered once the connect-back has its verdict."""
+        tracker = self.tracker
+        try:
+            connectable = await self._connectable(request, ip)
+            self._write(ok(tracker.answer_announce(request, tag, ip, connectable), keep_alive), keep_alive)
+        except RequestError as error:
+            self._refuse(str(error), keep_alive)
+        except Exception:
+            tracker.internal_errors += 1
+            log.exception("connect check failed on an announce from %s", self.peer)
+            self._write(response(500, responses.failure("internal error"), False), False)
         finally:
             self._done()
 
@@ -293,7 +327,7 @@ class Connection(asyncio.Protocol):
             if ident is None:
                 raise RequestError("unknown passkey; download the torrent again from the store")
             rows = [
-                (info_hash, *tracker.stats(info_hash))
+                (info_hash, *tracker.stats(info_hash), tracker.reachable_seeds(info_hash))
                 for info_hash in hashes
                 if await tracker.access.may_join(ident[0], info_hash, tracker.now)
             ]
