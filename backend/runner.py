@@ -89,6 +89,7 @@ async def serve(
                 services.sink(),
                 services.verifier(),
                 trusted_proxies=settings.trusted_proxies,
+                connect_check=settings.tracker_connect_check,
             )
             stats = InProcessStats(server)
             log.info("tracker listening on %s:%d", settings.tracker_host, server.port)
@@ -175,6 +176,7 @@ async def run_tracker(settings: Settings) -> None:
         services.sink(),
         services.verifier(),
         trusted_proxies=settings.trusted_proxies,
+        connect_check=settings.tracker_connect_check,
     )
     log.info("tracker listening on %s:%d", settings.tracker_host, server.port)
     try:

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     tracker_port: int = Field(6969, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8000"
     tracker_url: str = "http://127.0.0.1:6969"
+    tracker_connect_check: bool = Field(
+        True, description="connect back to seeders and tell them (and the store) whether they are reachable"
+    )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP the tracker believes",
