@@ -72,7 +72,7 @@ def wallet(number: int) -> bytes:
 def announce_path(prefix: str, passkeys: bool, swarms: int, peer: int, event: str | None) -> str:
     """What the Lua script sends for peer `peer` (swarm peer % swarms, a port unique in it)."""
     swarm, port = peer % swarms, 1 + peer // swarms
-    path = f"{prefix}/{passkey(peer)}" if passkeys else prefix
+    path = f"/{passkey(peer)}{prefix}" if passkeys else prefix  # the handed-out /<passkey>/announce
     left = 0 if peer % 4 == 0 else 1000
     query = (
         f"info_hash={quote_from_bytes(info_hash(swarm))}&peer_id=-BM0001-{peer:012d}&port={port}"
@@ -112,7 +112,7 @@ function request()
   local p = math.random(0, peers - 1)
   local s = p % swarms
   local path = prefix
-  if passkeys then path = path .. "/" .. string.format("%032x", p % 1000) end
+  if passkeys then path = "/" .. string.format("%032x", p % 1000) .. path end
   local left = 1000
   if p % 4 == 0 then left = 0 end
   path = path .. "?info_hash=" .. swarm_hash(s) .. "&peer_id=-BM0001-" .. string.format("%012d", p)
