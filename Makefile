@@ -26,14 +26,17 @@ $(STAMPS)/npm: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-# Debian packages the tests use: Chromium for the web store's browser tests.
-SYSTEM_PACKAGES := chromium
+# Debian packages the tests use: Chromium for the web store's browser tests; for the interop tests
+# (tests/interop) the BitTorrent clients nobody here wrote (aria2, Transmission), and for the home
+# router in a network namespace iproute2, nftables and miniupnpd (UPnP IGD, NAT-PMP and PCP).
+SYSTEM_PACKAGES := chromium aria2 transmission-cli iproute2 nftables miniupnpd
+SYSTEM_COMMANDS := chromium aria2c transmission-cli ip nft miniupnpd
 $(STAMPS)/system:
 	@mkdir -p $(STAMPS)
-	@if ! command -v chromium >/dev/null; then \
+	@if ! ( for c in $(SYSTEM_COMMANDS); do PATH=$$PATH:/usr/sbin:/sbin command -v $$c >/dev/null || exit 1; done ); then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) \
-		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) \
+		|| { $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }; \
 	fi
 	touch $@
 
@@ -62,6 +65,7 @@ install: $(STAMPS)/venv $(STAMPS)/npm
 
 .build/__local__.json: $(STAMPS)/venv $(STAMPS)/npm ape-config.yaml $(wildcard contracts/*.sol contracts/test/*.sol)
 	$(BIN)/ape compile
+	$(BIN)/python -m dev.abi
 	touch $@
 
 compile: .build/__local__.json
@@ -74,10 +78,10 @@ test-long: compile $(STAMPS)/system $(STAMPS)/tracker-system
 	SEEDMARKET_LONG=1 $(BIN)/pytest
 
 run: compile
-	$(BIN)/python -m backend.devstack run
+	$(BIN)/python -m dev.devstack run
 
 demo: compile
-	$(BIN)/python -m backend.demo
+	$(BIN)/python -m dev.demo
 
 lint: install
 	$(BIN)/ruff check .

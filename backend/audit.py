@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from backend.chain import Chain, DecodedLog
-from backend.epochs import PUBLICATION_FORMAT
 from backend.errors import AuditError
 from backend.merkle import MerkleError, MerkleTree
+from backend.publication import Publication, parse_publication
 from backend.settlement import PurchaseTerms, build_tree, settle, token_totals
 from tracker.receipts import Domain, ReceiptError, ReceiptVerifier, from_message, to_hex_address
 
@@ -111,24 +111,16 @@ def _timestamps(chain: Chain, numbers: set[int]) -> dict[int, int]:
     return times
 
 
-def audit_epoch(document: dict[str, Any], chain: Chain, deployment_block: int = 0) -> AuditReport:
+def audit_epoch(
+    document: Publication | dict[str, Any], chain: Chain, deployment_block: int = 0
+) -> AuditReport:
     """Recompute a published epoch against `chain`."""
-    if not isinstance(document, dict) or document.get("format") != PUBLICATION_FORMAT:
-        raise AuditError(f"not a {PUBLICATION_FORMAT} publication")
-    try:
-        number, root = int(document["epoch"]), str(document["root"]).lower()
-        block, cutoff, settle_after = (
-            int(document["block"]),
-            int(document["cutoff"]),
-            int(document["settleAfter"]),
-        )
-        store_account = str(document["storeAccount"]).lower()
-        frozen = {int(f["purchase"]): str(f["recipient"]).lower() for f in document["frozen"]}
-        published = list(document["receipts"])
-        dump = document["tree"]
-        chain_id, contract = int(document["chainId"]), str(document["contract"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AuditError(f"malformed publication: {exc}") from None
+    published = document if isinstance(document, Publication) else parse_publication(document)
+    number, root = published.epoch, published.root.lower()
+    block, cutoff, settle_after = published.block, published.cutoff, published.settleAfter
+    store_account = published.storeAccount.lower()
+    frozen = {f.purchase: f.recipient.lower() for f in published.frozen}
+    chain_id, contract = published.chainId, published.contract
     report = AuditReport(number, root)
     if chain_id != chain.chain_id or contract.lower() != chain.address.lower():
         raise AuditError(
@@ -161,18 +153,19 @@ def audit_epoch(document: dict[str, Any], chain: Chain, deployment_block: int = 
         report.problems.append(f"frozen purchase {pid} is not on the chain")
     report.purchases = len(terms)
 
-    credits = _check_receipts(report, published, terms, ReceiptVerifier(_domain(chain)))
+    receipts = [r.model_dump(exclude_none=True) for r in published.receipts]
+    credits = _check_receipts(report, receipts, terms, ReceiptVerifier(_domain(chain)))
     earnings = settle(terms, credits, store_account)
     tree = build_tree(earnings)
     report.recomputed_root = None if tree is None else "0x" + tree.root.hex()
     report.leaves = 0 if tree is None else len(tree.leaves)
     try:
-        if "0x" + MerkleTree.load(dump).root.hex() != root:
+        if "0x" + MerkleTree.load(published.tree.model_dump()).root.hex() != root:
             report.problems.append("the published tree's root is not the published root")
     except MerkleError as exc:
         report.problems.append(f"the published tree is not a valid tree: {exc}")
     totals = {t: str(v) for t, v in token_totals(earnings).items()}
-    published_totals = {str(t).lower(): str(v) for t, v in dict(document.get("totals", {})).items()}
+    published_totals = {t.lower(): v for t, v in published.totals.items()}
     if totals != published_totals:
         report.problems.append("the published per-token totals are not the recomputed ones")
     return report

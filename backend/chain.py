@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONTRACT_NAME = "Marketplace"
+# The Marketplace's ABI as the package ships it (dev/abi.py copies it from the build), for the
+# audit run from an installed wheel: anyone can verify the operator without a checkout.
+SHIPPED_ABI = Path(__file__).resolve().parent / "abi" / f"{CONTRACT_NAME}.json"
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
@@ -57,6 +60,15 @@ def load_contract_type(manifest: Path, name: str = CONTRACT_NAME) -> dict[str, A
 def load_abi(manifest: Path, name: str = CONTRACT_NAME) -> list[dict[str, Any]]:
     """The contract's ABI."""
     abi: list[dict[str, Any]] = load_contract_type(manifest, name)["abi"]
+    return abi
+
+
+def shipped_abi() -> list[dict[str, Any]]:
+    """The Marketplace's ABI that ships with the package."""
+    try:
+        abi: list[dict[str, Any]] = json.loads(SHIPPED_ABI.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"the package's ABI {SHIPPED_ABI} is missing or broken: {exc}") from None
     return abi
 
 
@@ -170,12 +182,13 @@ class Chain:
     """One chain and its Marketplace."""
 
     def __init__(
-        self, rpc_url: str, chain_id: int, address: str, manifest: Path, *, timeout: float = 10.0
+        self, rpc_url: str, chain_id: int, address: str, manifest: Path | None, *, timeout: float = 10.0
     ) -> None:
+        """`manifest` None: the ABI shipped with the package instead of a compiled manifest."""
         self.rpc_url = rpc_url
         self.chain_id = chain_id
         self.address = to_checksum_address(address)
-        self.abi = load_abi(manifest)
+        self.abi = shipped_abi() if manifest is None else load_abi(manifest)
         self.codec = AbiCodec(self.abi)
         # No web3 retries: the indexer and oracle back off on their own and must notice outages.
         self.provider = HTTPProvider(

@@ -32,11 +32,11 @@ from backend.models import (
     StoredReceipt,
     table,
 )
+from backend.publication import PUBLICATION_FORMAT, Publication
 from backend.settlement import PurchaseTerms, build_tree, checksum, settle, token_totals
 
 log = logging.getLogger(__name__)
 
-PUBLICATION_FORMAT = "seedmarket-epoch-v1"
 NODE = 32
 # Epoch statuses: closed (stored, not sent) -> sending (signed tx stored) -> posted; posted ->
 # canceled (guardian); failed (the contract refused it for good; a later epoch supersedes it).
@@ -319,24 +319,26 @@ def frozen_of(session: Session, epoch: Epoch) -> list[dict[str, Any]]:
     return [{"purchase": pid, "recipient": checksum(recipient)} for pid, recipient in rows]
 
 
-def publication(session: Session, epoch: Epoch, chain_id: int, contract: str) -> dict[str, Any]:
+def publication(session: Session, epoch: Epoch, chain_id: int, contract: str) -> Publication:
     """Everything needed to recompute an epoch's root from the chain: see `backend.audit`."""
     totals = json.loads(epoch.totals)
-    return {
-        "format": PUBLICATION_FORMAT,
-        "epoch": epoch.number,
-        "chainId": chain_id,
-        "contract": contract,
-        "root": epoch.root,
-        "cutoff": epoch.cutoff,
-        "block": epoch.block_number,
-        "settleAfter": epoch.settle_after,
-        "storeAccount": checksum(epoch.store_account),
-        "totals": {checksum(token): amount for token, amount in totals.items()},
-        "frozen": frozen_of(session, epoch),
-        "tree": dump_of(session, epoch),
-        "receipts": published_receipts(session, epoch),
-    }
+    return Publication.model_validate(
+        {
+            "format": PUBLICATION_FORMAT,
+            "epoch": epoch.number,
+            "chainId": chain_id,
+            "contract": contract,
+            "root": epoch.root,
+            "cutoff": epoch.cutoff,
+            "block": epoch.block_number,
+            "settleAfter": epoch.settle_after,
+            "storeAccount": checksum(epoch.store_account),
+            "totals": {checksum(token): amount for token, amount in totals.items()},
+            "frozen": frozen_of(session, epoch),
+            "tree": dump_of(session, epoch),
+            "receipts": published_receipts(session, epoch),
+        }
+    )
 
 
 def tree_of(session: Session, epoch: Epoch) -> MerkleTree:

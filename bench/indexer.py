@@ -26,9 +26,9 @@ from sqlalchemy.engine import make_url
 
 from backend.chain import ZERO_ADDRESS, Chain, load_abi
 from backend.db import Database
-from backend.devnet import Anvil, deploy_marketplace
 from backend.indexer import Indexer
 from backend.models import ChainEvent, Purchase
+from dev.devnet import Anvil, deploy_marketplace
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / ".build" / "__local__.json"

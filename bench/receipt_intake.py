@@ -35,11 +35,11 @@ from sqlalchemy.engine import make_url
 
 from backend.chain import Chain
 from backend.db import Database
-from backend.devnet import Anvil, deploy_marketplace, free_port
 from backend.indexer import Indexer
 from backend.receipt_sink import DatabaseReceiptSink
 from backend.settings import public_test_account
 from backend.tracker_policy import DatabaseSwarmPolicy
+from dev.devnet import Anvil, deploy_marketplace, free_port
 from tracker.policy import MemoryPolicy, ReceiptOutcome
 from tracker.receipts import (
     Domain,

@@ -17,10 +17,11 @@ from pathlib import Path
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
-from client import wallet
+from client import reachability, wallet
 from client.connect import Connection
 from client.errors import ClientError
 from tracker.metainfo import Metainfo, parse_metainfo
+from tracker.peer.announcer import Announcer
 from tracker.peer.credit import ReceiptSigner
 from tracker.peer.journal import ReceiptJournal
 from tracker.peer.session import Session
@@ -117,6 +118,7 @@ class SeedingReport:
 
     torrents: dict[int, Torrent]
     rewards: dict[str, dict[str, str]]
+    reachability: str = ""  # whether peers outside can connect (client.reachability)
 
 
 async def seed_library(
@@ -129,6 +131,7 @@ async def seed_library(
     stop: asyncio.Event,
     show: Callable[[SeedingReport], None],
     refresh: float = 2.0,
+    map_port: bool = False,
 ) -> None:
     """Seed every product the wallet owns (downloading what is missing), handing receipts to the
     tracker, until `stop` is set; new purchases join within `RESCAN_SECONDS`."""
@@ -136,7 +139,8 @@ async def seed_library(
     loop = asyncio.get_running_loop()
     torrents: dict[int, Torrent] = {}
     rewards: dict[str, dict[str, str]] = {}
-    async with Session(port=port, journal=ReceiptJournal(journal_path)) as session:
+    announcers: list[Announcer] = []
+    async with Session(port=port, journal=ReceiptJournal(journal_path), map_port=map_port) as session:
         submitted_to: str | None = None
         next_scan = 0.0
         while not stop.is_set():
@@ -147,13 +151,14 @@ async def seed_library(
                         item.meta, folder, seeding_config(domain, item, account)
                     )
                     if item.meta.announce:
-                        session.announce(torrent, item.meta.announce)
+                        announcers.append(session.announce(torrent, item.meta.announce))
                         if submitted_to is None:
                             submitted_to = receipts_url(item.meta.announce)
                             session.submit_receipts(submitted_to)
                     torrents[item.product_id] = torrent
                 rewards = await loop.run_in_executor(None, _rewards, conn, account.address)
-            show(SeedingReport(torrents, rewards))
+            reach = reachability.describe(session.port, session.port_mapper, announcers)
+            show(SeedingReport(torrents, rewards, reach))
             try:
                 await asyncio.wait_for(stop.wait(), refresh)
             except TimeoutError:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+
+# What click.option returns: a decorator that adds the option to a command.
+OptionDecorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 DEFAULT_DEPLOYMENTS = Path(os.environ.get("SEEDMARKET_DATA_DIR", ".data")) / "deployments.json"
 
 
-def deployments_option() -> click.Option:
+def deployments_option() -> OptionDecorator:
     """`--deployments PATH`: the deployments file to write or read."""
     return click.option(
         "--deployments",
@@ -35,7 +40,7 @@ def parse_percent_or_bps(value: str) -> int:
     return bps
 
 
-def store_option() -> click.Option:
+def store_option() -> OptionDecorator:
     """`--store URL`: the store's API."""
     return click.option(
         "--store",

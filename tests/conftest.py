@@ -11,10 +11,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from backend.devnet import Anvil
+    from dev.devnet import Anvil
 
 REPO = Path(__file__).resolve().parent.parent
 LONG = os.environ.get("SEEDMARKET_LONG") == "1"
+# `seedmarket seed` asks the router to forward its port by default; in the tests it must not ask
+# the machine's own gateway (the tests' traffic stays on loopback and in their own namespaces).
+# Subprocesses inherit this; the home-router tests (tests/interop) turn mapping on inside a lab.
+os.environ["SEEDMARKET_MAP_PORT"] = "0"
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +48,7 @@ def manifest() -> Path:
 @pytest.fixture(scope="session")
 def anvil() -> Iterator[Anvil]:
     """One anvil for the session; tests deploy their own Marketplace on it."""
-    from backend.devnet import Anvil  # noqa: PLC0415 - the tracker's tests need not load the store
+    from dev.devnet import Anvil  # noqa: PLC0415 - the tracker's tests need not load the store
 
     with Anvil() as node:
         yield node

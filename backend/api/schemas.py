@@ -7,7 +7,7 @@ like) are decimal strings, since they outgrow JavaScript's numbers; byte counts 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from eth_utils import is_checksum_address
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -219,52 +219,7 @@ class EpochPage(Model):
     items: list[EpochOut]
 
 
-class TreeOut(BaseModel):
-    """The `@openzeppelin/merkle-tree` dump (`StandardMerkleTree.load` reads it)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    format: str
-    leafEncoding: list[str]
-    tree: list[str]
-    values: list[dict[str, Any]]
-
-
-class PublishedReceiptOut(BaseModel):
-    """A receipt behind an epoch, as signed, with what was credited for it."""
-
-    purchase: int
-    seeder: str
-    bytes: int
-    sig: str
-    credited: int
-    acceptedAt: int
-    key: dict[str, Any] | None = None
-
-
-class FrozenOut(BaseModel):
-    """A purchase past its settlement window, and who got the part of its pool nobody earned."""
-
-    purchase: int
-    recipient: str
-
-
-class PublicationOut(BaseModel):
-    """Everything `seedmarket verify-epoch` needs to recompute an epoch's root from the chain."""
-
-    format: str
-    epoch: int
-    chainId: int
-    contract: str
-    root: str
-    cutoff: int
-    block: int
-    settleAfter: int
-    storeAccount: str
-    totals: dict[str, str]
-    frozen: list[FrozenOut]
-    tree: TreeOut
-    receipts: list[PublishedReceiptOut]
+# The publication (`GET /epochs/{n}/data`) and the tree dump are backend.publication's models.
 
 
 # ----- sellers -----

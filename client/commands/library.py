@@ -116,6 +116,7 @@ def seed(
     port: by_torrent.PortOption = 0,
     peer: by_torrent.PeerOption = None,
     password_file: PasswordFile = None,
+    map_port: by_torrent.MapPortOption = True,
 ) -> None:
     """Seed and earn: everything the wallet owns (downloading what is missing), or one .torrent."""
     if not key:
@@ -137,6 +138,7 @@ def seed(
             port,
             peer,
             password_file,
+            map_port,
         )
         return
     account = wallet.unlock(key, password(password_file))
@@ -157,7 +159,14 @@ def seed(
                     live.update(_table(report, account.address, symbols), refresh=True)
 
                 await library.seed_library(
-                    conn, account, folder, port=port, journal_path=journal_path, stop=stop, show=show
+                    conn,
+                    account,
+                    folder,
+                    port=port,
+                    journal_path=journal_path,
+                    stop=stop,
+                    show=show,
+                    map_port=map_port,
                 )
 
         with contextlib.suppress(KeyboardInterrupt):
@@ -201,4 +210,5 @@ def _table(report: library.SeedingReport, address: str, names: _TokenNames) -> T
         )
     if earned:
         table.caption = "; ".join(earned)
+    table.caption = f"{table.caption}\n{report.reachability}" if table.caption else report.reachability
     return table

@@ -13,11 +13,12 @@ import uvloop
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from client import wallet
+from client import reachability, wallet
 from client.commands.wallet import PasswordFile, password
 from client.errors import ClientError
 from client.library import journal_path, ledger_path
 from tracker.metainfo import Metainfo, parse_metainfo
+from tracker.peer.announcer import Announcer
 from tracker.peer.choker import PlainPeers
 from tracker.peer.credit import ReceiptSigner
 from tracker.peer.journal import ReceiptJournal
@@ -37,6 +38,14 @@ ContractOption = Annotated[
     str, typer.Option("--contract", envvar="SEEDMARKET_CONTRACT", help="Marketplace address (0x...).")
 ]
 PortOption = Annotated[int, typer.Option("--port", help="TCP port to listen on for peers (0: any).")]
+MapPortOption = Annotated[
+    bool,
+    typer.Option(
+        "--map-port/--no-map-port",
+        envvar="SEEDMARKET_MAP_PORT",
+        help="Ask the router (NAT-PMP, UPnP) to forward the listen port, so peers at home can reach you.",
+    ),
+]
 PeerOption = Annotated[
     list[str] | None, typer.Option("--peer", help="Also connect to this HOST:PORT (repeatable).")
 ]
@@ -69,11 +78,13 @@ def peer_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-async def _join(session: Session, torrent: Torrent, meta: Metainfo, peers: list[tuple[str, int]]) -> None:
-    if meta.announce:
-        session.announce(torrent, meta.announce)
+async def _join(
+    session: Session, torrent: Torrent, meta: Metainfo, peers: list[tuple[str, int]]
+) -> list[Announcer]:
+    announcers = [session.announce(torrent, meta.announce)] if meta.announce else []
     for host, port in peers:
         session.spawn(session.connect(torrent, host, port))
+    return announcers
 
 
 def run_download(
@@ -157,6 +168,7 @@ def seed(
     port: PortOption = 0,
     peer: PeerOption = None,
     password_file: PasswordFile = None,
+    map_port: MapPortOption = True,
 ) -> None:
     """Seed content, collecting receipts from buyers and handing them to the tracker."""
     meta = _load_torrent(torrent_file)
@@ -177,17 +189,18 @@ def seed(
     )
 
     async def run() -> None:
-        async with Session(port=port, journal=ReceiptJournal(journal_file)) as session:
+        async with Session(port=port, journal=ReceiptJournal(journal_file), map_port=map_port) as session:
             with console.status("checking the content on disk..."):
                 torrent = await session.add_torrent(meta, folder, config, writable=False)
-            await _join(session, torrent, meta, peers)
+            announcers = await _join(session, torrent, meta, peers)
             submitter = session.submit_receipts(receipts_url(receipts_to))
             console.print(f"seeding {meta.name} on port {session.port}; receipts go to {submitter.url}")
             with console.status("") as status:
                 while torrent.error is None:
                     status.update(
                         f"{len(torrent.connections)} peers, {torrent.uploaded / 2**20:.1f} MiB sent, "
-                        f"{submitter.submitted} receipts handed in"
+                        f"{submitter.submitted} receipts handed in; "
+                        + reachability.describe(session.port, session.port_mapper, announcers)
                     )
                     await asyncio.sleep(REFRESH_SECONDS)
             if torrent.error is not None:

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from backend.db import Database
-from backend.devnet import Anvil, Deployed, deploy_marketplace
 from backend.services import Services
 from backend.settings import Settings
+from dev.devnet import Anvil, Deployed, deploy_marketplace
 from tests.backend.helpers import Market, store_settings
 
 POSTGRES_URL = os.environ.get(

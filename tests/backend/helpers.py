@@ -11,9 +11,9 @@ from web3.contract import Contract
 
 from backend.chain import ZERO_ADDRESS, load_abi
 from backend.db import Database
-from backend.devnet import Anvil, Deployed
 from backend.models import IndexerCursor, Product, Purchase
 from backend.settings import Settings, load_settings, public_test_account
+from dev.devnet import Anvil, Deployed
 from tracker.receipts import Domain, Receipt, SignedReceipt, sign_receipt
 
 

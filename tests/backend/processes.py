@@ -50,7 +50,7 @@ def store_env(settings: Settings, **extra: Any) -> dict[str, str]:
 
 def cli(*args: str) -> list[str]:
     """The argv of a `seedmarket` command."""
-    return [sys.executable, "-m", "client.cli", *args]
+    return [sys.executable, "-m", "seedmarket", *args]
 
 
 def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -19,9 +19,9 @@ from schemathesis.checks import (
 )
 
 from backend.api.main import create_app
-from backend.devnet import Anvil, Deployed
 from backend.services import Services
 from backend.settings import load_settings
+from dev.devnet import Anvil, Deployed
 from tests.backend.api_helpers import listing_body, make_torrent, sign_in
 from tests.backend.helpers import Market, key, signed_receipt
 from tests.conftest import LONG

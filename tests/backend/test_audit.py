@@ -53,7 +53,7 @@ def published(sqlite_store: Services, market: Market) -> dict[str, Any]:
     with sqlite_store.db.reader() as session:
         epoch = session.get(Epoch, 1)
         assert epoch is not None
-        return publication(session, epoch, 31337, market.deployed.address)
+        return publication(session, epoch, 31337, market.deployed.address).document()
 
 
 def test_an_honest_epoch_recomputes_to_the_posted_root(

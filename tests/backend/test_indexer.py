@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 
 from backend.chain import Chain
 from backend.db import Database
-from backend.devnet import Anvil, deploy_marketplace
 from backend.errors import ConfigError
 from backend.indexer import Indexer
 from backend.models import ChainEvent, Product, Purchase
 from backend.settings import Settings, load_settings
+from dev.devnet import Anvil, deploy_marketplace
 from tests.backend.helpers import Market
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from backend.devnet import Anvil, deploy_marketplace
 from backend.epochs import close_epoch, latest_epoch
 from backend.errors import ConfigError, OracleError
 from backend.models import Epoch, EpochLeaf
 from backend.oracle import Oracle
 from backend.services import Services
 from backend.settings import Settings, load_settings
+from dev.devnet import Anvil, deploy_marketplace
 from tests.backend.helpers import Market, key, seeder_pool, signed_receipt
 
 POOL = seeder_pool(10**18)

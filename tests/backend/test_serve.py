@@ -11,8 +11,8 @@ from urllib.parse import quote_from_bytes
 import bencodepy
 import httpx
 
-from backend.devnet import free_port
 from backend.settings import Settings
+from dev.devnet import free_port
 from tests.backend.api_helpers import listing_body, make_torrent, sign_in
 from tests.backend.helpers import Market, key, signed_receipt
 from tests.backend.processes import cli, run, store_env, wait_http

@@ -7,10 +7,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from backend.chain import ZERO_ADDRESS, load_abi
-from backend.devnet import deploy_contract
 from backend.epochs import proof_for
 from backend.models import Epoch, EpochLeaf
 from backend.services import Services
+from dev.devnet import deploy_contract
 from tests.backend.helpers import Market, key, seeder_pool, signed_receipt
 
 SIZE = 1_000_000

@@ -13,10 +13,10 @@ import httpx
 from sqlalchemy import select
 
 from backend.db import Database
-from backend.devnet import free_port
 from backend.models import Credit
 from backend.services import Services
 from backend.settings import Settings
+from dev.devnet import free_port
 from tests.backend.helpers import Market, key, signed_receipt
 from tests.backend.processes import cli, store_env, wait_http
 from tests.conftest import REPO

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.devcli import Cli
-from backend.devnet import free_port
+from dev.devcli import Cli
+from dev.devnet import free_port
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from backend.devnet import Anvil
-from backend.devstack import DevStack, Ports, dev_address
+from dev.devnet import Anvil
+from dev.devstack import DevStack, Ports, dev_address
 from tests.e2e.helpers import (
     EPOCH_SECONDS,
     LONG_WINDOW,

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -31,12 +30,11 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.types import BlockIdentifier
 
-from backend.devcli import Cli
-from backend.devstack import DevStack, dev_address, dev_key
+from dev.devcli import SEEDMARKET, Cli
+from dev.devstack import DevStack, dev_address, dev_key
 from tests.conftest import REPO
 
 ETH = "0x0000000000000000000000000000000000000000"
-SEEDMARKET = Path(sys.executable).parent / "seedmarket"
 MANIFEST = REPO / ".build" / "__local__.json"
 SEPOLIA_CHAIN_ID = 11155111
 STORE, SELLER = 0, 1  # anvil's development accounts: the operator (oracle, treasury, store seed)
@@ -367,7 +365,7 @@ def stop_store(stack: DevStack) -> None:
 
 def start_store(stack: DevStack) -> None:
     """Start `seedmarket serve` again on the same data, ports and chain."""
-    stack.spawn("store", [str(SEEDMARKET), "serve"])
+    stack.spawn("store", [*SEEDMARKET, "serve"])
     stack.wait_for_store()
 
 

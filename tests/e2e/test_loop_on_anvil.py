@@ -16,10 +16,10 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from backend.devnet import free_port
-from backend.devstack import dev_address, dev_key
 from client.errors import ClientError
 from client.store_client import StoreClient
+from dev.devnet import free_port
+from dev.devstack import dev_address, dev_key
 from tests.e2e.helpers import (
     ETH,
     SELLER,

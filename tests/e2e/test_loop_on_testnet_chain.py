@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.devstack import dev_address
 from backend.errors import ConfigError
+from dev.devstack import dev_address
 from tests.e2e.helpers import (
     ETH,
     SELLER,

@@ -22,7 +22,7 @@ def _free_port() -> int:
 
 def _cli(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", "from client.cli import main; main()", *args],
+        [sys.executable, "-c", "from seedmarket.cli import main; main()", *args],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser
 
-from backend.devnet import Anvil, deploy_contract, deploy_marketplace, free_port
 from backend.services import Services
+from dev.devnet import Anvil, deploy_contract, deploy_marketplace, free_port
 from tests.backend.helpers import Market, store_settings
 from tests.backend.processes import cli, store_env, wait_http
 from tests.conftest import REPO

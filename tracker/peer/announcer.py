@@ -31,6 +31,7 @@ REQUEST_TIMEOUT = 30.0
 STOPPED_TIMEOUT = 2.0  # a goodbye announce must not hold up shutting down
 MAX_RESPONSE_BYTES = 1024 * 1024
 MAX_PEERS_PER_RESPONSE = 200
+MAX_WARNING = 500  # characters of a tracker's warning we keep to show the user
 _PEER4 = struct.Struct(">4sH")
 _PEER6 = struct.Struct(">16sH")
 
@@ -45,6 +46,8 @@ class AnnounceResponse:
 
     interval: int
     peers: list[tuple[str, int]]
+    connectable: bool | None = None  # the tracker's verdict on connecting back to us, if it checked
+    warning: str | None = None  # BEP 3's `warning message`: the tracker answered, with a caveat
 
 
 def _compact(data: bytes, item: struct.Struct) -> list[tuple[str, int]]:
@@ -91,7 +94,14 @@ def parse_response(body: bytes) -> AnnounceResponse:
     if isinstance(raw6, bytes):
         peers += _compact(raw6, _PEER6)
     valid = [(host, port) for host, port in peers if 0 < port < 65536]
-    return AnnounceResponse(interval=max(MIN_INTERVAL, interval), peers=valid[:MAX_PEERS_PER_RESPONSE])
+    connectable = answer.get(b"sm_connectable")
+    warning = answer.get(b"warning message")
+    return AnnounceResponse(
+        interval=max(MIN_INTERVAL, interval),
+        peers=valid[:MAX_PEERS_PER_RESPONSE],
+        connectable=bool(connectable) if connectable in (0, 1) else None,
+        warning=warning[:MAX_WARNING].decode("utf-8", "replace") if isinstance(warning, bytes) else None,
+    )
 
 
 class Announcer:
@@ -104,13 +114,15 @@ class Announcer:
         self._client = client
         self._completed = asyncio.Event()
         self.last_error: str | None = None
+        self.connectable: bool | None = None  # the tracker's last word on reaching us from outside
+        self.warning: str | None = None
 
     def _query(self, event: str | None) -> str:
         torrent = self.torrent
         fields = [
             f"info_hash={quote_from_bytes(torrent.meta.info_hash)}",
             f"peer_id={quote_from_bytes(self.session.peer_id)}",
-            f"port={self.session.port}",
+            f"port={self.session.announced_port}",
             f"uploaded={torrent.uploaded}",
             f"downloaded={torrent.downloaded}",
             f"left={torrent.left}",
@@ -147,6 +159,7 @@ class Announcer:
         """Announce `started`, then every interval (and `completed` when done); `stopped` on cancel."""
         event: str | None = "started"
         retry = RETRY_START
+        await self.session.map_listen_port()
         try:
             while True:
                 try:
@@ -158,6 +171,7 @@ class Announcer:
                     retry = min(RETRY_MAX, retry * 2)
                 else:
                     self.last_error = None
+                    self.connectable, self.warning = response.connectable, response.warning
                     retry = RETRY_START
                     event = None
                     self.session.spawn(self._connect_all(response.peers))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
@@ -11,10 +11,11 @@ from sqlalchemy import func, select
 
 from backend.api.deps import ServicesDep, SessionDep
 from backend.api.errors import documented
-from backend.api.schemas import MAX_EPOCH, EpochOut, EpochPage, PublicationOut, TreeOut
+from backend.api.schemas import MAX_EPOCH, EpochOut, EpochPage
 from backend.epochs import dump_of, publication
 from backend.errors import NotFoundError
 from backend.models import Epoch
+from backend.publication import Publication, TreeDump
 from backend.settlement import checksum
 
 router = APIRouter(prefix="/epochs", tags=["epochs"])
@@ -66,18 +67,16 @@ def epoch(number: EpochNumber, session: SessionDep) -> EpochOut:
     return epoch_out(_epoch(session, number))
 
 
-@router.get("/{number}/tree", response_model=TreeOut, responses=documented(404))
+@router.get("/{number}/tree", response_model=TreeDump, responses=documented(404))
 def tree(number: EpochNumber, session: SessionDep) -> JSONResponse:
     """The epoch's Merkle tree as `StandardMerkleTree.dump()` writes it."""
     return JSONResponse(dump_of(session, _epoch(session, number)))
 
 
-@router.get("/{number}/data", response_model=PublicationOut, responses=documented(404))
+@router.get("/{number}/data", response_model=Publication, responses=documented(404))
 def data(number: EpochNumber, session: SessionDep, services: ServicesDep) -> JSONResponse:
     """Everything needed to recompute the epoch's root from the chain: the tree, the frozen
     purchases and every receipt behind it (`seedmarket verify-epoch`)."""
     address, _ = services.settings.marketplace
-    document: dict[str, Any] = publication(
-        session, _epoch(session, number), services.settings.chain_id, address
-    )
-    return JSONResponse(document)
+    published = publication(session, _epoch(session, number), services.settings.chain_id, address)
+    return JSONResponse(published.document())

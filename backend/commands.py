@@ -135,6 +135,7 @@ def verify_epoch(
     """Recompute epoch N's root from the chain and the published receipts; exit 1 on a mismatch."""
     from backend import audit  # noqa: PLC0415 - see the imports
     from backend.chain import Chain  # noqa: PLC0415
+    from backend.publication import parse_publication  # noqa: PLC0415
 
     settings = _settings(rpc_url=rpc)
     if file is not None:
@@ -144,17 +145,14 @@ def verify_epoch(
             raise AuditError(f"{file} is not JSON: {exc}") from None
     else:
         document = audit.fetch_publication(store or settings.public_url, number)
-    if not isinstance(document, dict) or document.get("epoch") != number:
+    published = parse_publication(document)
+    if published.epoch != number:
         raise AuditError(f"that is not a publication of epoch {number}")
-    try:
-        chain = Chain(
-            settings.rpc_url, int(document["chainId"]), str(document["contract"]), settings.manifest_path
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AuditError(f"malformed publication: {exc}") from None
+    # The ABI shipped with the package: the audit needs no checkout and no compiled contracts.
+    chain = Chain(settings.rpc_url, published.chainId, published.contract, None)
     chain.check()
     report = audit.audit_epoch(
-        document, chain, from_block if from_block is not None else _deployment_block(settings, chain)
+        published, chain, from_block if from_block is not None else _deployment_block(settings, chain)
     )
     typer.echo(audit.as_json(report) if as_json else audit.render(report))
     if not report.ok:

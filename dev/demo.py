@@ -6,7 +6,7 @@ is posted; everyone with earnings claims them on chain. It ends with who uploade
 earned what, and the store's share of all uploads. Every step is a real process: `ape run`,
 `seedmarket buy/download/seed/claim`.
 
-    python -m backend.demo [--buyers 5] [--size-mib 16]
+    python -m dev.demo [--buyers 5] [--size-mib 16]
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from backend.devcli import Cli
-from backend.devstack import REPO, DevStack, Ports, dev_address, dev_key
 from backend.errors import ConfigError
+from dev.devcli import Cli
+from dev.devstack import REPO, DevStack, Ports, dev_address, dev_key
 
 STORE_ACCOUNT, SELLER_ACCOUNT, FIRST_BUYER_ACCOUNT = 0, 1, 2
 SETTLE_SECONDS = 40  # purchases freeze this long after they were made: then the epoch is final
@@ -41,7 +41,7 @@ def say(text: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the story; 0 when every step worked."""
-    parser = argparse.ArgumentParser(prog="python -m backend.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dev.demo", description=__doc__)
     parser.add_argument("--buyers", type=int, default=5, choices=range(1, 8))
     parser.add_argument("--size-mib", type=int, default=16)
     parser.add_argument("--data-dir", type=Path, default=REPO / ".data" / "demo")

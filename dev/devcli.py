@@ -18,7 +18,9 @@ from eth_utils import to_checksum_address
 from client.library import ledger_path
 
 PASSWORD = "dev-password"  # noqa: S105 - dev users' keystores (their keys are public anyway)
-SEEDMARKET = Path(sys.executable).parent / "seedmarket"
+# `python -m seedmarket` rather than the venv's console script: the same entry point, and it runs the
+# checkout's code even when the installed script was generated for an older layout.
+SEEDMARKET = (sys.executable, "-m", "seedmarket")
 COMMAND_SECONDS = 180.0
 
 
@@ -44,7 +46,7 @@ class Cli:
         """Run `seedmarket ARGS` to its end; whatever its exit status."""
         self.home.mkdir(parents=True, exist_ok=True)
         return subprocess.run(  # noqa: S603 - our own command, no shell
-            [str(SEEDMARKET), *args],
+            [*SEEDMARKET, *args],
             input=stdin,
             env=self.env(),
             cwd=self.home,
@@ -81,7 +83,7 @@ class Cli:
         self.home.mkdir(parents=True, exist_ok=True)
         out = log.open("ab")
         process = subprocess.Popen(  # noqa: S603 - our own command, no shell
-            [str(SEEDMARKET), *args],
+            [*SEEDMARKET, *args],
             env=self.env(),
             cwd=self.home,
             stdout=out,

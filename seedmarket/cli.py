@@ -1,4 +1,9 @@
-"""The `seedmarket` command line: the one place that prints to the user."""
+"""The `seedmarket` command line: the composition root that mounts the user's commands (`client`) and
+the operator's (`backend`) on one app, and the one place that turns a user error into a line of text.
+
+It is the only module that imports both: the client talks to the store over HTTP and never imports
+the backend, the backend never imports the client (checked by `lint-imports`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,10 @@ from importlib.metadata import version
 import typer
 from rich.console import Console
 
+from backend import commands as store_commands
 from backend.errors import StoreError
 from client.commands import library as library_commands
 from client.commands import market as market_commands
-from client.commands import store as store_commands
 from client.commands import wallet as wallet_commands
 from client.errors import ClientError
 from tracker.errors import TrackerError
@@ -56,7 +61,7 @@ def show_version() -> None:
 def main() -> None:
     """Run the CLI, turning a user error into one clear line and exit status 1."""
     try:
-        app()
+        app(prog_name="seedmarket")  # the same name under `python -m seedmarket`
     except USER_ERRORS as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)

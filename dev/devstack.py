@@ -4,7 +4,7 @@
 process logs to `<data dir>/logs/`. The chain is anvil unless an RPC URL is given (then nothing
 assumes a local chain: the chain id and accounts are whatever that node has).
 
-    python -m backend.devstack run            # the store at http://127.0.0.1:8000
+    python -m dev.devstack run            # the store at http://127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ import httpx
 
 from backend.chain import load_contract_type
 from backend.deployments import DeploymentError, read_deployment
-from backend.devnet import Anvil, free_port
 from backend.errors import ConfigError
 from backend.settings import public_test_account
+from dev.devcli import SEEDMARKET
+from dev.devnet import Anvil, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = REPO / ".build" / "__local__.json"
@@ -153,7 +154,7 @@ class DevStack:
                     extra=ANVIL_MINING,
                 )
             self._deploy()
-            self.spawn("store", [self._seedmarket(), "serve"])
+            self.spawn("store", [*SEEDMARKET, "serve"])
             self.wait_for_store()
             if sample:
                 self.list_product(self.sample_content(), title="seedmarket sample", price="0.01")
@@ -179,12 +180,6 @@ class DevStack:
             shutil.rmtree(self.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text(build)
-
-    def _seedmarket(self) -> str:
-        found = shutil.which("seedmarket", path=str(Path(sys.executable).parent))
-        if found is None:
-            raise ConfigError("the seedmarket command is not installed in this environment (make install)")
-        return found
 
     def _deploy(self) -> None:
         try:
@@ -357,7 +352,7 @@ def _print_welcome(stack: DevStack, product: int | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`run`: start the stack and wait for Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m backend.devstack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dev.devstack", description=__doc__)
     parser.add_argument("command", choices=["run"])
     parser.add_argument("--data-dir", type=Path, default=REPO / ".data" / "run")
     parser.add_argument("--fresh", action="store_true", help="start from an empty chain and store")
