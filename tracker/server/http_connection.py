@@ -2,8 +2,10 @@
 
 One handler (`Connection._dispatch`) turns every refusal into a bencoded `failure reason` and a
 logged warning. An announce whose passkey and permission are in the access cache is answered
-synchronously inside `data_received`, with no task or coroutine; only cache misses, scrapes and
-receipt batches run as tasks, and a connection answers its pipelined requests strictly in order.
+synchronously inside `data_received`, with no task or coroutine; only cache misses, a seeder's
+due connect-back check (tracker.server.reachability), scrapes and receipt batches run as tasks,
+and a connection answers its pipelined requests strictly in order. The announcing address is the
+connection's, or on a trusted proxy's connection the client it names (tracker.server.proxies).
 """
 
 from __future__ import annotations
