@@ -92,6 +92,9 @@ class SwarmHealthOut(Model):
     seeders: int
     leechers: int
     completed: int
+    reachable: int | None = Field(
+        None, description="seeders the tracker could connect back to; null when it does not check"
+    )
 
 
 class ProductOut(Model):
