@@ -398,6 +398,7 @@ class UtpConnection(asyncio.Transport):
             self.last_ack = ack
             self.dup_acks = 0
             self.timeouts = 0
+            self.cc.progress()
             self.rto_deadline = now + self.cc.rto if outbuf else None
         elif p.type == pk.ST_STATE and ack == self.last_ack and outbuf:
             self._duplicate_ack()
