@@ -118,7 +118,7 @@ async def seed(spec: dict[str, Any]) -> None:
             mapper = session.port_mapper
             status = {
                 "mapped_port": mapper.external_port if mapper is not None else None,
-                "mapping": mapper.state if mapper is not None else None,
+                "mapping": mapper.state if mapper and (mapper.mapping or mapper.error) else None,
                 "connectable": announcer.connectable,
                 "warning": announcer.warning,
                 "reachability": reachability.describe(session.port, mapper, [announcer]),
