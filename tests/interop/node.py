@@ -92,6 +92,13 @@ async def store(spec: dict[str, Any]) -> None:
     await server.wait_closed()
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` in one step: the test reads it while we write."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 def _buyer_config(spec: dict[str, Any], *, seeding: bool) -> TorrentConfig:
     key = bytes.fromhex(spec["key"])
     signer = ReceiptSigner(DOMAIN, int(spec["purchase"]), key)
@@ -123,7 +130,7 @@ async def seed(spec: dict[str, Any]) -> None:
                 "warning": announcer.warning,
                 "reachability": reachability.describe(session.port, mapper, [announcer]),
             }
-            Path(spec["status"]).write_text(json.dumps(status))
+            _write_atomically(Path(spec["status"]), json.dumps(status))
             await asyncio.wait([stopped], timeout=0.2)
 
 
