@@ -24,16 +24,19 @@ class RawPeer:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
         return cls(reader, writer)
 
-    async def handshake(self, info_hash: bytes, peer_id: bytes = b"-XX0000-adversary000") -> wire.Handshake:
-        """Exchange handshakes (we announce the extension protocol)."""
-        self.send(wire.Handshake(info_hash, peer_id, wire.our_reserved()).encode())
+    async def handshake(
+        self, info_hash: bytes, peer_id: bytes = b"-XX0000-adversary000", *, fast: bool = False
+    ) -> wire.Handshake:
+        """Exchange handshakes (we announce the extension protocol, and the Fast extension if
+        `fast`)."""
+        self.send(wire.Handshake(info_hash, peer_id, wire.our_reserved(fast=fast)).encode())
         return wire.parse_handshake(await self.reader.readexactly(wire.HANDSHAKE_LENGTH))
 
     async def accept_as_billing_seed(self, meta: Metainfo, peer_id: bytes, wallet: bytes) -> None:
         """Answer a leecher that connected to us as a seed of every piece that bills `wallet`
         through the receipt extension (id 3 here), and unchoke it."""
         await self.reader.readexactly(wire.HANDSHAKE_LENGTH)
-        self.send(wire.Handshake(meta.info_hash, peer_id, wire.our_reserved()).encode())
+        self.send(wire.Handshake(meta.info_hash, peer_id, wire.our_reserved(fast=False)).encode())
         self.send_extended(0, {"m": {"sm_receipt": 3}, "sm_wallet": wallet})
         self.send(wire.bitfield(wire.pack_bits(bytearray([1]) * meta.piece_count)))
         self.send(wire.UNCHOKE_MSG)

@@ -62,7 +62,7 @@ async def start_store(tmp_path: Path, content: Content, **session_options) -> tu
 
 
 def uploaded_to(torrent: Torrent, peer_id: bytes) -> int:
-    return sum(conn.uploaded for conn in torrent.connections if conn.peer_id == peer_id)
+    return sum(conn.up.uploaded for conn in torrent.connections if conn.peer_id == peer_id)
 
 
 @pytest.fixture

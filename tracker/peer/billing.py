@@ -84,7 +84,7 @@ class SeederBilling:
         """Validate a receipt from `conn`; the account to journal it for, or None when it adds
         nothing. Raises ProtocolError for a receipt that is wrong or forged."""
         receipt = signed.receipt
-        account = conn.account
+        account = conn.up.account
         if not isinstance(account, PurchaseAccount) or conn.purchase is None:
             raise ProtocolError("a receipt from a peer that announced no purchase")
         if receipt.seeder != self.wallet:
@@ -110,6 +110,15 @@ class SeederBilling:
         """Store the receipt durably, then raise the account's credit; returns whether it grew."""
         await self.journal.append(signed)
         return account.record_receipt(signed.receipt.byte_count)
+
+    def confirm(self, purchase_id: int) -> PurchaseAccount | None:
+        """The tracker accepted a receipt of this purchase: its signer is the buyer, so receipts
+        count in full from now on. The account when that is news (its credit grew), else None."""
+        account = self.accounts.get(purchase_id)
+        if account is None or account.confirmed:
+            return None
+        account.confirmed = True
+        return account
 
     def freeze(self, purchase_id: int, reason: str) -> PurchaseAccount | None:
         """The tracker rejected a receipt of this purchase (say, not signed by its buyer): the

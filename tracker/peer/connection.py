@@ -1,18 +1,62 @@
-"""One peer connection: framing, validation and dispatch of the BEP 3 / BEP 10 byte stream.
+"""One peer connection: framing, validation and dispatch of the BEP 3 / BEP 6 / BEP 10 byte stream.
 
 The protocol reads straight into its own buffer (`asyncio.BufferedProtocol`), parses every
 complete message in place and hands the swarm logic (`tracker.peer.torrent`) typed values; block
-data is passed as a memoryview into that buffer and copied once, into its piece. Anything a peer
-sends that breaks the protocol drops that peer and nothing else.
+data is passed as a memoryview into that buffer and copied once, into its piece. The stream under
+it is any asyncio transport (TCP today, µTP next); the connection keeps only what the peer told
+us (tracker/peer/__init__.py describes the layers). Anything a peer sends that breaks the
+protocol drops that peer and nothing else.
+
+What we accept and what drops a peer, rule by rule beside libtorrent 2.0 (RC_2_0:
+src/bt_peer_connection.cpp, src/peer_connection.cpp), which mainstream clients are measured by:
+
+- **bitfield at any time.** The first message after the handshake (bitfield, have_all,
+  have_none) states what the peer has; a later one is a set of `have`s: aria2 1.36 sends a
+  bitfield mid-connection when that is shorter than its haves. libtorrent accepts it too but
+  *replaces* what it knew (`peer_lost` then the new set). We take the union: a peer cannot lose
+  a piece, and a later bitfield leaving one out must not make us forget a piece we may be
+  fetching from it. A later have_none says nothing (libtorrent clears the set).
+- **Spare bits set in a bitfield, or a bitfield of the wrong length: dropped.** libtorrent drops
+  a wrong length too but ignores spare bits; we treat set spare bits as a lie, as BEP 3 allows.
+- **Fast extension (BEP 6)**, negotiated by the reserved bit (byte 7, 0x04) that we always set.
+  Its messages without it drop the peer, as in libtorrent (`invalid_have_all`, ...). We open
+  with have_all / have_none / bitfield when it is on (libtorrent does the same), answer every
+  request we refuse with reject_request, and reject what a peer had queued when we choke it
+  (with Fast a choke no longer voids requests). A reject from the peer frees that block for
+  other peers; a reject for something we did not ask is ignored (libtorrent too). suggest and
+  allowed_fast are ignored: we request only from peers that unchoke us, rarest first (libtorrent
+  acts on both; ignoring them is what BEP 6 permits).
+- **Requests.** Beyond the torrent, beyond the end of a piece, empty, or over 128 KiB: dropped,
+  a peer cannot ask that by mistake. libtorrent rejects these and counts them, and refuses
+  anything over 16 KiB, where we serve up to wire.MAX_REQUEST_LENGTH as before. Requests
+  while we choke the peer or for a piece we do not have (a race with our choke, or a super-seed
+  hiding pieces) are refused (rejected with Fast) and counted; over MAX_REFUSED_REQUESTS since
+  the last unchoke drop the peer. libtorrent drops after 300 invalid requests from a choked,
+  uninterested peer, or a request more than 2 s after its choke; our bound is wider because we
+  advertise a deeper queue (reqq 1000) whose requests may all be in flight when a choke lands.
+  More than MAX_QUEUED_REQUESTS queued is a flood and drops the peer (libtorrent rejects past
+  its max_allowed_in_request_queue).
+- **Keep-alives** are read and skipped anywhere (both). A peer silent for the torrent's
+  IDLE_TIMEOUT is dropped (libtorrent: 120 s without a message).
+- **Unknown message ids** are skipped up to 256 KiB. libtorrent disconnects on an id it does not
+  know unless a plugin claims it; skipping costs nothing and keeps us working with clients that
+  add messages (the hash messages of BEP 52, for one). **Unknown extension messages** (an id we
+  never offered in BEP 10) are ignored by both.
+- **Message length.** Longer than the largest message the torrent can carry (a bitfield, a
+  128 KiB block, a 256 KiB extension message): dropped. libtorrent's limit is 1 MiB for any.
+- **Blocks.** One we did not ask for (cancelled in end-game, or after a choke) counts as waste,
+  not a lie (libtorrent too); one of another length than asked drops the peer. A piece failing
+  its hash check strikes every peer that sent a block of it; MAX_STRIKES strikes, or a block
+  that differs from the one in the piece that later verified (smart ban), ban the peer for the
+  session. libtorrent lowers a peer's trust points by 2 per failed piece and bans at -7, with
+  its smart_ban plugin doing the same block comparison.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
-from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from tracker.peer import wire
@@ -20,9 +64,10 @@ from tracker.peer.errors import ProtocolError
 from tracker.peer.extension import HANDSHAKE_ID, LOCAL_RECEIPT_ID, ExtensionHandshake, decode_handshake
 
 if TYPE_CHECKING:
-    from tracker.peer.credit import CreditAccount
+    from tracker.peer.downloading import DownloadState
     from tracker.peer.session import Session
     from tracker.peer.torrent import Torrent
+    from tracker.peer.uploading import UploadState
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +75,19 @@ RECV_CHUNK = 256 * 1024  # bytes read per socket read at most
 HANDSHAKE_BUFFER = 16 * 1024  # until a handshake names the torrent, a stranger gets only this much
 WRITE_HIGH_WATER = 4 * 1024 * 1024  # stop serving blocks while this much waits in the socket buffer
 WRITE_LOW_WATER = 1024 * 1024
-MAX_QUEUED_REQUESTS = 2000  # a peer queueing more requests than this is flooding us
-ADVERTISED_REQUEST_QUEUE = 1000  # what we tell peers (reqq): honest ones stay well below the cap
-DEFAULT_PEER_QUEUE = 250  # libtorrent's assumption for peers that do not say
-MAX_PIPELINE = 256  # blocks we keep requested from one peer (4 MiB at 16 KiB); deeper was slower
-MIN_PIPELINE = 16
-INITIAL_PIPELINE = 64
 
 _LENGTH = struct.Struct(">I").unpack_from
 _INDEX_BEGIN = wire.INDEX_BEGIN.unpack_from
 _INDEX_BEGIN_LENGTH = wire.INDEX_BEGIN_LENGTH.unpack_from
+_PIECE_MESSAGES = frozenset({wire.HAVE, wire.BITFIELD, wire.HAVE_ALL, wire.HAVE_NONE})
 
 
 class PeerConnection(asyncio.BufferedProtocol):
     """A connection to one peer, on one torrent."""
+
+    # Set by the torrent when it accepts the peer (`bind`); written only by their own modules.
+    down: DownloadState
+    up: UploadState
 
     def __init__(self, session: Session, torrent: Torrent | None, address: tuple[str, int], outgoing: bool):
         self.session = session
@@ -60,36 +104,16 @@ class PeerConnection(asyncio.BufferedProtocol):
         self._pos = 0
         self._end = 0
         self._max_length = wire.max_message_length(0)
-        self._bitfield_allowed = True
-        # choking state, both directions
-        self.am_choking = True
-        self.am_interested = False
+        self._first_message = True  # the next message is the first after the handshake
+        # what the peer told us: its choking, its interest, its pieces (a 0/1 flag per piece;
+        # `is_seed` peers have everything)
+        self.fast = False  # both sides set the BEP 6 Fast extension bit
         self.peer_choking = True
         self.peer_interested = False
-        # what the peer has: a 0/1 flag per piece; `is_seed` peers have everything
-        self.flags: bytearray | None = None
+        self.flags = bytearray()
         self.is_seed = False
-        self.wanted = 0  # pieces the peer has that we lack
-        # downloading from the peer
-        self.outstanding: dict[int, int] = {}  # (index << 32 | begin) -> length
-        self.own_pieces: list[int] = []
-        self.pipeline = INITIAL_PIPELINE
-        self.last_block_at = 0.0
-        # uploading to the peer
-        self.upload_queue: deque[tuple[int, int, int]] = deque()
-        self.write_paused = False
-        self.waiting_for_piece = False
-        self.credit_blocked = False  # choked for want of receipts
-        self.credit_stalled_at: float | None = None  # when serving stopped at the credit window
-        self.account: CreditAccount | None = None  # set once the peer announced a purchase we bill
-        # counters
-        self.downloaded = 0
-        self.uploaded = 0
-        self.wasted = 0
-        self.strikes = 0
-        self.rate_down = 0.0
-        self.rate_up = 0.0
-        self._rate_marks = (0, 0)
+        self._piece_total = 0  # flags set
+        self.write_paused = False  # the transport's buffer is above its high-water mark
         now = asyncio.get_running_loop().time()
         self.last_received = now
         self.last_sent = now
@@ -110,12 +134,38 @@ class PeerConnection(asyncio.BufferedProtocol):
         """The peer's purchase id (it leeches with sm_receipt)."""
         return self.extension.purchase if self.extension else None
 
+    def bind(self, down: DownloadState, up: UploadState) -> None:
+        """The torrent accepted the peer: the state its downloader and uploader keep of it."""
+        self.down = down
+        self.up = up
+
+    def infer_pieces(self, pieces: list[int]) -> None:
+        """Count the peer as holding `pieces` that it showed it has without a `have` (a super-seed
+        learns this from the peer losing interest in everything it offered)."""
+        for index in pieces:
+            self._set_piece(index)
+
+    def _set_piece(self, index: int) -> bool:
+        """Record one piece of the peer's; whether it is news."""
+        flags = self.flags
+        if flags[index]:
+            return False
+        flags[index] = 1
+        self._piece_total += 1
+        if self._piece_total == len(flags):
+            self.is_seed = True
+        return True
+
     # ----- asyncio plumbing -----
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start the handshake (we speak first on outgoing connections)."""
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        if not self.outgoing:  # an incoming peer's address is the stream's far end
+            peer = self.transport.get_extra_info("peername")
+            if isinstance(peer, tuple) and len(peer) >= 2:
+                self.address = (str(peer[0]), int(peer[1]))
         self.opened_at = self.session.now()
         if self.outgoing and self.torrent is not None:
             self._send_handshake()
@@ -135,8 +185,8 @@ class PeerConnection(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         """The socket buffer drained: serve again."""
         self.write_paused = False
-        if self.torrent is not None and self.upload_queue:
-            self.torrent.uploads.serve(self)
+        if self.torrent is not None and self.handshake is not None and not self.closed:
+            self.torrent.on_writable(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         """Where the next read lands."""
@@ -250,6 +300,8 @@ class PeerConnection(asyncio.BufferedProtocol):
             raise ProtocolError("connected to ourselves")
         self.peer_id = handshake.peer_id
         self.handshake = handshake
+        self.fast = handshake.supports_fast  # we always offer it
+        self.flags = bytearray(self.torrent.meta.piece_count)
         if not self.torrent.attach(self):
             self.handshake = None  # not attached: nothing to detach
             self.drop("not accepted by the torrent")
@@ -265,14 +317,16 @@ class PeerConnection(asyncio.BufferedProtocol):
         expected = wire.FIXED_PAYLOAD.get(msg_id)
         if expected is not None and size != expected:
             raise ProtocolError(f"message {msg_id} has {size} payload bytes, not {expected}")
+        if msg_id in wire.FAST_MESSAGES and not self.fast:
+            raise ProtocolError(f"Fast extension message {msg_id} without the Fast extension")
         buf = self._buf
         if msg_id != wire.EXTENDED:
-            bitfield_allowed, self._bitfield_allowed = self._bitfield_allowed, False
+            first, self._first_message = self._first_message, False
         if msg_id == wire.REQUEST:
             index, begin, length = _INDEX_BEGIN_LENGTH(buf, start)
             torrent.uploads.on_request(self, index, begin, length)
-        elif msg_id == wire.HAVE:
-            torrent.on_have(self, _LENGTH(buf, start)[0])
+        elif msg_id in _PIECE_MESSAGES:
+            self._on_piece_message(msg_id, start, size, first)
         elif msg_id == wire.CHOKE:
             self.peer_choking = True
             torrent.downloads.on_choke(self)
@@ -287,15 +341,14 @@ class PeerConnection(asyncio.BufferedProtocol):
             torrent.uploads.on_interest(self)
         elif msg_id == wire.CANCEL:
             index, begin, length = _INDEX_BEGIN_LENGTH(buf, start)
-            self._cancel_upload(index, begin, length)
-        elif msg_id == wire.BITFIELD:
-            if not bitfield_allowed:
-                raise ProtocolError("bitfield after other messages")
-            flags = wire.unpack_bits(self._view[start : start + size], torrent.meta.piece_count)
-            torrent.on_bitfield(self, flags)
+            torrent.uploads.on_cancel(self, index, begin, length)
+        elif msg_id == wire.REJECT:
+            index, begin, length = _INDEX_BEGIN_LENGTH(buf, start)
+            torrent.downloads.on_reject(self, index, begin, length)
         elif msg_id == wire.EXTENDED:
             self._on_extended(start, size)
-        # PORT (DHT) and ids we do not speak are ignored
+        # PORT (DHT), SUGGEST and ALLOWED_FAST (we request only when unchoked, from the rarest
+        # pieces) and ids we do not speak are ignored
 
     def _on_extended(self, start: int, size: int) -> None:
         if size < 1:
@@ -314,9 +367,41 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.torrent.on_receipt_message(self, bytes(payload))
         # other extensions (ut_metadata, ut_pex, ...) are not used on private torrents
 
-    def _cancel_upload(self, index: int, begin: int, length: int) -> None:
-        with contextlib.suppress(ValueError):  # already sent, or never asked: cancels race with pieces
-            self.upload_queue.remove((index, begin, length))
+    def _on_piece_message(self, msg_id: int, start: int, size: int, first: bool) -> None:
+        """have, bitfield, have_all, have_none: what the peer has."""
+        if msg_id == wire.HAVE:
+            self._on_have(_LENGTH(self._buf, start)[0])
+        elif msg_id == wire.BITFIELD:
+            self._on_pieces(wire.unpack_bits(self._view[start : start + size], len(self.flags)), first)
+        elif msg_id == wire.HAVE_ALL:
+            self._on_pieces(bytearray(b"\x01") * len(self.flags), first)
+        elif first:  # have_none; later it says nothing (a peer cannot lose pieces)
+            self._on_pieces(bytearray(len(self.flags)), first)
+
+    def _on_pieces(self, flags: bytearray, first: bool) -> None:
+        """A bitfield, have_all or have_none. The first message after the handshake states what
+        the peer has; a later one (aria2 sends a bitfield when that is shorter than its haves)
+        adds to it, one `have` per new piece: a peer cannot lose pieces, and a later bitfield
+        that leaves out pieces it announced is read as saying nothing about them."""
+        assert self.torrent is not None
+        if first:
+            self.flags = flags
+            self._piece_total = flags.count(1)
+            self.is_seed = self._piece_total == len(flags)
+            self.torrent.on_bitfield(self)
+            return
+        for index in [i for i, flag in enumerate(flags) if flag and not self.flags[i]]:
+            if self.closed:
+                return
+            self._set_piece(index)
+            self.torrent.on_have(self, index, self.is_seed)
+
+    def _on_have(self, index: int) -> None:
+        assert self.torrent is not None
+        if index >= len(self.flags):
+            raise ProtocolError(f"have for piece {index}, the torrent has {len(self.flags)}")
+        if self._set_piece(index):
+            self.torrent.on_have(self, index, self.is_seed)
 
     # ----- sending -----
 
@@ -333,11 +418,3 @@ class PeerConnection(asyncio.BufferedProtocol):
             return
         self.transport.writelines(parts)
         self.last_sent = self.session.now()
-
-    def update_rates(self, elapsed: float) -> None:
-        """Recompute transfer rates over the last `elapsed` seconds."""
-        down, up = self._rate_marks
-        if elapsed > 0:
-            self.rate_down = (self.downloaded - down) / elapsed
-            self.rate_up = (self.uploaded - up) / elapsed
-        self._rate_marks = (self.downloaded, self.uploaded)

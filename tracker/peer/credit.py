@@ -147,6 +147,10 @@ class CreditAccount:
         blocks against this once, not each block against the account)."""
         return self.receipted + self.window - self.served
 
+    def serve(self, byte_count: int) -> None:
+        """Count bytes served to the purchase."""
+        self.served += byte_count
+
     def allows(self, length: int) -> bool:
         """Whether `length` more bytes stay within receipts + window."""
         return length <= self.room()

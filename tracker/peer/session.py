@@ -4,6 +4,13 @@ A session accepts peers for any of its torrents (the handshake names which), con
 peers it is told about (by the announcer or directly), and drives every torrent's once-a-second
 housekeeping. Seeders give it a receipt journal; the submitter hands journaled receipts to the
 tracker.
+
+Peers reach it over TCP and over µTP (BEP 29, `tracker.utp`) on the same port number, as
+libtorrent listens; a µTP connection is handed to the same `PeerConnection` as a TCP one, which
+cannot tell them apart. Going out, µTP is tried first (what libtorrent, qBittorrent, Deluge and
+Transmission prefer) and TCP starts after a short head start if µTP has not connected; whichever
+connects first is kept and remembered for that peer, so a peer without µTP costs half a second
+once, never a multi-second stall.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from tracker.peer.ratelimit import TokenBucket
 from tracker.peer.storage import CheckProgress, Storage
 from tracker.peer.submitter import Answer, Submitter
 from tracker.peer.torrent import Torrent, TorrentConfig
+from tracker.utp import UtpEndpoint, UtpError, open_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,8 @@ CONNECT_TIMEOUT = 10.0
 MAX_HALF_OPEN = 16  # outgoing connection attempts at once
 MAX_SESSION_CONNECTIONS = 500  # across all torrents; more are refused at once
 HANDSHAKE_TIMEOUT = 10.0  # seconds a connection may take to complete its handshake
+UTP_HEAD_START = 0.5  # seconds µTP has to connect before TCP is tried as well
+LISTEN_ATTEMPTS = 20  # tries for a free port number that is free for both TCP and UDP
 
 
 def new_peer_id() -> bytes:
@@ -55,6 +65,7 @@ class Session:
         peer_id: bytes | None = None,
         map_port: bool = False,
         upload_limit: TokenBucket | None = None,
+        utp: bool = True,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -65,6 +76,9 @@ class Session:
         self.torrents: dict[bytes, Torrent] = {}
         self.connections: set[PeerConnection] = set()
         self._server: asyncio.Server | None = None
+        self.utp_enabled = utp
+        self.utp: UtpEndpoint | None = None
+        self._transport_of: dict[tuple[str, int], str] = {}  # "utp" or "tcp": what last connected
         self._tasks: set[asyncio.Task[Any]] = set()
         self._half_open = asyncio.Semaphore(MAX_HALF_OPEN)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -90,12 +104,26 @@ class Session:
     async def start(self) -> None:
         """Listen for peers and start housekeeping."""
         self._loop = asyncio.get_running_loop()
-        self._server = await self._loop.create_server(
-            lambda: PeerConnection(self, None, ("?", 0), outgoing=False), self.host, self.requested_port
-        )
-        sockets = self._server.sockets
-        self.port = sockets[0].getsockname()[1] if sockets else 0
+        for attempt in range(LISTEN_ATTEMPTS):
+            self._server = await self._loop.create_server(self._incoming, self.host, self.requested_port)
+            sockets = self._server.sockets
+            self.port = sockets[0].getsockname()[1] if sockets else 0
+            if not self.utp_enabled:
+                break
+            try:
+                self.utp = await open_endpoint(self.host, self.port, self._incoming)
+                break
+            except OSError as exc:
+                # the number is free for TCP but taken for UDP: with a port of our choosing, pick another
+                self._server.close()
+                await self._server.wait_closed()
+                self._server = None
+                if self.requested_port or attempt == LISTEN_ATTEMPTS - 1:
+                    raise PeerError(f"cannot listen for µTP on UDP port {self.port}: {exc}") from exc
         self.spawn(self._housekeeping())
+
+    def _incoming(self) -> PeerConnection:
+        return PeerConnection(self, None, ("?", 0), outgoing=False)
 
     async def close(self) -> None:
         """Stop everything: connections, tasks, files, threads (and the router's port mapping)."""
@@ -116,6 +144,10 @@ class Session:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self.utp is not None:
+            self.utp.close()
+            self.utp = None
+            await asyncio.sleep(0)  # let the µTP connections' connection_lost run
         loop = asyncio.get_running_loop()
         for torrent in self.torrents.values():
             await loop.run_in_executor(self.disk, torrent.storage.close)
@@ -233,33 +265,65 @@ class Session:
     # ----- peers -----
 
     async def connect(self, torrent: Torrent, host: str, port: int) -> bool:
-        """Open a connection to a peer for `torrent`; returns whether the TCP connection opened."""
+        """Open a connection to a peer for `torrent` (µTP, or TCP); returns whether one opened."""
         if self._loop is None:
             raise PeerError("the session is not started")
-        loop = self._loop
         async with self._half_open:
-            try:
-                await asyncio.wait_for(
-                    loop.create_connection(
-                        lambda: PeerConnection(self, torrent, (host, port), outgoing=True), host, port
-                    ),
-                    CONNECT_TIMEOUT,
-                )
-            except (OSError, TimeoutError) as exc:
-                log.debug("cannot connect to %s:%d: %s", host, port, exc)
-                return False
+            kind = await self._race(torrent, host, port)
+        if kind is not None:
+            self._transport_of[(host, port)] = kind
+        return kind is not None
+
+    async def _race(self, torrent: Torrent, host: str, port: int) -> str | None:
+        """µTP first; TCP too once µTP had its head start; the first to connect wins."""
+        if self.utp is None or self._transport_of.get((host, port)) == "tcp":
+            return "tcp" if await self._connect_tcp(torrent, host, port) else None
+        attempts = {asyncio.ensure_future(self._connect_utp(torrent, host, port)): "utp"}
+        done, _ = await asyncio.wait(attempts, timeout=UTP_HEAD_START)
+        if not (done and next(iter(done)).result()):
+            attempts[asyncio.ensure_future(self._connect_tcp(torrent, host, port))] = "tcp"
+        pending = set(attempts)
+        winner = None
+        while pending and winner is None:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            winner = next((attempts[task] for task in done if task.result()), None)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return winner
+
+    async def _connect_tcp(self, torrent: Torrent, host: str, port: int) -> bool:
+        assert self._loop is not None
+        try:
+            await asyncio.wait_for(
+                self._loop.create_connection(
+                    lambda: PeerConnection(self, torrent, (host, port), outgoing=True), host, port
+                ),
+                CONNECT_TIMEOUT,
+            )
+        except (OSError, TimeoutError) as exc:
+            log.debug("cannot connect to %s:%d over TCP: %s", host, port, exc)
+            return False
+        return True
+
+    async def _connect_utp(self, torrent: Torrent, host: str, port: int) -> bool:
+        assert self.utp is not None
+        address = (host, port)
+        try:
+            await self.utp.connect(
+                lambda: PeerConnection(self, torrent, address, outgoing=True), host, port, CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError, UtpError) as exc:
+            log.debug("cannot connect to %s:%d over µTP: %s", host, port, exc)
+            return False
         return True
 
     def connection_opened(self, conn: PeerConnection) -> None:
-        """Track a new connection (and learn an incoming peer's address); refuse one too many."""
+        """Track a new connection; refuse one too many."""
         if len(self.connections) >= MAX_SESSION_CONNECTIONS:
             conn.drop("too many connections")
             return
         self.connections.add(conn)
-        if conn.transport is not None and not conn.outgoing:
-            peer = conn.transport.get_extra_info("peername")
-            if isinstance(peer, tuple) and len(peer) >= 2:
-                conn.address = (str(peer[0]), int(peer[1]))
 
     def connection_closed(self, conn: PeerConnection) -> None:
         """Forget a closed connection."""

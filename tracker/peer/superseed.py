@@ -106,15 +106,12 @@ class SuperSeeder:
         lead = self.leads.get(conn)
         if lead is None or not self.active:
             return
-        flags = conn.flags
-        assert flags is not None
         now = self.t.session.now()
-        for piece in list(lead.offered):
-            flags[piece] = 1
+        offered = list(lead.offered)
+        conn.infer_pieces(offered)
+        for piece in offered:
             self.holders[piece] += 1
             self._took(conn, lead, piece, now)
-        if not conn.is_seed and flags.count(1) == len(flags):
-            conn.is_seed = True
         self._offer(conn, lead)
 
     def forget(self, conn: PeerConnection) -> None:

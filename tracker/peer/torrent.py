@@ -18,19 +18,13 @@ from tracker.metainfo import Metainfo
 from tracker.peer import wire
 from tracker.peer.billing import LeecherBilling, PurchaseAccount, SeederBilling
 from tracker.peer.choker import RECHOKE_INTERVAL, UPLOAD_SLOTS, PlainPeers
-from tracker.peer.connection import (
-    ADVERTISED_REQUEST_QUEUE,
-    DEFAULT_PEER_QUEUE,
-    MAX_PIPELINE,
-    MIN_PIPELINE,
-)
-from tracker.peer.credit import CREDIT_GRACE, ReceiptSigner, credit_window
-from tracker.peer.downloading import Downloads
+from tracker.peer.credit import ReceiptSigner, credit_window
+from tracker.peer.downloading import MIN_PIPELINE, Downloads, DownloadState
 from tracker.peer.errors import PeerError, ProtocolError
 from tracker.peer.extension import Need, decode_message, encode_handshake
 from tracker.peer.picker import BLOCK_SIZE, PiecePicker
 from tracker.peer.storage import Storage
-from tracker.peer.uploading import Uploads
+from tracker.peer.uploading import ADVERTISED_REQUEST_QUEUE, Uploads, UploadState
 from tracker.receipts import ReceiptVerifier, SignedReceipt
 
 if TYPE_CHECKING:
@@ -42,9 +36,7 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 60  # per torrent
 MAX_BUFFER_BYTES = 48 * 1024 * 1024  # pieces held in memory while downloading, per torrent
 MIN_PENDING_PIECES = 4
-PIPELINE_SECONDS = 0.5  # keep this much of a peer's rate requested
 PAID_PIPELINE_DIVISOR = 2  # keep at most this fraction of a billing seeder's credit window requested
-REQUEST_TIMEOUT = 30.0  # seconds without a block before we give a peer's requests to others
 KEEPALIVE_INTERVAL = 90.0
 IDLE_TIMEOUT = 240.0  # BEP 3 peers send keep-alives every two minutes
 
@@ -82,9 +74,6 @@ class Torrent:
         self.banned: set[object] = set()
         self.error: PeerError | None = None
         self.completed = asyncio.Event()
-        self.downloaded = 0  # verified payload bytes
-        self.uploaded = 0
-        self.failed_pieces = 0
         sizes = [meta.piece_size(i) for i in range(meta.piece_count)]
         self.picker: PiecePicker | None = None
         if not all(have):
@@ -115,6 +104,21 @@ class Torrent:
         return self.picker is None
 
     @property
+    def downloaded(self) -> int:
+        """Payload bytes of pieces that passed their hash check."""
+        return self.downloads.verified
+
+    @property
+    def failed_pieces(self) -> int:
+        """Pieces that failed their hash check."""
+        return self.downloads.failed_pieces
+
+    @property
+    def uploaded(self) -> int:
+        """Block bytes sent to peers."""
+        return self.uploads.sent
+
+    @property
     def left(self) -> int:
         """Bytes still to download."""
         missing = [i for i, flag in enumerate(self.have) if not flag]
@@ -134,16 +138,24 @@ class Torrent:
         if self.ban_key(conn) in self.banned or any(c.peer_id == conn.peer_id for c in self.connections):
             return False
         self.connections.add(conn)
-        conn.flags = bytearray(self.meta.piece_count)
+        conn.bind(DownloadState(), UploadState())
         assert conn.handshake is not None
+        hide = self.uploads.hide_pieces(conn)
+        if conn.fast:  # BEP 6: what we have is the first message, and always sent
+            if hide or not any(self.have):
+                conn.send(wire.HAVE_NONE_MSG)
+            elif self.complete:
+                conn.send(wire.HAVE_ALL_MSG)
+            else:
+                conn.send(wire.bitfield(wire.pack_bits(self.have)))
+        elif any(self.have) and not hide:
+            conn.send(wire.bitfield(wire.pack_bits(self.have)))
         if conn.handshake.supports_extensions:
             purchase = self.config.signer.purchase_id if self.config.signer and not self.complete else None
             payload = encode_handshake(
                 wallet=self.config.wallet, purchase=purchase, request_queue=ADVERTISED_REQUEST_QUEUE
             )
             conn.send(wire.extended(0, payload))
-        if any(self.have) and not self.uploads.hide_pieces(conn):
-            conn.send(wire.bitfield(wire.pack_bits(self.have)))
         return True
 
     def detach(self, conn: PeerConnection) -> None:
@@ -151,20 +163,8 @@ class Torrent:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
+        self.downloads.forget(conn)
         self.uploads.forget(conn)
-        if self.picker is not None:
-            self.release_all(conn)
-            self.picker.remove_peer(None if conn.is_seed else conn.flags)
-        if not conn.am_choking:
-            conn.am_choking = True
-            self.uploads.fill_slots()
-
-    def release_all(self, conn: PeerConnection) -> None:
-        """Give every block requested from `conn` back to the picker."""
-        if self.picker is not None:
-            for key in conn.outstanding:
-                self.picker.release(key >> 32, key & 0xFFFFFFFF, conn)
-        conn.outstanding.clear()
 
     def ban(self, conn: PeerConnection, reason: str) -> None:
         """Drop a peer and refuse it for the rest of the session."""
@@ -174,37 +174,15 @@ class Torrent:
 
     # ----- what the peer has -----
 
-    def on_bitfield(self, conn: PeerConnection, flags: bytearray) -> None:
-        """The peer's first bitfield."""
-        conn.flags = flags
-        count = sum(flags)
-        if count == self.meta.piece_count:
-            conn.is_seed = True
-        if self.picker is not None:
-            self.picker.add_peer(None if conn.is_seed else flags)
-            have = self.have
-            conn.wanted = sum(1 for i, flag in enumerate(flags) if flag and not have[i])
+    def on_bitfield(self, conn: PeerConnection) -> None:
+        """The peer's first account of its pieces (its flags hold them)."""
+        self.downloads.peer_bitfield(conn)
         self.uploads.peer_has(conn, None)
         self._after_peer_news(conn)
 
-    def on_have(self, conn: PeerConnection, index: int) -> None:
-        """The peer got a piece."""
-        flags = conn.flags
-        assert flags is not None
-        if index >= self.meta.piece_count:
-            raise ProtocolError(f"have for piece {index}, the torrent has {self.meta.piece_count}")
-        if flags[index] or conn.is_seed:
-            return
-        flags[index] = 1
-        if self.picker is not None:
-            self.picker.peer_has(index)
-            if not self.have[index]:
-                conn.wanted += 1
-        if flags.count(1) == self.meta.piece_count:
-            conn.is_seed = True
-            if self.picker is not None:
-                self.picker.remove_peer(flags)
-                self.picker.add_peer(None)
+    def on_have(self, conn: PeerConnection, index: int, became_seed: bool) -> None:
+        """The peer got a piece it did not have (its flags already say so)."""
+        self.downloads.peer_has(conn, index, became_seed)
         self.uploads.peer_has(conn, index)
         self._after_peer_news(conn)
 
@@ -212,16 +190,15 @@ class Torrent:
         if self.complete and conn.is_seed and not self.uploads.keeps_seeds:
             conn.close("both sides are seeds")
             return
-        self.update_interest(conn)
+        self.downloads.update_interest(conn)
 
-    def update_interest(self, conn: PeerConnection) -> None:
-        """Tell the peer whether we want something it has, and ask for it if we do."""
-        want = self.picker is not None and conn.wanted > 0
-        if want != conn.am_interested:
-            conn.am_interested = want
-            conn.send(wire.INTERESTED_MSG if want else wire.NOT_INTERESTED_MSG)
-        if want:
-            self.downloads.request_more(conn)
+    def on_writable(self, conn: PeerConnection) -> None:
+        """The peer's socket buffer drained: serve it again."""
+        self.uploads.serve(conn)
+
+    def piece_verified(self, index: int, data: bytearray) -> None:
+        """A downloaded piece passed its hash check: peers may be served it from memory."""
+        self.uploads.cache.put(index, data)
 
     def _save_ledger(self) -> None:
         assert self.leecher is not None
@@ -237,11 +214,8 @@ class Torrent:
             self._save_ledger()
         log.info("%s complete", self.meta.name)
         self.session.spawn(self._sync())
+        self.downloads.finished()
         for conn in list(self.connections):
-            conn.outstanding.clear()  # blocks still on their way are duplicates now
-            if conn.am_interested:
-                conn.am_interested = False
-                conn.send(wire.NOT_INTERESTED_MSG)
             if conn.is_seed:
                 conn.close("both sides are seeds")
         self.completed.set()
@@ -287,12 +261,9 @@ class Torrent:
         """The peer told us its extensions: start billing it, or pay it what is due."""
         ext = conn.extension
         assert ext is not None
-        queue = ext.request_queue or DEFAULT_PEER_QUEUE
-        conn.pipeline = max(MIN_PIPELINE, min(conn.pipeline, queue))
-        if self.billing is not None and ext.purchase is not None and conn.account is None:
-            account = self.billing.account(ext.purchase)
-            account.served += conn.uploaded  # what it got before it said who it is counts too
-            conn.account = account
+        self.downloads.on_extension_handshake(conn)
+        if self.billing is not None and ext.purchase is not None:
+            self.uploads.bill(conn, self.billing.account(ext.purchase))
         if self.leecher is not None and ext.wallet is not None:
             payload = self.leecher.receipt_for(ext.wallet, force=True)
             if payload is not None:
@@ -324,61 +295,35 @@ class Torrent:
             return
         if not account.confirmed:
             self.session.submit_soon()  # the tracker's verdict on the buyer unlocks more credit
-        self._credit_grew(account)
-
-    def _credit_grew(self, account: PurchaseAccount) -> None:
-        for other in list(self.connections):
-            if other.account is not account:
-                continue
-            if other.credit_blocked:
-                other.credit_blocked = False
-                if other.peer_interested:
-                    self.uploads.maybe_unchoke(other)
-            elif not other.am_choking:
-                self.uploads.serve(other)
+        self.uploads.credit_grew(account)
 
     def receipt_accepted(self, purchase_id: int) -> None:
         """The tracker accepted a receipt we billed: its signer is the buyer, credit may grow."""
-        account = self.billing.accounts.get(purchase_id) if self.billing is not None else None
-        if account is not None and not account.confirmed:
-            account.confirmed = True
-            self._credit_grew(account)
+        account = self.billing.confirm(purchase_id) if self.billing is not None else None
+        if account is not None:
+            self.uploads.credit_grew(account)
 
     def receipt_rejected(self, purchase_id: int, reason: str) -> None:
         """The tracker refused a receipt we billed: stop serving that purchase."""
         if self.billing is None:
             return
         account = self.billing.freeze(purchase_id, reason)
-        for conn in list(self.connections):
-            if account is not None and conn.account is account:
-                conn.credit_blocked = True
-                self.uploads.choke(conn)
+        if account is not None:
+            self.uploads.account_frozen(account)
 
     # ----- housekeeping -----
 
     def tick(self, now: float, elapsed: float) -> None:
         """Once a second: rates, pipelines, timeouts, keep-alives, rechoking."""
+        paid_cap = self._paid_pipeline_cap()
         for conn in list(self.connections):
-            conn.update_rates(elapsed)
-            queue = (conn.extension.request_queue if conn.extension else None) or DEFAULT_PEER_QUEUE
-            target = int(conn.rate_down * PIPELINE_SECONDS / BLOCK_SIZE)
-            cap = min(MAX_PIPELINE, queue)
-            if self.leecher is not None and conn.wallet is not None:
-                cap = min(cap, self._paid_pipeline_cap())
-            conn.pipeline = max(MIN_PIPELINE, min(cap, max(target, conn.pipeline)))
-            if conn.outstanding and now - conn.last_block_at > REQUEST_TIMEOUT:
-                log.info("%r is not delivering; giving its requests to others", conn)
-                self.release_all(conn)
-                conn.last_block_at = 0.0
-            stalled = conn.credit_stalled_at
-            if stalled is not None and now - stalled > CREDIT_GRACE and conn.account is not None:
-                conn.credit_stalled_at = None
-                self.uploads.credit_choke(conn, conn.account)
+            self.uploads.tick(conn, now, elapsed)
+            billing_seed = self.leecher is not None and conn.wallet is not None
+            self.downloads.tick(conn, now, elapsed, paid_cap if billing_seed else None)
             if now - conn.last_received > IDLE_TIMEOUT:
                 conn.drop("idle")
             elif now - conn.last_sent > KEEPALIVE_INTERVAL:
                 conn.send(wire.KEEPALIVE_MSG)
-            self.downloads.request_more(conn)
         if self.leecher is not None:
             self._save_ledger()
         self.uploads.housekeeping(now)

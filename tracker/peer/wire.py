@@ -1,4 +1,5 @@
-"""BEP 3 peer wire: the handshake and message codec, with every length a peer can claim capped.
+"""BEP 3 peer wire with the BEP 6 Fast extension's messages: the handshake and message codec,
+with every length a peer can claim capped.
 
 Messages are `<length:u32><id:u8><payload>`. The connection parses its byte stream with the
 structs and limits defined here; encoding functions return ready-to-send bytes.
@@ -17,6 +18,8 @@ HANDSHAKE_PREFIX = bytes([len(PROTOCOL_NAME)]) + PROTOCOL_NAME
 HANDSHAKE_LENGTH = 68
 EXTENSION_BIT_BYTE = 5  # BEP 10: reserved byte 5, bit 0x10
 EXTENSION_BIT = 0x10
+FAST_BIT_BYTE = 7  # BEP 6: reserved byte 7, bit 0x04
+FAST_BIT = 0x04
 
 BLOCK_SIZE = 16 * 1024  # what every client requests and what libtorrent serves at most
 MAX_REQUEST_LENGTH = 128 * 1024  # larger requests drop the peer (BEP 3 clients close at 16 KiB)
@@ -33,7 +36,13 @@ REQUEST = 6
 PIECE = 7
 CANCEL = 8
 PORT = 9
+SUGGEST = 0x0D  # BEP 6 Fast extension, from here to ALLOWED_FAST
+HAVE_ALL = 0x0E
+HAVE_NONE = 0x0F
+REJECT = 0x10
+ALLOWED_FAST = 0x11
 EXTENDED = 20
+FAST_MESSAGES = frozenset({SUGGEST, HAVE_ALL, HAVE_NONE, REJECT, ALLOWED_FAST})
 
 LENGTH = struct.Struct(">I")
 HEADER = struct.Struct(">IB")
@@ -48,6 +57,8 @@ CHOKE_MSG = HEADER.pack(1, CHOKE)
 UNCHOKE_MSG = HEADER.pack(1, UNCHOKE)
 INTERESTED_MSG = HEADER.pack(1, INTERESTED)
 NOT_INTERESTED_MSG = HEADER.pack(1, NOT_INTERESTED)
+HAVE_ALL_MSG = HEADER.pack(1, HAVE_ALL)
+HAVE_NONE_MSG = HEADER.pack(1, HAVE_NONE)
 
 # Exact payload sizes (after the id byte) of fixed-size messages.
 FIXED_PAYLOAD = {
@@ -59,6 +70,11 @@ FIXED_PAYLOAD = {
     REQUEST: 12,
     CANCEL: 12,
     PORT: 2,
+    SUGGEST: 4,
+    HAVE_ALL: 0,
+    HAVE_NONE: 0,
+    REJECT: 12,
+    ALLOWED_FAST: 4,
 }
 
 
@@ -75,15 +91,23 @@ class Handshake:
         """Whether the peer set the BEP 10 extension-protocol bit."""
         return bool(self.reserved[EXTENSION_BIT_BYTE] & EXTENSION_BIT)
 
+    @property
+    def supports_fast(self) -> bool:
+        """Whether the peer set the BEP 6 Fast extension bit."""
+        return bool(self.reserved[FAST_BIT_BYTE] & FAST_BIT)
+
     def encode(self) -> bytes:
         """The handshake's wire bytes."""
         return HANDSHAKE_PREFIX + self.reserved + self.info_hash + self.peer_id
 
 
-def our_reserved() -> bytes:
-    """Reserved bytes announcing the extension protocol (and nothing else)."""
+def our_reserved(*, fast: bool = True) -> bytes:
+    """Reserved bytes announcing the extension protocol and (unless told not to) the Fast
+    extension, and nothing else."""
     reserved = bytearray(8)
     reserved[EXTENSION_BIT_BYTE] |= EXTENSION_BIT
+    if fast:
+        reserved[FAST_BIT_BYTE] |= FAST_BIT
     return bytes(reserved)
 
 
@@ -133,6 +157,11 @@ def requests(blocks: Iterable[tuple[int, int, int]]) -> bytes:
 def cancel(index: int, begin: int, length: int) -> bytes:
     """A `cancel` message."""
     return REQUEST_MSG.pack(13, CANCEL, index, begin, length)
+
+
+def reject(index: int, begin: int, length: int) -> bytes:
+    """A BEP 6 `reject_request` message."""
+    return REQUEST_MSG.pack(13, REJECT, index, begin, length)
 
 
 def piece_header(index: int, begin: int, length: int) -> bytes:

@@ -1,0 +1,182 @@
+"""µTP connections between two endpoints on loopback, directly and through an impairing relay."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+
+import pytest
+
+from tests.peer.conftest import run
+from tests.utp.relay import Impairment, start_relay
+from tracker.utp import open_connection, open_endpoint, stream_acceptor
+from tracker.utp import packet as pk
+
+
+async def _sink_server(**options):
+    """An endpoint that reads each accepted connection to its end; `done` gets (bytes, sha256)."""
+    done: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        digest = hashlib.sha256()
+        total = 0
+        while chunk := await reader.read(1 << 16):
+            digest.update(chunk)
+            total += len(chunk)
+        writer.close()
+        await done.put((total, digest.hexdigest()))
+
+    server = await open_endpoint("127.0.0.1", 0, stream_acceptor(handler), **options)
+    return server, done
+
+
+async def _send(client, port: int, data: bytes) -> None:
+    _, writer = await open_connection(client, "127.0.0.1", port, timeout=10)
+    for start in range(0, len(data), 100_000):
+        writer.write(data[start : start + 100_000])
+        await writer.drain()
+    writer.close()
+
+
+async def _transfer(impairment: Impairment | None, size: int) -> dict[str, int]:
+    server, done = await _sink_server()
+    client = await open_endpoint("127.0.0.1", 0)
+    port = server.sockname[1]
+    relay = None
+    if impairment is not None:
+        relay = await start_relay(("127.0.0.1", port), impairment)
+        port = relay.port
+    data = os.urandom(size)
+    await _send(client, port, data)
+    total, digest = await done.get()
+    assert total == size
+    assert digest == hashlib.sha256(data).hexdigest()
+    client.close()
+    server.close()
+    return {"dropped": relay.dropped, "duplicated": relay.duplicated} if relay else {}
+
+
+def test_bytes_arrive_intact_and_in_order_on_a_clean_path():
+    run(_transfer(None, 5_000_000))
+
+
+def test_bytes_arrive_intact_through_loss_delay_duplicates_and_reordering():
+    impairment = Impairment(loss=0.01, delay=0.05, jitter=0.01, duplicate=0.01, seed=7)
+    seen = run(_transfer(impairment, 1_000_000))
+    assert seen["dropped"] > 0 and seen["duplicated"] > 0  # the relay did impair the path
+
+
+def test_heavy_loss_is_recovered_by_retransmission():
+    run(_transfer(Impairment(loss=0.1, delay=0.01, jitter=0.005, seed=3), 300_000))
+
+
+def test_a_connection_to_a_peer_that_vanished_ends_with_a_timeout():
+    async def scenario():
+        server = await open_endpoint("127.0.0.1", 0, stream_acceptor(lambda r, w: None), max_timeouts=2)
+        client = await open_endpoint("127.0.0.1", 0, max_timeouts=2)
+        relay = await start_relay(("127.0.0.1", server.sockname[1]), Impairment())
+        reader, writer = await open_connection(client, "127.0.0.1", relay.port, timeout=5)
+        writer.write(b"x" * 1000)
+        await writer.drain()
+        relay.cut = True
+        writer.write(b"y" * 1000)
+        with pytest.raises(TimeoutError):
+            await reader.read()
+        assert not client.connections
+        client.close()
+        server.close()
+
+    run(scenario(), timeout=30)
+
+
+def test_connecting_to_a_port_where_nobody_listens_fails_quickly_with_a_reset():
+    async def scenario():
+        silent = await open_endpoint("127.0.0.1", 0)  # speaks µTP but accepts nothing
+        client = await open_endpoint("127.0.0.1", 0)
+        with pytest.raises(ConnectionResetError):
+            await open_connection(client, "127.0.0.1", silent.sockname[1], timeout=5)
+        client.close()
+        silent.close()
+
+    run(scenario())
+
+
+def test_connecting_to_a_silent_address_times_out():
+    async def scenario():
+        black_hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        black_hole.bind(("127.0.0.1", 0))
+        client = await open_endpoint("127.0.0.1", 0)
+        with pytest.raises(TimeoutError):
+            await open_connection(client, "127.0.0.1", black_hole.getsockname()[1], timeout=1.5)
+        assert not client.connections
+        client.close()
+        black_hole.close()
+
+    run(scenario())
+
+
+def test_a_syn_flood_is_bounded_and_genuine_peers_still_connect():
+    async def scenario():
+        server, done = await _sink_server(max_half_open=8, syn_recv_timeout=1.0)
+        port = server.sockname[1]
+        flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        flood.bind(("127.0.0.1", 0))
+        for conn_id in range(1000):
+            flood.sendto(pk.encode(pk.ST_SYN, conn_id * 2, 0, 0, 65536, 1, 0), ("127.0.0.1", port))
+        await asyncio.sleep(0.2)
+        assert server.half_open == 8 and len(server.connections) == 8
+        assert server.ignored >= 992
+        await asyncio.sleep(1.5)  # the half-open ones expire
+        assert server.half_open == 0 and not server.connections
+        client = await open_endpoint("127.0.0.1", 0)
+        await _send(client, port, b"genuine")
+        assert await done.get() == (7, hashlib.sha256(b"genuine").hexdigest())
+        flood.close()
+        client.close()
+        server.close()
+
+    run(scenario())
+
+
+def test_truncated_and_garbage_datagrams_are_ignored_mid_transfer():
+    async def scenario():
+        server, done = await _sink_server()
+        port = server.sockname[1]
+        client = await open_endpoint("127.0.0.1", 0)
+        _, writer = await open_connection(client, "127.0.0.1", port, timeout=5)
+        (conn,) = client.connections.values()
+        junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # from the client's own address family but another port: truncated headers, bad versions,
+        # an extension running off the end, all naming the live connection id
+        live = pk.encode(pk.ST_DATA, conn.send_id, 0, 0, 65536, conn.seq_nr, 0, b"evil")
+        for bad in (live[:10], live[:19], b"\x02" + live[1:], live[:1] + b"\x01" + live[2:20]):
+            junk.sendto(bad, ("127.0.0.1", port))
+        data = os.urandom(200_000)
+        writer.write(data)
+        writer.close()
+        assert await done.get() == (len(data), hashlib.sha256(data).hexdigest())
+        assert server.ignored >= 4
+        junk.close()
+        client.close()
+        server.close()
+
+    run(scenario())
+
+
+def test_closing_delivers_everything_queued_before_the_fin():
+    async def scenario():
+        server, done = await _sink_server()
+        client = await open_endpoint("127.0.0.1", 0)
+        _, writer = await open_connection(client, "127.0.0.1", server.sockname[1], timeout=5)
+        data = os.urandom(3_000_000)
+        writer.write(data)  # all at once, no drain: close must still send it all
+        writer.close()
+        assert await done.get() == (len(data), hashlib.sha256(data).hexdigest())
+        await asyncio.sleep(0.2)
+        assert not client.connections and not server.connections
+        client.close()
+        server.close()
+
+    run(scenario())
