@@ -130,7 +130,8 @@ async def seed(spec: dict[str, Any]) -> None:
                 "warning": announcer.warning,
                 "reachability": reachability.describe(session.port, mapper, [announcer]),
             }
-            _write_atomically(Path(spec["status"]), json.dumps(status))
+            if "status" in spec:
+                _write_atomically(Path(spec["status"]), json.dumps(status))
             await asyncio.wait([stopped], timeout=0.2)
 
 
