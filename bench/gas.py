@@ -89,10 +89,14 @@ class Bench:
 
     def sales(self) -> None:
         m, seller = self.market, self.seller
-        receipt = m.listProduct(b"\x01" * 32, 1 << 30, ETH, ETHER, 2_500, "ipfs://product-1", sender=seller)
+        receipt = m.listProduct(
+            b"\x01" * 20 + bytes(12), 1 << 30, ETH, ETHER, 2_500, "ipfs://product-1", sender=seller
+        )
         self.record("listProduct", receipt, "a new product; its infohash and terms stored")
-        m.listProduct(b"\x02" * 32, 1 << 30, self.token, ETHER, 2_500, "ipfs://product-2", sender=seller)
-        m.listProduct(b"\x03" * 32, 1 << 30, ETH, ETHER, 2_500, "ipfs://product-3", sender=seller)
+        m.listProduct(
+            b"\x02" * 20 + bytes(12), 1 << 30, self.token, ETHER, 2_500, "ipfs://product-2", sender=seller
+        )
+        m.listProduct(b"\x03" * 20 + bytes(12), 1 << 30, ETH, ETHER, 2_500, "ipfs://product-3", sender=seller)
         for buyer in self.buyers:
             self.token.mint(buyer, 100 * ETHER, sender=buyer)
             self.token.approve(m, 2**256 - 1, sender=buyer)
@@ -120,7 +124,9 @@ class Bench:
         for buyer in self.buyers:
             m.purchase(3, sender=buyer, value=ETHER)
         newcomer = self.seeders[-2]
-        m.listProduct(b"\x04" * 32, 1 << 30, ETH, ETHER, 2_500, "ipfs://product-4", sender=newcomer)
+        m.listProduct(
+            b"\x04" * 20 + bytes(12), 1 << 30, ETH, ETHER, 2_500, "ipfs://product-4", sender=newcomer
+        )
         self.record(
             "purchase, ETH, a seller's first sale",
             m.purchase(4, sender=first, value=ETHER),
