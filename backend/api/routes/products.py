@@ -40,6 +40,7 @@ def product_out(entry: CatalogEntry, health: SwarmHealthOut | None = None) -> Pr
         token=checksum(product.token),
         price=str(product.price),
         discount_bps=product.discount_bps,
+        terms_version=product.terms_version,
         active=product.active,
         metadata_uri=product.metadata_uri,
         listed_at=product.listed_at,
