@@ -82,11 +82,14 @@ class Product(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     seller: Mapped[str] = mapped_column(ADDRESS, index=True)
-    infohash: Mapped[str] = mapped_column(String(64), unique=True)  # bytes32, lowercase hex
+    # bytes32, lowercase hex. Not unique: the chain lets anyone list any infohash; the store serves
+    # only the listing whose seller registered the info dictionary (`Listing.info_hash` is unique).
+    infohash: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Uint)
     token: Mapped[str] = mapped_column(ADDRESS)
     price: Mapped[int] = mapped_column(Uint)
     discount_bps: Mapped[int] = mapped_column(Integer)
+    terms_version: Mapped[int] = mapped_column(BigInteger, server_default="1")  # what a purchase must name
     active: Mapped[bool] = mapped_column(Boolean)
     metadata_uri: Mapped[str] = mapped_column(Text)
     listed_block: Mapped[int] = mapped_column(BigInteger)
@@ -126,7 +129,9 @@ class Listing(Base):
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text)
     torrent: Mapped[bytes] = mapped_column(LargeBinary)
-    info_hash: Mapped[str] = mapped_column(String(40), index=True)
+    # First registration wins: a second product with the same content (a copy of someone's
+    # listing, or the seller's own relisting) cannot be registered while this one is.
+    info_hash: Mapped[str] = mapped_column(String(40), index=True, unique=True)
     name: Mapped[str] = mapped_column(Text)
     total_length: Mapped[int] = mapped_column(Uint)
     registered_by: Mapped[str] = mapped_column(ADDRESS)
@@ -204,7 +209,7 @@ class FrozenPurchase(Base):
     __tablename__ = "frozen_purchases"
 
     purchase_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    epoch: Mapped[int] = mapped_column(Integer, index=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, index=True)  # uint64 on chain
     recipient: Mapped[str] = mapped_column(ADDRESS, server_default="")  # "": the epoch's store account
 
 
@@ -238,7 +243,7 @@ class Epoch(Base):
 
     __tablename__ = "epochs"
 
-    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # uint64 on chain
     status: Mapped[str] = mapped_column(String(16), index=True)
     root: Mapped[str] = mapped_column(HASH)
     cutoff: Mapped[int] = mapped_column(BigInteger)  # chain time the settlement window is measured at
@@ -274,7 +279,7 @@ class EpochLeaf(Base):
 
     __tablename__ = "epoch_leaves"
 
-    epoch: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     account: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
     token: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
     amount: Mapped[int] = mapped_column(Uint)

@@ -66,7 +66,7 @@ end
 local function announce(p, extra)
   local s = p % swarms
   local path = prefix
-  if passkeys then path = path .. "/" .. string.format("%032x", p % 1000) end
+  if passkeys then path = "/" .. string.format("%032x", p % 1000) .. path end  -- /<passkey>/announce
   local left = 1000
   if p % 4 == 0 then left = 0 end
   path = path .. "?info_hash=" .. swarm_hash(s) .. "&peer_id=-BM0001-" .. string.format("%012d", p)

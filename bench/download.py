@@ -83,7 +83,7 @@ async def serve(torrent_file: str, content_dir: str, port_file: str, receipts: s
     """Seed role (a child process): serve until killed."""
     meta = parse_metainfo(Path(torrent_file).read_bytes())
     journal = ReceiptJournal(Path(port_file).with_suffix(".journal")) if receipts == "on" else None
-    session = Session(host="127.0.0.1", journal=journal)
+    session = Session(host="127.0.0.1", journal=journal, utp=False)  # this bench compares TCP; µTP: utp.py
     await session.start()
     config = TorrentConfig()
     if receipts == "on":
@@ -95,7 +95,7 @@ async def serve(torrent_file: str, content_dir: str, port_file: str, receipts: s
 
 
 async def leech(meta, out_dir: Path, port: int, receipts: bool) -> float:
-    async with Session(host="127.0.0.1") as session:
+    async with Session(host="127.0.0.1", utp=False) as session:
         config = TorrentConfig(signer=ReceiptSigner(DOMAIN, 1, BUYER_KEY) if receipts else None, upload=False)
         torrent = await session.add_torrent(meta, out_dir, config)
         start = time.perf_counter()

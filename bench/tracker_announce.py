@@ -73,7 +73,7 @@ def wallet(number: int) -> bytes:
 def announce_path(prefix: str, passkeys: bool, swarms: int, peer: int, event: str | None) -> str:
     """What the Lua script sends for peer `peer` (swarm peer % swarms, a port unique in it)."""
     swarm, port = peer % swarms, 1 + peer // swarms
-    path = f"{prefix}/{passkey(peer)}" if passkeys else prefix
+    path = f"/{passkey(peer)}{prefix}" if passkeys else prefix  # the handed-out /<passkey>/announce
     left = 0 if peer % 4 == 0 else 1000
     query = (
         f"info_hash={quote_from_bytes(info_hash(swarm))}&peer_id=-BM0001-{peer:012d}&port={port}"

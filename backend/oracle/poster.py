@@ -8,7 +8,7 @@ run finds it and asks the chain: posted already? mined and reverted? still pendi
 `tx_replace_after` seconds (fees rose) is replaced: the same call with the same nonce and fees at
 least 12.5 % higher (never above `max_fee_gwei`), stored before it is broadcast; whichever of the
 two is mined posts the root. The epoch number is fixed when the epoch is closed and the contract
-refuses any epoch at or below its last one, so a root is posted once, never twice. Totals are
+takes only its last one + 1, so a root is posted once, never twice. Totals are
 checked against the contract's funded seeder pools before anything is signed; a pending root that
 is not active yet (`RootPending`) is waited out.
 """
@@ -26,13 +26,22 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
-from sqlalchemy import func, select
+from sqlalchemy import delete, select
 
 from backend.chain import Chain
 from backend.db import Database
 from backend.epochs import close_epoch, latest_epoch
 from backend.errors import ChainError, ConfigError, ContractRevert, OracleError
-from backend.models import UNFINISHED, ChainEvent, Epoch, EpochStatus, IndexerCursor, Purchase
+from backend.models import (
+    UNFINISHED,
+    ChainEvent,
+    Epoch,
+    EpochLeaf,
+    EpochStatus,
+    FrozenPurchase,
+    IndexerCursor,
+    Purchase,
+)
 from backend.oracle.fees import GWEI
 from backend.oracle.sender import SignedTx, TransactionSender
 from backend.settings import Settings
@@ -42,7 +51,7 @@ log = logging.getLogger(__name__)
 FAULT_ENV = "SEEDMARKET_FAULT_KILL_AT"  # crash tests: SIGKILL ourselves at a named step
 _MAX_BACKOFF = 60.0
 # Refusals after which the same epoch can never be posted: a later epoch takes over.
-_TERMINAL = {"StaleEpoch", "TotalExceedsFunded", "TotalDecreased", "NotOracle"}
+_TERMINAL = {"EpochNotNext", "TotalExceedsFunded", "TotalDecreased", "NotOracle"}
 
 
 @dataclass(frozen=True)
@@ -308,7 +317,7 @@ class Oracle:
         """Mark the epoch failed when the contract can never accept it; whether it did."""
         if exc.error not in _TERMINAL:
             return False
-        if exc.error == "StaleEpoch" and self._posted_on_chain(epoch):
+        if exc.error == "EpochNotNext" and self._posted_on_chain(epoch):
             self._mark(epoch.number, EpochStatus.POSTED)
             return True
         self._mark(epoch.number, EpochStatus.FAILED, error=str(exc))
@@ -358,9 +367,19 @@ class Oracle:
         return int(active_at)
 
     def _next_number(self) -> int:
-        with self.db.reader() as session:
-            stored = session.scalar(select(func.max(Epoch.number))) or 0
-        return max(stored, int(self.chain.view("lastEpoch"))) + 1
+        """The chain's last epoch + 1, the only one it accepts. An epoch stored under that number
+        was refused for good and never reached the chain: its rows make way."""
+        number = int(self.chain.view("lastEpoch")) + 1
+        with self.db.writer() as session:
+            stale = session.get(Epoch, number)
+            if stale is not None and stale.status != EpochStatus.FAILED:
+                raise OracleError(f"epoch {number} is stored as {stale.status} but the chain has not seen it")
+            if stale is not None:
+                log.warning("oracle: epoch %d failed without reaching the chain; closing it again", number)
+                session.execute(delete(EpochLeaf).where(EpochLeaf.epoch == number))
+                session.execute(delete(FrozenPurchase).where(FrozenPurchase.epoch == number))
+                session.delete(stale)
+        return number
 
     def _reconcile_cancellations(self) -> None:
         with self.db.reader() as session:

@@ -44,7 +44,10 @@ def buy(
                 f"product {product} has no registered torrent yet; buy it once the seller finishes"
             )
         symbol, decimals = conn.chain.token_info(listing["token"])
-        purchase_id, tx = conn.chain.purchase(product)
+        # The terms the store showed are the ones agreed to; the contract refuses any others.
+        purchase_id, tx = conn.chain.purchase(
+            product, listing["token"], int(listing["price"]), int(listing["termsVersion"])
+        )
     price = from_units(int(listing["price"]), decimals)
     emit(
         as_json,
