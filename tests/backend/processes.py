@@ -60,7 +60,12 @@ def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subproces
     )
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
+# A store process imports FastAPI, web3, SQLAlchemy and siwe's grammars before it listens: seconds
+# on an idle machine, a minute and more on two cores under two test workers and other loads.
+STARTUP_SECONDS = 180.0
+
+
+def wait_http(url: str, timeout: float = STARTUP_SECONDS) -> None:
     """Wait until `url` answers at all."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

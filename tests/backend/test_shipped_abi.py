@@ -45,7 +45,16 @@ def _wheel(tmp_path: Path) -> Path:
 
 def test_verify_epoch_runs_from_an_installed_wheel_without_a_checkout(tmp_path: Path, anvil: Anvil) -> None:
     wheel = _wheel(tmp_path)
-    assert "backend/abi/Marketplace.json" in zipfile.ZipFile(wheel).namelist()
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    # What the package reads at run time: the ABI, and for `seedmarket serve` the migrations and pages.
+    for data in (
+        "backend/abi/Marketplace.json",
+        "backend/migrations/env.py",
+        "backend/migrations/versions/0001_initial_schema.py",
+        "backend/web/templates/base.html",
+        "backend/web/static/store.js",
+    ):
+        assert data in shipped, data
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, wheel],

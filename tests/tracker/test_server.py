@@ -375,8 +375,12 @@ class TestLimits:
             assert policy.lookups == 2
             policy.revoke(ALICE_WALLET, MOVIE)
             assert b"peers" in await announce(server.port, ALICE, MOVIE, b"A" * 20)
-            await asyncio.sleep(2.2)
+            # Then the cached answer expires (policy_ttl=1 s): poll for the refusal, not a fixed wait.
+            deadline = asyncio.get_running_loop().time() + 10
             refused = await announce(server.port, ALICE, MOVIE, b"A" * 20)
+            while b"failure reason" not in refused and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+                refused = await announce(server.port, ALICE, MOVIE, b"A" * 20)
             assert "has not bought" in refused[b"failure reason"].decode()
         finally:
             server.close()
