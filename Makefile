@@ -28,27 +28,16 @@ $(STAMPS)/npm: package.json package-lock.json
 
 # Debian packages the tests use: Chromium for the web store's browser tests; for the interop tests
 # (tests/interop) the BitTorrent clients nobody here wrote (aria2, Transmission), and for the home
-# router in a network namespace iproute2, nftables and miniupnpd (UPnP IGD, NAT-PMP and PCP).
-SYSTEM_PACKAGES := chromium aria2 transmission-cli iproute2 nftables miniupnpd
-SYSTEM_COMMANDS := chromium aria2c transmission-cli ip nft miniupnpd
+# router in a network namespace iproute2, nftables and miniupnpd (UPnP IGD, NAT-PMP and PCP); for
+# the HTTP tracker's tests (tests/tracker) nginx as the TLS reverse proxy in front of it.
+SYSTEM_PACKAGES := chromium aria2 transmission-cli iproute2 nftables miniupnpd nginx-light
+SYSTEM_COMMANDS := chromium aria2c transmission-cli ip nft miniupnpd nginx
 $(STAMPS)/system:
 	@mkdir -p $(STAMPS)
 	@if ! ( for c in $(SYSTEM_COMMANDS); do PATH=$$PATH:/usr/sbin:/sbin command -v $$c >/dev/null || exit 1; done ); then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES) \
 		|| { $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES); }; \
-	fi
-	touch $@
-
-# The HTTP tracker's tests run real clients and a real reverse proxy: transmission-show (scrape
-# derived from a personal announce URL) and nginx (TLS in front of the tracker).
-TRACKER_PACKAGES := transmission-cli nginx-light
-$(STAMPS)/tracker-system:
-	@mkdir -p $(STAMPS)
-	@if ! command -v transmission-show >/dev/null || ! command -v nginx >/dev/null; then \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get install -y --no-install-recommends $(TRACKER_PACKAGES) \
-		|| { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends $(TRACKER_PACKAGES); }; \
 	fi
 	touch $@
 
@@ -65,17 +54,21 @@ install: $(STAMPS)/venv $(STAMPS)/npm
 
 .build/__local__.json: $(STAMPS)/venv $(STAMPS)/npm ape-config.yaml $(wildcard contracts/*.sol contracts/test/*.sol)
 	$(BIN)/ape compile
-	$(BIN)/python -m dev.abi
 	touch $@
 
 compile: .build/__local__.json
 
-test: compile $(STAMPS)/system $(STAMPS)/tracker-system
-	$(BIN)/pytest
+# Two workers (pytest-xdist), each with its own anvils, ports and temporary folders; a test file
+# stays on one worker (`loadfile`), so module fixtures (a store, a browser) are set up once.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
+
+test: compile $(STAMPS)/system
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The long runs: more property-test sequences and bigger random trees.
-test-long: compile $(STAMPS)/system $(STAMPS)/tracker-system
-	SEEDMARKET_LONG=1 $(BIN)/pytest
+test-long: compile $(STAMPS)/system
+	SEEDMARKET_LONG=1 $(BIN)/pytest $(PYTEST_PARALLEL)
 
 run: compile
 	$(BIN)/python -m dev.devstack run
@@ -83,17 +76,26 @@ run: compile
 demo: compile
 	$(BIN)/python -m dev.demo
 
+# ruff, the formatter, mypy (pyproject's config: every package, dev/ and scripts/) and the layering
+# contracts (pyproject's [tool.importlinter]: who may import whom, see docs/ARCHITECTURE.md).
+# Slither reads slither.config.json: the offline compiler shim, the remapping, and each excluded
+# detector with the one-line reason it is triaged away.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/slither contracts --solc-standard-json
 
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 bench: compile $(STAMPS)/bench-system
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/*.py; do \
+		case $$(basename $$b) in _*) continue;; esac; \
+		echo "== $$b"; $(BIN)/python $$b || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) node_modules .build $(STAMPS) .pytest_cache .mypy_cache .ruff_cache

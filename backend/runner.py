@@ -88,6 +88,8 @@ async def serve(
                 services.policy(),
                 services.sink(),
                 services.verifier(),
+                trusted_proxies=settings.trusted_proxies,
+                connect_check=settings.tracker_connect_check,
             )
             stats = InProcessStats(server)
             log.info("tracker listening on %s:%d", settings.tracker_host, server.port)
@@ -168,7 +170,13 @@ async def run_tracker(settings: Settings) -> None:
     """The tracker alone, with the database policy and sink, until SIGINT/SIGTERM."""
     services = Services.open(settings)
     server = await start_tracker(
-        settings.tracker_host, settings.tracker_port, services.policy(), services.sink(), services.verifier()
+        settings.tracker_host,
+        settings.tracker_port,
+        services.policy(),
+        services.sink(),
+        services.verifier(),
+        trusted_proxies=settings.trusted_proxies,
+        connect_check=settings.tracker_connect_check,
     )
     log.info("tracker listening on %s:%d", settings.tracker_host, server.port)
     try:

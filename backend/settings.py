@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from backend.deployments import DeploymentError, read_deployment
 from backend.errors import ConfigError
+from tracker.server.proxies import TrustedProxies
 
 # anvil's first development account: a well-known key, fine for a local chain only.
 DEV_ORACLE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -92,13 +93,20 @@ class Settings(BaseSettings):
     tracker_port: int = Field(6969, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8000"
     tracker_url: str = "http://127.0.0.1:6969"
+    tracker_connect_check: bool = Field(
+        True, description="connect back to seeders and tell them (and the store) whether they are reachable"
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP the tracker believes",
+    )
     siwe_domain: str | None = Field(None, description="default: public_url's host:port")
     siwe_uri: str | None = Field(None, description="default: public_url")
     session_lifetime: int = Field(86_400, ge=60)
     nonce_lifetime: int = Field(600, ge=10)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("store_accounts", "cors_origins", mode="before")
+    @field_validator("store_accounts", "cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -112,6 +120,12 @@ class Settings(BaseSettings):
             if not is_address(account):
                 raise ValueError(f"store account {account!r} is not an address")
         return [account.lower() for account in value]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        TrustedProxies(value)  # raises ValueError naming the malformed entry
+        return value
 
     @field_validator("contract_address")
     @classmethod

@@ -1,4 +1,5 @@
-"""Seeding health of a swarm (seeders, leechers, completed), from the tracker.
+"""Seeding health of a swarm (seeders, leechers, completed, and how many seeders the tracker
+could connect back to), from the tracker.
 
 In `seedmarket serve` the tracker runs in the same process and is asked directly; when it runs
 as its own process the API scrapes it over HTTP (BEP 48) with a store account's passkey, which
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import quote_from_bytes
 
 import bencodepy
@@ -20,7 +21,17 @@ from tracker.server.announce import scrape_url
 log = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT = 2.0
-Health = tuple[int, int, int]  # (seeders, leechers, completed)
+
+
+class Health(NamedTuple):
+    """A swarm as the tracker sees it. `reachable`: seeders its connect-back reached (a seeder
+    behind a NAT without a forwarded port is listed but nobody can download from it); None when
+    the tracker does not check (tracker.server.reachability)."""
+
+    seeders: int
+    leechers: int
+    completed: int
+    reachable: int | None = None
 
 
 class SwarmStats(Protocol):
@@ -38,6 +49,10 @@ class TrackerLike(Protocol):
         """(complete, incomplete, downloaded)."""
         ...
 
+    def reachable_seeds(self, info_hash: bytes) -> int | None:
+        """Seeders a connect-back reached, or None when the tracker does not check."""
+        ...
+
 
 class InProcessStats:
     """Reads a tracker running on the same event loop."""
@@ -47,7 +62,7 @@ class InProcessStats:
 
     async def stats(self, info_hash: bytes) -> Health | None:
         """The tracker's own counts."""
-        return self.tracker.stats(info_hash)
+        return Health(*self.tracker.stats(info_hash), self.tracker.reachable_seeds(info_hash))
 
 
 class ScrapeStats:
@@ -66,7 +81,20 @@ class ScrapeStats:
                 response = await client.get(url)
             answer = bencodepy.decode(response.content)
             entry = answer[b"files"][info_hash]
-            return int(entry[b"complete"]), int(entry[b"incomplete"]), int(entry[b"downloaded"])
-        except (httpx.HTTPError, bencodepy.BencodeDecodeError, KeyError, TypeError, ValueError) as exc:
+            reachable = entry.get(b"sm_reachable")
+            return Health(
+                int(entry[b"complete"]),
+                int(entry[b"incomplete"]),
+                int(entry[b"downloaded"]),
+                None if reachable is None else int(reachable),
+            )
+        except (
+            httpx.HTTPError,
+            bencodepy.BencodeDecodeError,
+            AttributeError,
+            KeyError,
+            TypeError,
+            ValueError,
+        ) as exc:
             log.info("scrape of %s failed: %s", info_hash.hex(), type(exc).__name__)
             return None

@@ -50,6 +50,7 @@ from tracker.peer.torrent import Torrent, TorrentConfig  # noqa: E402
 from tracker.policy import MemoryPolicy, MemorySink  # noqa: E402
 from tracker.receipts import ReceiptVerifier, address_of  # noqa: E402
 from tracker.server import start_tracker  # noqa: E402
+from tracker.server.announce import announce_url  # noqa: E402
 
 ETH = "0x" + "00" * 20  # the payment token address(0)
 WEI = 10**18
@@ -151,7 +152,7 @@ async def run_swarm(
         torrent = await session.add_torrent(meta, content, config, writable=False)
         policy.add_passkey(passkey_for(0), store_wallet)
         policy.grant(store_wallet, meta.info_hash)
-        announcer = session.announce(torrent, f"{base}/announce/{passkey_for(0)}")
+        announcer = session.announce(torrent, announce_url(base, passkey_for(0)))
         peers.append(Peer("store", store_key, session, torrent, announcer))
         session.submit_receipts(receipts_url(base))
         loop = asyncio.get_running_loop()
@@ -193,7 +194,7 @@ async def join(
     await session.start()
     config = TorrentConfig(signer=ReceiptSigner(DOMAIN, number, key), wallet=wallet, verifier=verifier)
     torrent = await session.add_torrent(meta, work / f"buyer{number}", config)
-    announcer = session.announce(torrent, f"{base}/announce/{passkey}")
+    announcer = session.announce(torrent, announce_url(base, passkey))
     session.submit_receipts(receipts_url(base))
     return Peer(f"buyer {number}", key, session, torrent, announcer)
 

@@ -92,6 +92,9 @@ class SwarmHealthOut(Model):
     seeders: int
     leechers: int
     completed: int
+    reachable: int | None = Field(
+        None, description="seeders the tracker could connect back to; null when it does not check"
+    )
 
 
 class ProductOut(Model):
@@ -104,6 +107,7 @@ class ProductOut(Model):
     token: str
     price: Amount
     discount_bps: int
+    terms_version: int  # what a purchase names with the token and price it agrees to
     active: bool
     metadata_uri: str
     listed_at: int

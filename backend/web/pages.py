@@ -25,9 +25,10 @@ from backend.errors import ChainError, ConfigError
 from backend.passkeys import passkey_for
 from backend.rewards import rewards_of
 from backend.sales import library_of, magnet_link, seller_summary
-from backend.settlement import checksum
+from backend.swarm_stats import Health
 from backend.web.money import split_of
 from backend.web.state import WebState, web_state
+from tracker.addresses import checksum
 from tracker.server.announce import announce_url
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def _problem(
     return render(web, request, "error.html", wallet=wallet, status=status, title=title, message=message)
 
 
-async def _health(context: ContextDep, entry: CatalogEntry) -> tuple[int, int, int] | None:
+async def _health(context: ContextDep, entry: CatalogEntry) -> Health | None:
     if context.stats is None or len(entry.info_hash) != 40:
         return None
     return await context.stats.stats(bytes.fromhex(entry.info_hash))

@@ -75,6 +75,8 @@ def test_the_whole_store_in_one_process(sqlite_settings: Settings, market: Marke
         assert b"failure reason" not in _announce(personal.announce, infohash)
         assert b"failure reason" in _announce(f"{tracker_url}/{'0' * 32}/announce", infohash)
         _until(lambda: client.get(f"/products/{product_id}").json()["health"]["seeders"] == 1)
+        # The store's tracker connected back to 127.0.0.1:6881, where no peer has this torrent.
+        assert client.get(f"/products/{product_id}").json()["health"]["reachable"] == 0
         # An ordinary client derives the scrape URL from the personal announce URL and reads it.
         (tmp_path / "personal.torrent").write_bytes(personal_torrent)
         shown = run(["transmission-show", "--scrape", str(tmp_path / "personal.torrent")], env)

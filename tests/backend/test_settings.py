@@ -24,7 +24,9 @@ def test_environment_variables_configure_the_store(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SEEDMARKET_STORE_ACCOUNTS", "0x" + "AB" * 20 + ", 0x" + "cd" * 20)
     monkeypatch.setenv("SEEDMARKET_EPOCH_LENGTH", "60")
     monkeypatch.setenv("SEEDMARKET_PUBLIC_URL", "https://shop.example/")
+    monkeypatch.setenv("SEEDMARKET_TRUSTED_PROXIES", "127.0.0.1/32, ::1")
     settings = load_settings()
+    assert settings.trusted_proxies == ["127.0.0.1/32", "::1"]
     assert settings.store_accounts == ["0x" + "ab" * 20, "0x" + "cd" * 20]
     assert settings.epoch_length == 60
     assert settings.db_url == f"sqlite:///{tmp_path.resolve() / 'seedmarket.db'}"
@@ -52,6 +54,7 @@ def test_the_contract_comes_from_the_deployments_file(tmp_path: Path) -> None:
         {"public_url": "ftp://x"},
         {"epoch_length": 0},
         {"environment": "staging"},
+        {"trusted_proxies": ["10.0.0.0/33"]},
     ],
 )
 def test_invalid_values_are_one_clear_error(bad: dict[str, object]) -> None:

@@ -108,6 +108,11 @@ MUTATIONS: list[Callable[[random.Random, dict[str, str]], None]] = [
 ]
 
 
+def either_form(rng: random.Random, passkey: str, kind: str) -> str:
+    """The handed-out `/<passkey>/<kind>` path, or the old `/<kind>/<passkey>` one."""
+    return f"/{passkey}/{kind}" if rng.random() < 0.5 else f"/{kind}/{passkey}"
+
+
 def malformed_announce(rng: random.Random) -> str:
     fields = base_fields(rng)
     for mutation in rng.sample(MUTATIONS, rng.choice([1, 1, 2, 3])):
@@ -121,7 +126,7 @@ def malformed_announce(rng: random.Random) -> str:
     passkey = PASSKEY
     if rng.random() < 0.15:
         passkey = rng.choice([STRANGER, UNPAID, "F" * 32, "f" * 31, "g" * 32, "", encoded(rng, 16)])
-    return f"/announce/{passkey}?{'&'.join(pairs)}"
+    return f"{either_form(rng, passkey, 'announce')}?{'&'.join(pairs)}"
 
 
 def refused_announce(rng: random.Random) -> str:
@@ -148,7 +153,7 @@ def malformed_scrape(rng: random.Random) -> str:
     else:
         query = random_query(rng)
     passkey = PASSKEY if rng.random() < 0.9 else rng.choice(["F" * 32, "x", ""])
-    return f"/scrape/{passkey}?{query}"
+    return f"{either_form(rng, passkey, 'scrape')}?{query}"
 
 
 def malformed_target(rng: random.Random) -> str:
@@ -156,7 +161,7 @@ def malformed_target(rng: random.Random) -> str:
     if roll < 0.70:
         return malformed_announce(rng)
     if roll < 0.80:
-        return f"/announce/{PASSKEY}?{random_query(rng)}"
+        return f"{either_form(rng, PASSKEY, 'announce')}?{random_query(rng)}"
     if roll < 0.90:
         return malformed_scrape(rng)
     return refused_announce(rng)

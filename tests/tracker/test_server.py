@@ -15,7 +15,7 @@ from tracker.policy import MemoryPolicy, MemorySink
 from tracker.receipts import Domain, ReceiptVerifier
 from tracker.server import TrackerServer, start_tracker
 from tracker.server.http import MAX_HEAD_BYTES
-from tracker.server.http_connection import ip_bytes
+from tracker.server.proxies import packed_ip
 
 pytestmark = pytest.mark.anyio
 
@@ -145,9 +145,9 @@ class TestAnnounce:
             await v6.wait_closed()
 
     def test_ipv4_mapped_ipv6_addresses_count_as_ipv4(self) -> None:
-        assert ip_bytes("::ffff:10.1.2.3") == bytes([10, 1, 2, 3])
-        assert ip_bytes("10.1.2.3") == bytes([10, 1, 2, 3])
-        assert ip_bytes("fe80::1%eth0") == socket.inet_pton(socket.AF_INET6, "fe80::1")
+        assert packed_ip("::ffff:10.1.2.3") == bytes([10, 1, 2, 3])
+        assert packed_ip("10.1.2.3") == bytes([10, 1, 2, 3])
+        assert packed_ip("fe80::1%eth0") == socket.inet_pton(socket.AF_INET6, "fe80::1")
 
 
 class TestRefusals:

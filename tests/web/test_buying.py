@@ -78,6 +78,8 @@ def test_a_buyer_pays_in_eth_signs_in_and_downloads_a_personal_torrent(
     assert page.get_by_text("You own this product.").is_visible()
     assert page.get_by_role("button", name=re.compile("^Buy")).count() == 0
     assert page.locator("[data-health=seeders]").inner_text() == "1"
+    # The store's tracker connected back to the announced port, where no peer has this torrent.
+    assert page.locator("[data-health=reachable]").inner_text() == "0"
 
 
 def test_an_erc20_product_is_approved_then_bought(visit: Callable[..., Visit], shop: Shop) -> None:

@@ -27,6 +27,7 @@ REASONS = {
     503: b"Service Unavailable",
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_FORWARDING = (b"x-forwarded-for", b"x-real-ip")
 
 
 class HttpError(TrackerError):
@@ -46,6 +47,8 @@ class RequestHead(NamedTuple):
     content_length: int
     content_type: bytes
     expect_continue: bool
+    forwarded_for: bytes  # X-Forwarded-For, several headers joined by commas; believed only from
+    real_ip: bytes  # X-Real-IP               a trusted proxy (tracker.server.proxies)
 
 
 def _content_length(value: bytes) -> int:
@@ -58,11 +61,30 @@ def _content_length(value: bytes) -> int:
     return length
 
 
-def _headers(block: bytes, keep_alive: bool) -> tuple[bool, int, bytes, bool]:
-    """(keep_alive, content_length, content_type, expect_continue) from the header lines."""
+def _keep_alive(value: bytes, keep_alive: bool) -> bool:
+    tokens = [token.strip() for token in value.split(b",")]
+    if b"close" in tokens:
+        return False
+    return True if b"keep-alive" in tokens else keep_alive
+
+
+def _forwarding(fields: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+    """(X-Forwarded-For, X-Real-IP): several X-Forwarded-For headers are one list, joined by
+    commas as HTTP says; a second X-Real-IP is ambiguous and refused."""
+    forwarded_for = b",".join([value for name, value in fields if name == b"x-forwarded-for"])
+    real_ip = [value.strip() for name, value in fields if name == b"x-real-ip"]
+    if len(real_ip) > 1:
+        raise HttpError(400, "more than one X-Real-IP")
+    return forwarded_for.strip(), real_ip[0] if real_ip else b""
+
+
+def _headers(block: bytes, keep_alive: bool) -> tuple[bool, int, bytes, bool, bytes, bytes]:
+    """(keep_alive, content_length, content_type, expect_continue, forwarded_for, real_ip) from
+    the header lines."""
     content_length = -1
     content_type = b""
     expect_continue = False
+    forwarding: list[tuple[bytes, bytes]] = []
     lines = block.lower().split(b"\r\n")
     if len(lines) > MAX_HEADERS:
         raise HttpError(431, f"more than {MAX_HEADERS} headers")
@@ -71,11 +93,7 @@ def _headers(block: bytes, keep_alive: bool) -> tuple[bool, int, bytes, bool]:
         if not colon or not name or b" " in name or b"\t" in name:
             raise HttpError(400, "malformed header line")
         if name == b"connection":
-            tokens = [token.strip() for token in value.split(b",")]
-            if b"close" in tokens:
-                keep_alive = False
-            elif b"keep-alive" in tokens:
-                keep_alive = True
+            keep_alive = _keep_alive(value, keep_alive)
         elif name == b"content-length":
             if content_length >= 0:
                 raise HttpError(400, "more than one Content-Length")
@@ -88,7 +106,10 @@ def _headers(block: bytes, keep_alive: bool) -> tuple[bool, int, bytes, bool]:
             if value.strip() != b"100-continue":
                 raise HttpError(400, "unsupported Expect header")
             expect_continue = True
-    return keep_alive, max(content_length, 0), content_type, expect_continue
+        elif name in _FORWARDING:
+            forwarding.append((name, value))
+    forwarded_for, real_ip = _forwarding(forwarding) if forwarding else (b"", b"")
+    return keep_alive, max(content_length, 0), content_type, expect_continue, forwarded_for, real_ip
 
 
 def parse_head(head: bytes) -> RequestHead:
@@ -107,7 +128,7 @@ def parse_head(head: bytes) -> RequestHead:
         raise HttpError(400, "request target must be a path")
     keep_alive = version == b"HTTP/1.1"
     if line_end < 0:
-        return RequestHead(method, target, keep_alive, 0, b"", False)
+        return RequestHead(method, target, keep_alive, 0, b"", False, b"", b"")
     return RequestHead(method, target, *_headers(head[line_end + 2 :], keep_alive))
 
 

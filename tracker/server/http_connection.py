@@ -2,15 +2,16 @@
 
 One handler (`Connection._dispatch`) turns every refusal into a bencoded `failure reason` and a
 logged warning. An announce whose passkey and permission are in the access cache is answered
-synchronously inside `data_received`, with no task or coroutine; only cache misses, scrapes and
-receipt batches run as tasks, and a connection answers its pipelined requests strictly in order.
+synchronously inside `data_received`, with no task or coroutine; only cache misses, a seeder's
+due connect-back check (tracker.server.reachability), scrapes and receipt batches run as tasks,
+and a connection answers its pipelined requests strictly in order. The announcing address is the
+connection's, or on a trusted proxy's connection the client it names (tracker.server.proxies).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,6 +28,7 @@ from tracker.server.http import (
     parse_head,
     response,
 )
+from tracker.server.proxies import packed_ip
 from tracker.server.receipt_intake import (
     BatchError,
     SinkFailure,
@@ -43,16 +45,6 @@ MAX_BUFFERED_BYTES = MAX_HEAD_BYTES + MAX_BODY_BYTES  # pipelined input held whi
 NEVER = 1 << 62  # a deadline that does not come
 
 log = logging.getLogger(__name__)
-
-
-def ip_bytes(host: str) -> bytes:
-    """The packed address of a peername host; IPv4-mapped IPv6 addresses become IPv4."""
-    if ":" not in host:
-        return socket.inet_pton(socket.AF_INET, host)
-    packed = socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
-    if packed[:12] == b"\0" * 10 + b"\xff\xff":
-        return packed[12:]
-    return packed
 
 
 def route(path: bytes) -> tuple[bytes, bytes]:
@@ -80,7 +72,8 @@ class Connection(asyncio.Protocol):
         self.tracker = tracker
         self.config = tracker.config
         self.transport: asyncio.Transport | None = None
-        self.ip = b""
+        self.ip = b""  # the connection's address
+        self.proxied = False  # from a trusted proxy: its requests say whose they are
         self.peer = "?"
         self.buffer = b""
         self.head: RequestHead | None = None  # parsed head whose body is still arriving
@@ -98,7 +91,7 @@ class Connection(asyncio.Protocol):
         tracker = self.tracker
         peername = transport.get_extra_info("peername")
         try:
-            self.ip = ip_bytes(peername[0])
+            self.ip = packed_ip(peername[0])
         except (TypeError, IndexError, OSError, ValueError):
             transport.abort()  # not an IP connection: nothing to announce from
             return
@@ -110,6 +103,7 @@ class Connection(asyncio.Protocol):
             return
         self.transport = transport
         self.peer = str(peername[0])
+        self.proxied = tracker.proxies.trusts(self.ip)
         self.deadline = tracker.now + self.config.keepalive_timeout
         tracker.connections.add(self)
 
@@ -240,7 +234,10 @@ class Connection(asyncio.Protocol):
             if head.method != b"GET":
                 raise HttpError(405, f"{kind.decode()} with GET")
             if kind == b"announce":
-                self._announce(segment, query, keep_alive)
+                ip = self.ip
+                if self.proxied:
+                    ip = self.tracker.proxies.client(ip, head.forwarded_for, head.real_ip)
+                self._announce(segment, query, keep_alive, ip)
             else:
                 passkey = parse_passkey(segment)
                 self._spawn(self._scrape(passkey, parse_scrape(query), keep_alive))
@@ -253,7 +250,7 @@ class Connection(asyncio.Protocol):
             log.exception("internal error on %r from %s", head.target[:200], self.peer)
             self._write(response(500, responses.failure("internal error"), False), False)
 
-    def _announce(self, segment: bytes, query: bytes, keep_alive: bool) -> None:
+    def _announce(self, segment: bytes, query: bytes, keep_alive: bool, ip: bytes) -> None:
         tracker = self.tracker
         passkey = parse_passkey(segment)
         request = parse_announce(query)
@@ -264,15 +261,23 @@ class Connection(asyncio.Protocol):
         if ident is not MISS:
             allowed = tracker.access.may_join_now(ident[0], request.info_hash, now)
             if allowed is True:
-                self._write(ok(tracker.answer_announce(request, ident[1], self.ip), keep_alive), keep_alive)
+                if tracker.reachability is None:
+                    self._write(ok(tracker.answer_announce(request, ident[1], ip), keep_alive), keep_alive)
+                elif tracker.needs_check(request, ip):
+                    self._spawn(self._announce_checked(request, ident[1], ip, keep_alive))
+                else:
+                    answer = tracker.answer_announce(request, ident[1], ip, tracker.verdict(request, ip))
+                    self._write(ok(answer, keep_alive), keep_alive)
                 return
             if allowed is False:
                 raise RequestError("this account has not bought this torrent")
-        self._spawn(self._announce_later(passkey, request, keep_alive))
+        self._spawn(self._announce_later(passkey, request, keep_alive, ip))
 
     # ----- requests that wait -----
 
-    async def _announce_later(self, passkey: str, request: AnnounceRequest, keep_alive: bool) -> None:
+    async def _announce_later(
+        self, passkey: str, request: AnnounceRequest, keep_alive: bool, ip: bytes
+    ) -> None:
         tracker = self.tracker
         try:
             ident = await tracker.access.wallet(passkey, tracker.now)
@@ -280,12 +285,40 @@ class Connection(asyncio.Protocol):
                 raise RequestError("unknown passkey; download the torrent again from the store")
             if not await tracker.access.may_join(ident[0], request.info_hash, tracker.now):
                 raise RequestError("this account has not bought this torrent")
-            self._write(ok(tracker.answer_announce(request, ident[1], self.ip), keep_alive), keep_alive)
+            connectable = await self._connectable(request, ip)
+            self._write(
+                ok(tracker.answer_announce(request, ident[1], ip, connectable), keep_alive), keep_alive
+            )
         except RequestError as error:
             self._refuse(str(error), keep_alive)
         except Exception:
             log.exception("policy failed on an announce from %s", self.peer)
             self._refuse("tracker temporarily unavailable; try again later", keep_alive, 503)
+        finally:
+            self._done()
+
+    async def _connectable(self, request: AnnounceRequest, ip: bytes) -> bool | None:
+        """The seeder's connect-back verdict, checking first when it is due."""
+        tracker = self.tracker
+        if not tracker.needs_check(request, ip):
+            return tracker.verdict(request, ip)
+        verdict = await tracker.check(request, ip)
+        return tracker.verdict(request, ip) if verdict is None else verdict
+
+    async def _announce_checked(
+        self, request: AnnounceRequest, tag: bytes, ip: bytes, keep_alive: bool
+    ) -> None:
+        """A permitted seeder's announce, answered once the connect-back has its verdict."""
+        tracker = self.tracker
+        try:
+            connectable = await self._connectable(request, ip)
+            self._write(ok(tracker.answer_announce(request, tag, ip, connectable), keep_alive), keep_alive)
+        except RequestError as error:
+            self._refuse(str(error), keep_alive)
+        except Exception:
+            tracker.internal_errors += 1
+            log.exception("connect check failed on an announce from %s", self.peer)
+            self._write(response(500, responses.failure("internal error"), False), False)
         finally:
             self._done()
 
@@ -296,7 +329,7 @@ class Connection(asyncio.Protocol):
             if ident is None:
                 raise RequestError("unknown passkey; download the torrent again from the store")
             rows = [
-                (info_hash, *tracker.stats(info_hash))
+                (info_hash, *tracker.stats(info_hash), tracker.reachable_seeds(info_hash))
                 for info_hash in hashes
                 if await tracker.access.may_join(ident[0], info_hash, tracker.now)
             ]

@@ -18,14 +18,17 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tracker.policy import ReceiptSink, SwarmPolicy
 from tracker.receipts import ReceiptVerifier
 from tracker.server import responses
 from tracker.server.access import DEFAULT_POLICY_TTL, AccessCache
-from tracker.server.announce import AnnounceRequest, RequestError
+from tracker.server.announce import STOPPED, AnnounceRequest, RequestError
 from tracker.server.http_connection import Connection
+from tracker.server.proxies import TrustedProxies
+from tracker.server.reachability import DEFAULT_BUDGET, DEFAULT_TIMEOUT, DEFAULT_WINDOW, Reachability
 from tracker.server.swarm import DEFAULT_MAX_PEERS, SwarmFull, SwarmRegistry
 
 DEFAULT_INTERVAL = 1800  # seconds between a client's announces
@@ -38,6 +41,7 @@ KEEPALIVE_TIMEOUT = 30  # seconds an idle keep-alive connection stays open
 TICK_SECONDS = 1.0  # clock, expiry sweep and timeout checks
 SWEEP_CYCLE = 10  # seconds in which the sweep visits every swarm once
 MAX_CONCURRENT_BATCHES = 4  # receipt batches verified at once; announces keep the rest of the CPU
+PRUNE_CYCLE = 60  # seconds between forgetting old connect-back verdicts
 LISTEN_BACKLOG = 1024
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,11 @@ class TrackerConfig:
     head_timeout: int = HEAD_TIMEOUT
     body_timeout: int = BODY_TIMEOUT
     keepalive_timeout: int = KEEPALIVE_TIMEOUT
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For/X-Real-IP are believed
+    connect_check: bool = False  # connect back to seeders (tracker.server.reachability)
+    connect_timeout: float = DEFAULT_TIMEOUT
+    connect_window: int = DEFAULT_WINDOW
+    connect_budget: int = DEFAULT_BUDGET
 
     def __post_init__(self) -> None:
         for name in ("interval", "min_interval", "policy_ttl", "max_connections", "max_peers"):
@@ -63,6 +72,9 @@ class TrackerConfig:
                 raise ValueError(f"tracker {name} must be at least 1")
         if min(self.grace, self.head_timeout, self.body_timeout, self.keepalive_timeout) < 0:
             raise ValueError("tracker grace and timeouts cannot be negative")
+        TrustedProxies(self.trusted_proxies)  # raises ValueError naming a malformed entry
+        if self.connect_timeout <= 0 or self.connect_window < 1 or self.connect_budget < 1:
+            raise ValueError("tracker connect check timeout, window and budget must be positive")
 
 
 class TrackerServer:
@@ -75,6 +87,12 @@ class TrackerServer:
         self.sink = sink
         self.verifier = verifier
         self.access = AccessCache(policy, config.policy_ttl)
+        self.proxies = TrustedProxies(config.trusted_proxies)
+        self.reachability = (
+            Reachability(config.connect_timeout, config.connect_window, config.connect_budget)
+            if config.connect_check
+            else None
+        )
         self.registry = SwarmRegistry(config.interval + config.grace, config.max_peers)
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -104,6 +122,12 @@ class TrackerServer:
     def stats(self, info_hash: bytes) -> tuple[int, int, int]:
         """(complete, incomplete, downloaded) of a swarm."""
         return self.registry.stats(info_hash)
+
+    def reachable_seeds(self, info_hash: bytes) -> int | None:
+        """How many of a swarm's seeds a connect-back reached; None when the tracker does not check."""
+        if self.reachability is None:
+            return None
+        return self.reachability.reachable(self.registry.seeds(info_hash))
 
     def close(self) -> None:
         """Stop listening and close every connection; running receipt batches finish."""
@@ -138,12 +162,40 @@ class TrackerServer:
                 self.registry.sweep(self.now, max(1, math.ceil(swarms / SWEEP_CYCLE)))
             for connection in [c for c in self.connections if c.deadline < self.now]:
                 connection.close()
+            if self.reachability is not None and self.now % PRUNE_CYCLE == 0:
+                self.reachability.prune(self.now, self.config.interval + self.config.grace)
         except Exception:  # a bug here must not stop the clock
             self.internal_errors += 1
             log.exception("tracker housekeeping failed")
 
-    def answer_announce(self, request: AnnounceRequest, tag: bytes, ip: bytes) -> bytes:
-        """Record an announce that passed the policy; the bencoded answer."""
+    def needs_check(self, request: AnnounceRequest, ip: bytes) -> bool:
+        """Whether this announce waits for a connect-back to the seeder before it is answered:
+        a seeder with no fresh verdict whose address may be checked now."""
+        reachability = self.reachability
+        if reachability is None or request.left or request.event == STOPPED:
+            return False
+        addr = ip + request.port.to_bytes(2, "big")
+        return reachability.fresh(addr, self.now) is None and reachability.may_check(addr, self.now)
+
+    async def check(self, request: AnnounceRequest, ip: bytes) -> bool | None:
+        """Connect back to the announcer's own address and announced port (never another)."""
+        assert self.reachability is not None
+        return await self.reachability.check(
+            ip + request.port.to_bytes(2, "big"), request.info_hash, self.now
+        )
+
+    def verdict(self, request: AnnounceRequest, ip: bytes) -> bool | None:
+        """The latest verdict on a seeder's address and port; None for leechers or unknown."""
+        reachability = self.reachability
+        if reachability is None or request.left or request.event == STOPPED:
+            return None
+        return reachability.last(ip + request.port.to_bytes(2, "big"))
+
+    def answer_announce(
+        self, request: AnnounceRequest, tag: bytes, ip: bytes, connectable: bool | None = None
+    ) -> bytes:
+        """Record an announce that passed the policy; the bencoded answer, with the seeder's
+        connect-back verdict when there is one."""
         # The peer's key: its peer_id, its account's tag and its address family (tracker.server.swarm).
         key = request.peer_id + tag + (b"4" if len(ip) == 4 else b"6")
         try:
@@ -159,7 +211,16 @@ class TrackerServer:
         except SwarmFull:
             raise RequestError("tracker is full; try again later") from None
         config = self.config
-        return responses.announce(complete, incomplete, config.interval, config.min_interval, peers, peers6)
+        return responses.announce(
+            complete,
+            incomplete,
+            config.interval,
+            config.min_interval,
+            peers,
+            peers6,
+            connectable,
+            request.port,
+        )
 
 
 async def start_tracker(
@@ -178,8 +239,16 @@ async def start_tracker(
     head_timeout: int = HEAD_TIMEOUT,
     body_timeout: int = BODY_TIMEOUT,
     keepalive_timeout: int = KEEPALIVE_TIMEOUT,
+    trusted_proxies: Iterable[str] = (),
+    connect_check: bool = False,
+    connect_timeout: float = DEFAULT_TIMEOUT,
+    connect_window: int = DEFAULT_WINDOW,
+    connect_budget: int = DEFAULT_BUDGET,
 ) -> TrackerServer:
-    """Start a tracker on the running event loop; `close()` then `await wait_closed()` stops it."""
+    """Start a tracker on the running event loop; `close()` then `await wait_closed()` stops it.
+    `trusted_proxies` are CIDRs of reverse proxies whose forwarding headers name the client
+    (tracker.server.proxies); by default none. `connect_check` makes it connect back to seeders
+    and tell them whether they are reachable (tracker.server.reachability); off by default."""
     config = TrackerConfig(
         interval=interval,
         min_interval=min(min_interval, interval),
@@ -190,6 +259,11 @@ async def start_tracker(
         head_timeout=head_timeout,
         body_timeout=body_timeout,
         keepalive_timeout=keepalive_timeout,
+        trusted_proxies=tuple(trusted_proxies),
+        connect_check=connect_check,
+        connect_timeout=connect_timeout,
+        connect_window=connect_window,
+        connect_budget=connect_budget,
     )
     server = TrackerServer(policy, sink, verifier, config)
     await server.start(host, port)

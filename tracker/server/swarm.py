@@ -237,6 +237,19 @@ class SwarmRegistry:
             return 0, 0, downloaded
         return swarm.seeds, len(swarm.peers) - swarm.seeds, downloaded
 
+    def seeds(self, info_hash: bytes) -> list[bytes]:
+        """The compact addresses (address + port) of a swarm's seeds."""
+        swarm = self.swarms.get(info_hash)
+        if swarm is None:
+            return []
+        addrs: list[bytes] = []
+        for lane_id in (V4_SEEDS, V6_SEEDS):
+            lane = swarm.lanes[lane_id]
+            if lane is not None:
+                width, blob = lane.width, bytes(lane.addrs)
+                addrs += [blob[i : i + width] for i in range(0, len(blob), width)]
+        return addrs
+
     def sweep(self, now: int, budget: int | None = None) -> int:
         """Drop expired peers from up to `budget` swarms (all when None), continuing round-robin
         where the last call stopped; returns how many peers went."""

@@ -23,7 +23,7 @@ from backend.catalog import (
 )
 from backend.errors import ForbiddenError, InvalidInput, NotFoundError
 from backend.passkeys import passkey_for
-from backend.settlement import checksum
+from tracker.addresses import checksum
 
 router = APIRouter(prefix="/products", tags=["products"])
 ProductId = Annotated[int, Path(ge=1, le=MAX_DB_ID, description="the on-chain product id")]
@@ -40,6 +40,7 @@ def product_out(entry: CatalogEntry, health: SwarmHealthOut | None = None) -> Pr
         token=checksum(product.token),
         price=str(product.price),
         discount_bps=product.discount_bps,
+        terms_version=product.terms_version,
         active=product.active,
         metadata_uri=product.metadata_uri,
         listed_at=product.listed_at,
@@ -68,7 +69,11 @@ async def _health(context: ContextDep, entry: CatalogEntry) -> SwarmHealthOut | 
     if context.stats is None or len(entry.info_hash) != 40:
         return None
     stats = await context.stats.stats(bytes.fromhex(entry.info_hash))
-    return None if stats is None else SwarmHealthOut(seeders=stats[0], leechers=stats[1], completed=stats[2])
+    if stats is None:
+        return None
+    return SwarmHealthOut(
+        seeders=stats.seeders, leechers=stats.leechers, completed=stats.completed, reachable=stats.reachable
+    )
 
 
 def _entry(services: ServicesDep, product_id: int) -> CatalogEntry:
@@ -91,7 +96,7 @@ async def product_health(product_id: ProductId, services: ServicesDep, context: 
     """Seeders, leechers and completed downloads of the product's swarm."""
     entry = await run_in_threadpool(_entry, services, product_id)
     health = await _health(context, entry)
-    return health or SwarmHealthOut(seeders=0, leechers=0, completed=0)
+    return health or SwarmHealthOut(seeders=0, leechers=0, completed=0, reachable=None)
 
 
 @router.put("/{product_id}/listing", response_model=ProductOut, responses=documented(401, 403, 404, 413, 422))
