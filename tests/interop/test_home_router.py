@@ -10,14 +10,21 @@ tracker that nobody can reach it, and is told what to do.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import pexpect
 import pytest
 
+from client.wallet import create_wallet
 from tests.interop.conftest import READY_TIMEOUT, Store, wait_for
 from tests.interop.netns import HOME_PREFIX, PUBLIC_LAN_PREFIX, Host, Lab, can_run
 from tests.interop.node import PEER_PORT
+from tests.peer.conftest import DOMAIN, REPO_ROOT
 
 # The chains miniupnpd's nftables backend fills (its defaults: table inet "filter", chains
 # "miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd"), hooked as Debian's nft_init.sh does.
@@ -156,3 +163,47 @@ def test_the_tracker_tells_a_seeder_at_home_whether_peers_can_reach_it(store: St
         line = str(shown["reachability"])
         assert line.startswith("not reachable")
         assert "refused" in line and f"port {PEER_PORT}" in line  # what to do, and which port
+
+
+def test_seedmarket_seed_behind_a_router_that_refuses_says_it_is_not_reachable_and_what_to_do(
+    store: Store, tmp_path: Path
+):
+    """The command itself, on a terminal (its status line is drawn only there); the "reachable"
+    line comes from the same client.reachability.describe, tested above through the node."""
+    buyer = store.buyer("home")
+    store.open_store(seeds=False, connect_check=True)
+    router, home = store.lab.home()
+    start_miniupnpd(store, router, allow=False, natpmp=False)
+    env = dict(os.environ, SEEDMARKET_HOME=str(tmp_path / "cli"), SEEDMARKET_PASSWORD="pw", COLUMNS="400")
+    os.environ["SEEDMARKET_HOME"] = env["SEEDMARKET_HOME"]
+    try:
+        create_wallet("seeder", "pw")
+    finally:
+        del os.environ["SEEDMARKET_HOME"]
+    command = home.command(
+        [
+            sys.executable,
+            "-c",
+            "from seedmarket.cli import main; main()",
+            "seed",
+            str(buyer.torrent),
+            str(store.content.folder),
+            "--key",
+            "seeder",
+            "--port",
+            str(PEER_PORT),
+            "--map-port",  # the tests' environment turns mapping off by default
+            "--chain-id",
+            str(DOMAIN.chain_id),
+            "--contract",
+            "0x" + DOMAIN.verifying_contract.hex(),
+        ]
+    )
+    cli = pexpect.spawn(command[0], command[1:], env=env, cwd=str(REPO_ROOT), dimensions=(24, 400))
+    try:
+        cli.expect("not reachable: the tracker could not connect to this seeder", timeout=90)
+        cli.expect("allow UPnP or NAT-PMP mappings for this computer in the router's settings", timeout=5)
+        cli.expect(f"forward TCP and UDP port {PEER_PORT} to it by hand", timeout=5)
+    finally:
+        cli.kill(signal.SIGTERM)
+        cli.close(force=True)
