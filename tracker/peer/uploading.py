@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from tracker.peer.torrent import Torrent
 
 SERVE_BATCH_BYTES = 1024 * 1024  # blocks handed to the socket per write
+READ_AHEAD_PIECES = 8  # distinct pieces of a peer's queued requests read from disk at once
 MAX_QUEUED_REQUESTS = 2000  # a peer queueing more requests than this is flooding us
 ADVERTISED_REQUEST_QUEUE = 1000  # what we tell peers (reqq): honest ones stay well below the cap
 # Requests we refuse (we are choking the peer, or lack the piece) between two unchokes before we
@@ -192,15 +193,35 @@ class Uploads:
 
     def _load(self, index: int, conn: PeerConnection) -> None:
         conn.up.waiting_for_piece = True
+        self._start_load(index, conn)
+        self._read_ahead(conn)
+
+    def _start_load(self, index: int, conn: PeerConnection | None) -> None:
         waiters = self.loading.get(index)
         if waiters is not None:
-            waiters.append(conn)
+            if conn is not None:
+                waiters.append(conn)
             return
-        self.loading[index] = [conn]
+        self.loading[index] = [conn] if conn is not None else []
         future = asyncio.get_running_loop().run_in_executor(
             self.t.session.disk, self.t.storage.read_piece, index
         )
         future.add_done_callback(lambda done: self._loaded(index, done))
+
+    def _read_ahead(self, conn: PeerConnection) -> None:
+        """Read the next pieces the peer asked for while the first comes off the disk: one read
+        at a time costs a thread hand-off per piece, which with small pieces is the whole rate."""
+        budget = self.cache.limit // 4
+        seen: set[int] = set()
+        for index, _, _ in conn.up.queue:
+            if len(seen) >= READ_AHEAD_PIECES or budget <= 0:
+                break
+            if index in seen:
+                continue
+            seen.add(index)
+            budget -= self.t.meta.piece_length
+            if index not in self.loading and self.cache.get(index) is None:
+                self._start_load(index, None)
 
     def _loaded(self, index: int, done: asyncio.Future[bytearray]) -> None:
         waiters = self.loading.pop(index, [])

@@ -18,7 +18,7 @@ GAIN = 3000  # bytes the window may grow per round trip in congestion avoidance 
 BASE_HISTORY_BUCKETS = 3  # minutes of delay minima kept for the base delay
 BUCKET_SECONDS = 60.0
 MIN_RTO = 0.5
-MAX_RTO = 30.0
+MAX_RTO = 3.0  # a peer that dropped packets while busy (libtorrent does) is retried soon
 INITIAL_RTO = 1.0
 
 

@@ -2,7 +2,7 @@
 
 Defined once here and used by both ends of a connection. Parsing validates everything a datagram
 from a stranger can get wrong (too short, another version, an unknown type, an extension running
-past the end, a selective ACK of the wrong length) and raises `PacketError`; the caller ignores
+past the end, a selective ACK of no bytes) and raises `PacketError`; the caller ignores
 such datagrams. Unknown extensions are skipped, as libtorrent and libutp do. We only ever send the
 selective ACK extension (type 1): libutp takes a packet whose *first* extension type is 3 or more
 for an old-version packet (`UTP_Version` in its utp_internal.cpp), so any newer extension must
@@ -69,8 +69,10 @@ def decode(data: bytes | memoryview) -> Packet:
         if len(data) - pos < length:
             raise PacketError("an extension runs past the end of the packet")
         if extension == EXT_SACK:
-            if length == 0 or length % 4:
-                raise PacketError(f"a selective ACK of {length} bytes is not a multiple of 4")
+            # BEP 29 asks for whole 32-bit words, but libtorrent sends 1 and 2 bytes when that is
+            # all it needs (and libutp reads any length): refusing them drops its data packets
+            if length == 0:
+                raise PacketError("an empty selective ACK")
             sack = bytes(data[pos : pos + length])
         pos += length
         extension = following
