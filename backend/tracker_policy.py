@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from sqlalchemy import exists, select
 
 from backend.db import Database
-from backend.models import Product, Purchase
+from backend.models import Listing, Product, Purchase
 from backend.passkeys import wallet_for
 from tracker.receipts import to_hex_address
 
@@ -46,8 +46,13 @@ class DatabaseSwarmPolicy:
     def may_join_now(self, wallet: str, info_hash: bytes) -> bool:
         """`may_join`, blocking; `wallet` lowercase 0x-hex."""
         with self.db.reader() as session:
+            # Several products may list the same infohash (the chain allows copies); the swarm is
+            # the registered one's, whose seller uploaded the info dictionary (else the oldest).
             product = session.execute(
-                select(Product.id, Product.seller).where(Product.infohash == infohash_key(info_hash))
+                select(Product.id, Product.seller)
+                .outerjoin(Listing, Listing.product_id == Product.id)
+                .where(Product.infohash == infohash_key(info_hash))
+                .order_by(Listing.product_id.is_(None), Product.id)
             ).first()
             if product is None:
                 return False
