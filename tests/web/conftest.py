@@ -88,9 +88,11 @@ def shop(anvil: Anvil, manifest: Path, tmp_path_factory: pytest.TempPathFactory)
     assert code == 0, log_path.read_text()[-3000:]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Debian Chromium, driven by Playwright."""
+    """Headless Debian Chromium, driven by Playwright. One per test module, not per session:
+    Playwright's sync API keeps an event loop running in the main thread while it is open, and
+    the tests that a worker runs after a web module call asyncio.run()."""
     with chromium() as launched:
         yield launched
 
