@@ -95,6 +95,16 @@ def register_listing(
             )
         if not metainfo.private:
             raise InvalidInput("the torrent must be private (BEP 27): peers come from our tracker only")
+        # Anyone may list a copy of an infohash on chain; the store serves the content under the
+        # first product whose own seller uploaded its info dictionary (the unique index on
+        # `listings.info_hash` settles a race).
+        taken = session.scalar(
+            select(Listing.product_id).where(
+                Listing.info_hash == metainfo.info_hash.hex(), Listing.product_id != product_id
+            )
+        )
+        if taken is not None:
+            raise ForbiddenError(f"this content is already registered as product {taken}")
         listing = session.get(Listing, product_id)
         if listing is None:
             listing = Listing(product_id=product_id, registered_by=wallet.lower(), registered_at=now)

@@ -23,8 +23,10 @@ from backend.db import Database
 from backend.errors import OracleError
 from backend.merkle import DUMP_FORMAT, LEAF_ENCODING, MerkleTree, proof_at
 from backend.models import (
+    LIVE,
     Epoch,
     EpochLeaf,
+    EpochStatus,
     FrozenPurchase,
     IndexerCursor,
     Product,
@@ -33,15 +35,12 @@ from backend.models import (
     table,
 )
 from backend.publication import PUBLICATION_FORMAT, Publication
-from backend.settlement import PurchaseTerms, build_tree, checksum, settle, token_totals
+from backend.settlement import PurchaseTerms, build_tree, settle, token_totals
+from tracker.addresses import checksum
 
 log = logging.getLogger(__name__)
 
 NODE = 32
-# Epoch statuses: closed (stored, not sent) -> sending (signed tx stored) -> posted; posted ->
-# canceled (guardian); failed (the contract refused it for good; a later epoch supersedes it).
-UNFINISHED = ("closed", "sending")
-LIVE = ("closed", "sending", "posted")
 
 
 @dataclass(frozen=True)
@@ -162,7 +161,7 @@ def close_epoch(
     with db.reader() as session:
         terms = load_terms(session, cut)
         earnings = compute(terms, load_credits(session, cut.receipt_cut), store_account)
-        previous = latest_epoch(session, ("posted",))
+        previous = latest_epoch(session, (EpochStatus.POSTED,))
         previous_amounts = leaf_amounts(session, previous.number) if previous else {}
     tree = build_tree(earnings)
     if tree is None:
@@ -185,7 +184,7 @@ def close_epoch(
             raise OracleError(f"epoch {number} exists already")
         epoch = Epoch(
             number=number,
-            status="closed",
+            status=EpochStatus.CLOSED,
             root=root,
             cutoff=cut.cutoff,
             block_number=cut.block_number,

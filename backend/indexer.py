@@ -323,6 +323,7 @@ def _apply_product_event(
                 token=args["token"],
                 price=args["price"],
                 discount_bps=args["discountBps"],
+                terms_version=1,
                 active=True,
                 metadata_uri=args["metadataURI"],
                 listed_block=block_number,
@@ -338,6 +339,7 @@ def _apply_product_event(
         product.price = int(args["price"])  # type: ignore[call-overload]
         product.discount_bps = int(args["discountBps"])  # type: ignore[call-overload]
         product.metadata_uri = str(args["metadataURI"])
+        product.terms_version = int(args["termsVersion"])  # type: ignore[call-overload]
     elif name == "ProductActiveSet":
         product.active = bool(args["active"])
 

@@ -11,12 +11,15 @@ are Unix seconds.
 
 from __future__ import annotations
 
+import time
+from enum import StrEnum
 from typing import cast
 
 from sqlalchemy import BigInteger, Boolean, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from backend.db import Uint
+from backend.errors import OracleError
 
 ADDRESS = String(42)
 HASH = String(66)
@@ -79,11 +82,14 @@ class Product(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     seller: Mapped[str] = mapped_column(ADDRESS, index=True)
-    infohash: Mapped[str] = mapped_column(String(64), unique=True)  # bytes32, lowercase hex
+    # bytes32, lowercase hex. Not unique: the chain lets anyone list any infohash; the store serves
+    # only the listing whose seller registered the info dictionary (`Listing.info_hash` is unique).
+    infohash: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(Uint)
     token: Mapped[str] = mapped_column(ADDRESS)
     price: Mapped[int] = mapped_column(Uint)
     discount_bps: Mapped[int] = mapped_column(Integer)
+    terms_version: Mapped[int] = mapped_column(BigInteger, server_default="1")  # what a purchase must name
     active: Mapped[bool] = mapped_column(Boolean)
     metadata_uri: Mapped[str] = mapped_column(Text)
     listed_block: Mapped[int] = mapped_column(BigInteger)
@@ -123,7 +129,9 @@ class Listing(Base):
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text)
     torrent: Mapped[bytes] = mapped_column(LargeBinary)
-    info_hash: Mapped[str] = mapped_column(String(40), index=True)
+    # First registration wins: a second product with the same content (a copy of someone's
+    # listing, or the seller's own relisting) cannot be registered while this one is.
+    info_hash: Mapped[str] = mapped_column(String(40), index=True, unique=True)
     name: Mapped[str] = mapped_column(Text)
     total_length: Mapped[int] = mapped_column(Uint)
     registered_by: Mapped[str] = mapped_column(ADDRESS)
@@ -201,8 +209,33 @@ class FrozenPurchase(Base):
     __tablename__ = "frozen_purchases"
 
     purchase_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    epoch: Mapped[int] = mapped_column(Integer, index=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, index=True)  # uint64 on chain
     recipient: Mapped[str] = mapped_column(ADDRESS, server_default="")  # "": the epoch's store account
+
+
+class EpochStatus(StrEnum):
+    """How far posting an epoch's root has got (the `epochs.status` column)."""
+
+    CLOSED = "closed"  # its tree is stored; nothing signed yet (or signed again after a revert)
+    SENDING = "sending"  # a signed transaction is stored; it may or may not have been broadcast
+    POSTED = "posted"  # the root is on chain
+    FAILED = "failed"  # the contract can never accept it; a later epoch supersedes it
+    CANCELED = "canceled"  # posted, then canceled by the guardian
+
+
+# Every change of status the oracle may make; anything else is a bug and is refused.
+EPOCH_TRANSITIONS: dict[EpochStatus, frozenset[EpochStatus]] = {
+    EpochStatus.CLOSED: frozenset({EpochStatus.SENDING, EpochStatus.POSTED, EpochStatus.FAILED}),
+    # -> CLOSED: reverted or its nonce went elsewhere, sign again; -> SENDING: a fee replacement.
+    EpochStatus.SENDING: frozenset(
+        {EpochStatus.SENDING, EpochStatus.POSTED, EpochStatus.CLOSED, EpochStatus.FAILED}
+    ),
+    EpochStatus.POSTED: frozenset({EpochStatus.CANCELED}),
+    EpochStatus.FAILED: frozenset(),
+    EpochStatus.CANCELED: frozenset(),
+}
+UNFINISHED = (EpochStatus.CLOSED, EpochStatus.SENDING)
+LIVE = (EpochStatus.CLOSED, EpochStatus.SENDING, EpochStatus.POSTED)
 
 
 class Epoch(Base):
@@ -210,7 +243,7 @@ class Epoch(Base):
 
     __tablename__ = "epochs"
 
-    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # uint64 on chain
     status: Mapped[str] = mapped_column(String(16), index=True)
     root: Mapped[str] = mapped_column(HASH)
     cutoff: Mapped[int] = mapped_column(BigInteger)  # chain time the settlement window is measured at
@@ -232,13 +265,21 @@ class Epoch(Base):
     active_at: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
 
+    def move_to(self, status: EpochStatus) -> None:
+        """Change the status, refusing a change `EPOCH_TRANSITIONS` does not allow."""
+        current = EpochStatus(self.status)
+        if status not in EPOCH_TRANSITIONS[current]:
+            raise OracleError(f"epoch {self.number} cannot go from {current} to {status}")
+        self.status = status
+        self.updated_at = int(time.time())
+
 
 class EpochLeaf(Base):
     """One leaf of an epoch's tree."""
 
     __tablename__ = "epoch_leaves"
 
-    epoch: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     account: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
     token: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
     amount: Mapped[int] = mapped_column(Uint)

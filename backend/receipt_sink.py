@@ -1,6 +1,6 @@
 """The database-backed `ReceiptSink`: receipts decided against indexed purchases and kept.
 
-Rules (DESIGN.md "Receipts"): the signer must be the purchase's buyer; the seeder must not be
+Rules (docs/ARCHITECTURE.md "Receipts"): the signer must be the purchase's buyer; the seeder must not be
 the buyer; a frozen (settled) purchase takes no more receipts; only the highest receipt per
 (purchase, seeder) counts, and a lower or equal one is answered with the current credit; the
 credits of one purchase never add up to more than its content length (a receipt that would pass

@@ -1,6 +1,6 @@
 """Settlement: what every (account, token) has earned, from purchases and credited receipts.
 
-DESIGN.md "Settlement": for a purchase with seeder pool P, content length L and credited bytes
+docs/ARCHITECTURE.md "Settlement": for a purchase with seeder pool P, content length L and credited bytes
 b_s per seeder, seeder s has earned floor(P * b_s / L). Once the purchase is frozen (its
 settlement window passed), the part of P nobody earned goes to the store's account as it was
 when the purchase froze. Leaves are
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from backend.merkle import Leaf, MerkleTree
-from tracker.hashing import keccak256
+from tracker.addresses import checksum
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,27 +83,6 @@ def _cut_to_length(lines: list[tuple[str, int]], size: int) -> list[tuple[str, i
         left -= take
         cut.append((seeder, take))
     return cut
-
-
-_HEX_LENGTH = 40
-_ONES = int.from_bytes(b"\x01" * _HEX_LENGTH, "big")
-_ZEROS = int.from_bytes(b"0" * _HEX_LENGTH, "big")
-_NIBBLE_ONES = int("1" * _HEX_LENGTH, 16)
-
-
-def checksum(address: str) -> str:
-    """EIP-55 checksum of a 0x-hex address, on whole-string integer arithmetic (the hot path
-    of building leaves: eth-utils' per-character version costs seconds per 100,000 leaves).
-
-    A character is upper-cased when it is a letter (bit 0x40 set: a-f, not 0-9) and the matching
-    nibble of keccak256(lowercase hex) is 8 or more; upper-casing subtracts 0x20 from that byte.
-    """
-    text = address[2:].lower().encode()
-    value = int.from_bytes(text, "big")
-    high_nibbles = (int.from_bytes(keccak256(text)[:20], "big") >> 3) & _NIBBLE_ONES
-    flags = int.from_bytes(f"{high_nibbles:040x}".encode(), "big") - _ZEROS  # one 0/1 per byte
-    letters = (value >> 6) & _ONES
-    return "0x" + (value - (flags & letters) * 0x20).to_bytes(_HEX_LENGTH, "big").decode()
 
 
 def leaves_of(earnings: Mapping[tuple[str, str], int]) -> list[Leaf]:

@@ -29,6 +29,7 @@ import libtorrent as lt  # noqa: E402
 import uvloop  # noqa: E402
 from coincurve import PrivateKey  # noqa: E402
 
+from bench._lib import lt_settings  # noqa: E402
 from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
 from tracker.peer.credit import ReceiptSigner  # noqa: E402
 from tracker.peer.journal import ReceiptJournal  # noqa: E402
@@ -52,19 +53,6 @@ def make_file(path: Path, size: int) -> None:
             take = min(CHUNK, size - written)
             handle.write(block[:take])
             written += take
-
-
-def lt_settings() -> dict:
-    return {
-        "listen_interfaces": "127.0.0.1:0",
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
-        "alert_mask": 0,
-    }
 
 
 def run_libtorrent(raw: bytes, content_dir: Path, out_dir: Path) -> float:
@@ -95,7 +83,7 @@ async def serve(torrent_file: str, content_dir: str, port_file: str, receipts: s
     """Seed role (a child process): serve until killed."""
     meta = parse_metainfo(Path(torrent_file).read_bytes())
     journal = ReceiptJournal(Path(port_file).with_suffix(".journal")) if receipts == "on" else None
-    session = Session(host="127.0.0.1", journal=journal)
+    session = Session(host="127.0.0.1", journal=journal, utp=False)  # this bench compares TCP; µTP: utp.py
     await session.start()
     config = TorrentConfig()
     if receipts == "on":
@@ -107,7 +95,7 @@ async def serve(torrent_file: str, content_dir: str, port_file: str, receipts: s
 
 
 async def leech(meta, out_dir: Path, port: int, receipts: bool) -> float:
-    async with Session(host="127.0.0.1") as session:
+    async with Session(host="127.0.0.1", utp=False) as session:
         config = TorrentConfig(signer=ReceiptSigner(DOMAIN, 1, BUYER_KEY) if receipts else None, upload=False)
         torrent = await session.add_torrent(meta, out_dir, config)
         start = time.perf_counter()

@@ -69,7 +69,15 @@ class Bench:
             self.owner.transfer(seeder, ETHER // 10)
         project = ape.project
         self.market = self.owner.deploy(
-            project.Marketplace, self.owner, self.oracle, self.guardian, self.treasury, FEE_BPS, ROOT_DELAY
+            project.Marketplace,
+            self.owner,
+            self.oracle,
+            self.guardian,
+            self.treasury,
+            FEE_BPS,
+            ROOT_DELAY,
+            ROOT_DELAY,
+            2 * ROOT_DELAY,
         )
         self.token = self.owner.deploy(project.TestToken, "Test Token", "TT")
         self.market.setTokenAllowed(self.token, True, sender=self.owner)
@@ -89,41 +97,59 @@ class Bench:
 
     def sales(self) -> None:
         m, seller = self.market, self.seller
-        receipt = m.listProduct(b"\x01" * 32, 1 << 30, ETH, ETHER, 2_500, "ipfs://product-1", sender=seller)
+        receipt = m.listProduct(
+            b"\x01" * 20 + bytes(12), 1 << 30, ETH, ETHER, 2_500, "ipfs://product-1", sender=seller
+        )
         self.record("listProduct", receipt, "a new product; its infohash and terms stored")
-        m.listProduct(b"\x02" * 32, 1 << 30, self.token, ETHER, 2_500, "ipfs://product-2", sender=seller)
-        m.listProduct(b"\x03" * 32, 1 << 30, ETH, ETHER, 2_500, "ipfs://product-3", sender=seller)
+        m.listProduct(
+            b"\x02" * 20 + bytes(12), 1 << 30, self.token, ETHER, 2_500, "ipfs://product-2", sender=seller
+        )
+        m.listProduct(b"\x03" * 20 + bytes(12), 1 << 30, ETH, ETHER, 2_500, "ipfs://product-3", sender=seller)
         for buyer in self.buyers:
             self.token.mint(buyer, 100 * ETHER, sender=buyer)
             self.token.approve(m, 2**256 - 1, sender=buyer)
 
         first, second, *rest = self.buyers
         self.record(
-            "purchase, ETH, the store's first", m.purchase(1, sender=first, value=ETHER), "fresh slots"
+            "purchase, ETH, the store's first",
+            m.purchase(1, ETH, ETHER, 1, sender=first, value=ETHER),
+            "fresh slots",
         )
         self.record(
-            "purchase, ETH", m.purchase(1, sender=second, value=ETHER), "seller and pool already credited"
+            "purchase, ETH",
+            m.purchase(1, ETH, ETHER, 1, sender=second, value=ETHER),
+            "seller and pool already credited",
         )
-        self.record("purchase, ERC-20, first in the token", m.purchase(2, sender=first), "fresh slots")
-        self.record("purchase, ERC-20", m.purchase(2, sender=second), "pulls the price, checks what arrived")
+        self.record(
+            "purchase, ERC-20, first in the token",
+            m.purchase(2, self.token, ETHER, 1, sender=first),
+            "fresh slots",
+        )
+        self.record(
+            "purchase, ERC-20",
+            m.purchase(2, self.token, ETHER, 1, sender=second),
+            "pulls the price, checks what arrived",
+        )
         self.record("withdraw, ETH", m.withdraw(ETH, sender=seller), "seller's balance")
         self.record("withdraw, ERC-20", m.withdraw(self.token, sender=seller))
         m.withdraw(ETH, sender=self.treasury)
         self.record(
             "purchase, ETH, after withdrawals",
-            m.purchase(1, sender=rest[0], value=ETHER),
+            m.purchase(1, ETH, ETHER, 1, sender=rest[0], value=ETHER),
             "withdrawn balances are re-credited, not re-created",
         )
         for buyer in rest[1:]:
-            m.purchase(1, sender=buyer, value=ETHER)
-            m.purchase(2, sender=buyer)
+            m.purchase(1, ETH, ETHER, 1, sender=buyer, value=ETHER)
+            m.purchase(2, self.token, ETHER, 1, sender=buyer)
         for buyer in self.buyers:
-            m.purchase(3, sender=buyer, value=ETHER)
+            m.purchase(3, ETH, ETHER, 1, sender=buyer, value=ETHER)
         newcomer = self.seeders[-2]
-        m.listProduct(b"\x04" * 32, 1 << 30, ETH, ETHER, 2_500, "ipfs://product-4", sender=newcomer)
+        m.listProduct(
+            b"\x04" * 20 + bytes(12), 1 << 30, ETH, ETHER, 2_500, "ipfs://product-4", sender=newcomer
+        )
         self.record(
             "purchase, ETH, a seller's first sale",
-            m.purchase(4, sender=first, value=ETHER),
+            m.purchase(4, ETH, ETHER, 1, sender=first, value=ETHER),
             "fresh seller balance",
         )
 
@@ -253,6 +279,7 @@ class Bench:
             totals = {**self.totals, ETH: self.totals[ETH] + reward}
             gas.append(self.post(tree, f"postRoot, {size:,} leaves", "same state and totals", totals))
             chain.restore(snapshot)
+            self.epoch -= 1  # the chain forgot that root: the next one takes its epoch again
         return gas[0], gas[1]
 
 

@@ -23,21 +23,14 @@ sys.path.insert(0, str(REPO))
 import libtorrent as lt  # noqa: E402
 import uvloop  # noqa: E402
 
-from bench.download import DOMAIN, lt_settings, make_file  # noqa: E402
+from bench._lib import lt_settings, peak_rss_mib  # noqa: E402
+from bench.download import DOMAIN, make_file  # noqa: E402
 from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
 from tracker.peer.credit import ReceiptSigner  # noqa: E402
 from tracker.peer.session import Session  # noqa: E402
 from tracker.peer.torrent import TorrentConfig  # noqa: E402
 
 BUYER_KEY = bytes.fromhex("33" * 32)
-
-
-def peak_rss_mib() -> float:
-    """This process's RSS high-water mark."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def add(session: lt.session, raw: bytes, folder: Path) -> lt.torrent_handle:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from backend.db import Database
 from backend.epochs import close_epoch
 from backend.models import IndexerCursor, Product, Purchase, StoredReceipt
 from backend.settlement import PurchaseTerms, build_tree, settle
+from bench._lib import peak_rss_mib
 
 GOAL_SECONDS = 10.0
 ETH = "0x" + "00" * 20
@@ -54,11 +54,6 @@ def make_epoch(
         for seeder in chosen:
             credits.append((pid, seeder, rng.randrange(1, purchase.size // per_purchase)))
     return terms, credits
-
-
-def peak_rss_mib() -> float:
-    """The process's peak resident memory so far."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def close_through_sqlite(terms: dict[int, PurchaseTerms], credits: list) -> tuple[float, float]:

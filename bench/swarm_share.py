@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 import libtorrent as lt  # noqa: E402
 import uvloop  # noqa: E402
 
-from bench.download import DOMAIN, lt_settings, make_file  # noqa: E402
+from bench._lib import lt_settings  # noqa: E402
+from bench.download import DOMAIN, make_file  # noqa: E402
 from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
 from tracker.peer.choker import PlainPeers  # noqa: E402
 from tracker.peer.credit import ReceiptSigner  # noqa: E402
@@ -36,9 +37,7 @@ from tracker.receipts import ReceiptVerifier  # noqa: E402
 
 def run_libtorrent(raw: bytes, content: Path, work: Path, leechers: int) -> tuple[float, float]:
     info = lt.torrent_info(lt.bdecode(raw))
-    sessions = [
-        lt.session(dict(lt_settings(), allow_multiple_connections_per_ip=True)) for _ in range(leechers + 1)
-    ]
+    sessions = [lt.session(lt_settings(allow_multiple_connections_per_ip=True)) for _ in range(leechers + 1)]
     handles = []
     for number, session in enumerate(sessions):
         params = lt.add_torrent_params()

@@ -39,6 +39,7 @@ from urllib.parse import quote_from_bytes
 
 import bencodepy
 import uvloop
+from _lib import WRK_ANNOUNCE_LUA, pinned, process_cpu_seconds, process_rss
 
 from tracker.policy import MemoryPolicy, MemorySink
 from tracker.receipts import Domain, ReceiptVerifier
@@ -83,17 +84,17 @@ def announce_path(prefix: str, passkeys: bool, swarms: int, peer: int, event: st
     return f"{path}?{query}"
 
 
-LUA = r"""
+LUA = (
+    r"""
 -- args: prefix passkeys(0|1) swarms peers close(0|1)
 local threads = {}
 function setup(thread)
   thread:set("id", #threads)
   table.insert(threads, thread)
 end
-
-local hexprefix = "%53%45%45%44%4D%41%52%4B%45%54%42%45%4E%43%48%21"
-local prefix, passkeys, swarms, peers
-
+"""
+    + WRK_ANNOUNCE_LUA
+    + r"""
 function init(args)
   prefix = args[1]
   passkeys = args[2] == "1"
@@ -103,21 +104,8 @@ function init(args)
   math.randomseed(4242 + id)
 end
 
-local function swarm_hash(s)
-  return hexprefix .. string.format("%%%02X%%%02X%%%02X%%%02X",
-    math.floor(s / 16777216) % 256, math.floor(s / 65536) % 256, math.floor(s / 256) % 256, s % 256)
-end
-
 function request()
-  local p = math.random(0, peers - 1)
-  local s = p % swarms
-  local path = prefix
-  if passkeys then path = "/" .. string.format("%032x", p % 1000) .. path end
-  local left = 1000
-  if p % 4 == 0 then left = 0 end
-  path = path .. "?info_hash=" .. swarm_hash(s) .. "&peer_id=-BM0001-" .. string.format("%012d", p)
-    .. "&port=" .. (1 + math.floor(p / swarms)) .. "&uploaded=0&downloaded=0&left=" .. left .. "&compact=1"
-  return wrk.format("GET", path)
+  return announce(math.random(0, peers - 1), "")
 end
 
 function done(summary, latency, requests)
@@ -129,6 +117,7 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 """
+)
 
 
 # ----- the trackers -----
@@ -167,15 +156,11 @@ class Tracker:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time the process has used."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.process.pid)
 
     def rss(self) -> int:
         """Resident memory of the process in bytes."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+        return process_rss(self.process.pid)
 
 
 def free_port() -> int:
@@ -195,10 +180,6 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], name: str) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{name} did not start listening on {port}")
-
-
-def pinned(argv: list[str], core: str) -> list[str]:
-    return ["taskset", "-c", core, *argv] if shutil.which("taskset") else argv
 
 
 @contextmanager

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import bencodepy
+from _lib import WRK_ANNOUNCE_LUA, pinned
 from tracker_announce import (
     LOAD_CORE,
     Tracker,
@@ -31,7 +32,6 @@ from tracker_announce import (
     bittorrent_tracker,
     opentracker,
     ours,
-    pinned,
     start,
 )
 
@@ -40,16 +40,16 @@ WRK_CHUNK_SECONDS = 5
 SETTLE_SECONDS = 1.0  # let a garbage-collected runtime settle before reading its memory
 MIN_FILL = 0.98
 
-LUA_POPULATE = r"""
+LUA_POPULATE = (
+    r"""
 -- args: prefix passkeys(0|1) swarms peers first close(0|1)
 local threads = {}
 function setup(thread)
   table.insert(threads, thread)
 end
-
-local hexprefix = "%53%45%45%44%4D%41%52%4B%45%54%42%45%4E%43%48%21"
-local prefix, passkeys, swarms, peers
-
+"""
+    + WRK_ANNOUNCE_LUA
+    + r"""
 function init(args)
   prefix = args[1]
   passkeys = args[2] == "1"
@@ -59,29 +59,17 @@ function init(args)
   if args[6] == "1" then wrk.headers["Connection"] = "close" end
 end
 
-local function swarm_hash(s)
-  return hexprefix .. string.format("%%%02X%%%02X%%%02X%%%02X",
-    math.floor(s / 16777216) % 256, math.floor(s / 65536) % 256, math.floor(s / 256) % 256, s % 256)
-end
-
 function request()
   local p = counter
   if p < peers then counter = counter + 1 else p = peers - 1 end
-  local s = p % swarms
-  local path = prefix
-  if passkeys then path = path .. "/" .. string.format("%032x", p % 1000) end
-  local left = 1000
-  if p % 4 == 0 then left = 0 end
-  path = path .. "?info_hash=" .. swarm_hash(s) .. "&peer_id=-BM0001-" .. string.format("%012d", p)
-    .. "&port=" .. (1 + math.floor(p / swarms)) .. "&uploaded=0&downloaded=0&left=" .. left
-    .. "&compact=1&numwant=0&event=started"
-  return wrk.format("GET", path)
+  return announce(p, "&numwant=0&event=started")
 end
 
 function done(summary, latency, requests)
   io.write(string.format('{"next": %d, "requests": %d}\n', threads[1]:get("counter"), summary.requests))
 end
 """
+)
 
 
 def populate(tracker: Tracker, script: Path, swarms: int, peers: int) -> float:

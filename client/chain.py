@@ -35,6 +35,7 @@ class Product:
     active: bool
     size: int
     token: str
+    terms_version: int
     price: int
     infohash: bytes
 
@@ -71,8 +72,8 @@ class ChainClient:
     def product(self, product_id: int) -> Product:
         """A product's on-chain listing."""
         fields = self._call(self.market.functions.product(product_id))
-        seller, discount, active, size, token, price, infohash = fields
-        return Product(product_id, seller, discount, active, size, token, price, bytes(infohash))
+        seller, discount, active, size, token, version, price, infohash = fields
+        return Product(product_id, seller, discount, active, size, token, version, price, bytes(infohash))
 
     def purchase_of(self, product_id: int, buyer: str) -> int:
         """The purchase id of `buyer` for `product_id`, 0 if none."""
@@ -105,21 +106,33 @@ class ChainClient:
 
     # ----- transactions -----
 
-    def purchase(self, product_id: int) -> tuple[int, str]:
-        """Buy a product for this account (approving the ERC-20 first if needed): (purchase id, tx hash)."""
+    def purchase(self, product_id: int, token: str, price: int, terms_version: int) -> tuple[int, str]:
+        """Buy a product for this account on the terms the buyer agreed to (`token`, `price`, the
+        product's `terms_version`), approving the ERC-20 first if needed: (purchase id, tx hash).
+        The contract refuses the purchase if the seller changed the terms meanwhile, so a standing
+        approval never pays more than agreed."""
         account = self._require_account()
         product = self.product(product_id)
+        token = to_checksum_address(token)
+        current = (to_checksum_address(product.token), product.price, product.terms_version)
+        if current != (token, price, terms_version):
+            raise ClientError(
+                f"the seller changed product {product_id}'s terms since you saw them (now {product.price} "
+                f"of {product.token}, terms version {product.terms_version}); nothing was paid"
+            )
         if not product.active:
             raise ClientError(f"product {product_id} is closed to new purchases")
         existing = self.purchase_of(product_id, account.address)
         if existing:
             raise ClientError(f"this wallet already bought product {product_id} (purchase {existing})")
         value = 0
-        if product.token == ETH:
-            value = product.price
+        if token == ETH:
+            value = price
         else:
-            self._approve(product.token, product.price)
-        receipt = self._send(self.market.functions.purchase(product_id), value=value)
+            self._approve(token, price)
+        receipt = self._send(
+            self.market.functions.purchase(product_id, token, price, terms_version), value=value
+        )
         events = self.market.events.Purchased().process_receipt(receipt)
         if not events:
             raise ClientError("the purchase went through but emitted no Purchased event")

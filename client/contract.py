@@ -50,6 +50,7 @@ _PRODUCT = {
             ("bool", "active"),
             ("uint64", "size"),
             ("address", "token"),
+            ("uint32", "termsVersion"),
             ("uint256", "price"),
             ("bytes32", "infohash"),
         ]
@@ -60,7 +61,12 @@ _PRODUCT = {
 }
 
 MARKETPLACE_ABI: list[dict[str, Any]] = [
-    _function("purchase", [("uint256", "productId")], [("uint256", "purchaseId")], "payable"),
+    _function(
+        "purchase",
+        [("uint256", "productId"), ("address", "token"), ("uint256", "price"), ("uint32", "termsVersion")],
+        [("uint256", "purchaseId")],
+        "payable",
+    ),
     _function(
         "purchaseOf", [("uint256", "productId"), ("address", "buyer")], [("uint256", "purchaseId")], "view"
     ),
@@ -123,6 +129,10 @@ REVERT_REASONS: dict[str, str] = {
     "ProductInactive(uint256)": "the seller has closed this product to new purchases",
     "AlreadyPurchased(uint256,address,uint256)": "this wallet already bought this product",
     "WrongPayment(uint256,uint256)": "the amount sent is not the product's price",
+    "TermsChanged(uint256,address,uint256,uint32)": (
+        "the seller changed the product's price or terms since you saw them; "
+        "nothing was paid, check them and buy again"
+    ),
     "TokenNotAllowed(address)": "the store no longer accepts this product's token",
     "TokenTransferShortfall(uint256,uint256)": "the token delivered less than the price (it takes a fee)",
     "NothingToWithdraw()": "there is nothing to withdraw in this token",

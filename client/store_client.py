@@ -12,8 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from siwe import SiweMessage
-from siwe.siwe import ISO8601Datetime
 
 from client.errors import ClientError
 
@@ -74,6 +72,11 @@ class StoreClient:
 
     def sign_in(self, address: str, sign: MessageSigner) -> None:
         """Sign in with an EIP-4361 message that `sign` signs for `address`."""
+        # siwe builds its ABNF grammars when imported (seconds of CPU): only the commands that sign
+        # in pay for it, not every start of `seedmarket`.
+        from siwe import SiweMessage  # noqa: PLC0415
+        from siwe.siwe import ISO8601Datetime  # noqa: PLC0415
+
         offer = self._json("POST", "/auth/nonce")
         issued = datetime.now(UTC)
         message = SiweMessage(

@@ -12,6 +12,7 @@ interface IMarketplace {
         bool active;
         uint64 size;
         address token;
+        uint32 termsVersion; // 1 at listing, + 1 at every `updateProduct`
         uint256 price;
         bytes32 infohash;
     }
@@ -36,7 +37,14 @@ interface IMarketplace {
         uint16 discountBps,
         string metadataURI
     );
-    event ProductUpdated(uint256 indexed productId, address token, uint256 price, uint16 discountBps, string metadataURI);
+    event ProductUpdated(
+        uint256 indexed productId,
+        address token,
+        uint256 price,
+        uint16 discountBps,
+        string metadataURI,
+        uint32 termsVersion
+    );
     event ProductActiveSet(uint256 indexed productId, bool active);
     event Purchased(
         uint256 indexed purchaseId,
@@ -53,6 +61,8 @@ interface IMarketplace {
         uint64 indexed epoch, bytes32 root, uint64 activeAt, address[] tokens, uint256[] cumulativeTotals, string dataURI
     );
     event RootCanceled(uint64 indexed epoch, bytes32 root);
+    /// @notice A pause moved the pending root's activation later by the paused time.
+    event RootDelayed(uint64 indexed epoch, uint64 activeAt);
     event Claimed(address indexed account, address indexed token, uint256 amount, uint256 cumulativeAmount);
     event OracleSet(address oracle);
     event GuardianSet(address guardian);
@@ -69,20 +79,21 @@ interface IMarketplace {
     error ZeroAddress();
     error InvalidBps(uint256 bps);
     error InvalidListing();
-    error InfohashAlreadyListed(uint256 productId);
     error TokenNotAllowed(address token);
     error UnknownProduct(uint256 productId);
     error NotSeller(uint256 productId);
     error ProductInactive(uint256 productId);
     error AlreadyPurchased(uint256 productId, address buyer, uint256 purchaseId);
     error WrongPayment(uint256 expected, uint256 sent);
+    /// @notice The product's current terms differ from those the buyer agreed to.
+    error TermsChanged(uint256 productId, address token, uint256 price, uint32 termsVersion);
     error TokenTransferShortfall(uint256 expected, uint256 received);
     error NothingToWithdraw();
     error EthTransferFailed();
     error NotOracle();
     error NotGuardian();
     error ZeroRoot();
-    error StaleEpoch(uint64 epoch, uint64 lastEpoch);
+    error EpochNotNext(uint64 epoch, uint64 expected);
     error LengthMismatch();
     error TokensIncomplete(uint256 given, uint256 funded);
     error TokensNotSorted();
@@ -98,4 +109,7 @@ interface IMarketplace {
     /// @notice The same as OpenZeppelin `Pausable`'s.
     error EnforcedPause();
     error ExpectedPause();
+    error InvalidRootDelayBounds(uint64 minRootDelay, uint64 maxRootDelay);
+    error RootDelayOutOfBounds(uint64 rootDelay, uint64 minRootDelay, uint64 maxRootDelay);
+    error OwnershipNotRenounceable();
 }

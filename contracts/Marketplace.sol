@@ -18,6 +18,13 @@ import {IMarketplace} from "./IMarketplace.sol";
 /// cumulative Merkle roots that the oracle posts and anyone can claim against.
 /// @dev Invariant, per token: balance >= sum of seller and operator balances + funded seeder pool
 /// - claimed. Only the oracle's roots move seeder-pool money, never beyond what was funded.
+/// Nobody moves seeder money faster than the guardian's veto window: a root is claimable only
+/// after `rootDelay` seconds of unpaused time, the owner is meant to be a `SeedmarketTimelock`
+/// (OpenZeppelin `TimelockController`) whose delay is at least the highest root delay and whose
+/// canceller is the guardian, and `rootDelay` stays within bounds fixed at deployment.
+/// Pausing stops listings, product updates, purchases, roots, claims and the clock of a pending
+/// root; it never stops withdrawals of sellers' and the treasury's balances, cancels, closing a
+/// product, or governance.
 /// The Merkle leaf is the OpenZeppelin standard-tree leaf of `(address account, address token,
 /// uint256 cumulativeAmount)`; the claim flow follows Uniswap's MerkleDistributor, made cumulative.
 /// The EIP-712 domain ("seedmarket", "1") names this contract as the verifying contract of the
@@ -32,6 +39,15 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     /// @notice Basis points in one whole.
     uint16 public constant BPS = 10_000;
 
+    /// @notice The highest ceiling a deployment may give `rootDelay`: keeps `now + rootDelay` far
+    /// within uint64 and a misconfigured deployment from locking roots for years.
+    uint64 public constant ROOT_DELAY_LIMIT = 365 days;
+
+    /// @notice The lowest `rootDelay` the owner can ever set: the guardian's veto window.
+    uint64 public immutable minRootDelay;
+    /// @notice The highest `rootDelay` the owner can ever set.
+    uint64 public immutable maxRootDelay;
+
     /// @dev Set in every balance slot once it is used, so that a withdrawal leaves the slot nonzero
     /// and the next purchase credits it for 2,900 gas instead of 20,000. Balances are sums of
     /// uint128 amounts and never come near this bit.
@@ -39,7 +55,7 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
 
     /// @dev What every claim and purchase reads first, in one slot.
     struct Status {
-        bool paused;
+        uint64 pausedAt; // 0 when not paused; else when the pause began (root time stands still)
         uint64 pendingActiveAt; // 0 when there is no pending root (none posted yet, or canceled)
         uint64 currentEpoch;
         uint64 pendingEpoch; // also the last epoch ever posted, canceled ones included
@@ -76,8 +92,6 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     mapping(uint256 productId => Product) private _products;
     /// @notice The unique, nonzero purchase id of `buyer` for `productId`, or 0.
     mapping(uint256 productId => mapping(address buyer => uint256 purchaseId)) public purchaseOf;
-    /// @notice The product listed with a torrent infohash, or 0.
-    mapping(bytes32 infohash => uint256 productId) public productOfInfohash;
     /// @notice Tokens other than ETH that products may be priced in.
     mapping(address token => bool) public tokenAllowed;
     /// @notice Cumulative amount `account` has claimed in `token`.
@@ -92,27 +106,38 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     /// @param guardian_ The account that may cancel a pending root and pause.
     /// @param treasury_ Where operator fees accrue.
     /// @param operatorFeeBps_ The operator's share of each purchase's pool, in basis points.
-    /// @param rootDelay_ Seconds between a root's posting and its first claim.
+    /// @param rootDelay_ Seconds of unpaused time between a root's posting and its first claim.
+    /// @param minRootDelay_ The floor of `rootDelay`, for good.
+    /// @param maxRootDelay_ The ceiling of `rootDelay`, for good; at most `ROOT_DELAY_LIMIT`.
     constructor(
         address owner_,
         address oracle_,
         address guardian_,
         address treasury_,
         uint16 operatorFeeBps_,
-        uint64 rootDelay_
+        uint64 rootDelay_,
+        uint64 minRootDelay_,
+        uint64 maxRootDelay_
     ) Ownable(owner_) EIP712("seedmarket", "1") {
+        if (minRootDelay_ > maxRootDelay_ || maxRootDelay_ > ROOT_DELAY_LIMIT) {
+            revert InvalidRootDelayBounds(minRootDelay_, maxRootDelay_);
+        }
+        minRootDelay = minRootDelay_;
+        maxRootDelay = maxRootDelay_;
         _setOracle(oracle_);
         _setGuardian(guardian_);
         _setTreasury(treasury_);
         _setOperatorFee(operatorFeeBps_);
-        rootDelay = rootDelay_;
-        emit RootDelaySet(rootDelay_);
+        _setRootDelay(rootDelay_);
     }
 
     // ----- sellers -----
 
     /// @notice List a product; the caller is its seller.
-    /// @param infohash The torrent's v1 SHA-1 infohash, left-aligned in 32 bytes; unique.
+    /// @param infohash The torrent's v1 SHA-1 infohash, left-aligned in 32 bytes (the low 12 bytes
+    /// zero, so one content has one spelling). Not unique: anyone may list any infohash, and only
+    /// the store decides which listing it serves (the first whose seller uploads the info
+    /// dictionary), so a squatter who copies an infohash from the mempool blocks nobody.
     /// @param size The torrent's total length in bytes.
     /// @param token The payment token, `address(0)` for ETH, else an allow-listed ERC-20.
     /// @param price The price in `token`'s smallest unit, nonzero.
@@ -128,19 +153,17 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         string calldata metadataURI
     ) external returns (uint256 productId) {
         _requireNotPaused();
-        if (infohash == 0 || size == 0) revert InvalidListing();
-        uint256 existing = productOfInfohash[infohash];
-        if (existing != 0) revert InfohashAlreadyListed(existing);
+        if (infohash == 0 || uint96(uint256(infohash)) != 0 || size == 0) revert InvalidListing();
         _checkTerms(token, price, discountBps);
 
         productId = ++productCount;
-        productOfInfohash[infohash] = productId;
         _products[productId] = Product({
             seller: msg.sender,
             discountBps: discountBps,
             active: true,
             size: size,
             token: token,
+            termsVersion: 1,
             price: price,
             infohash: infohash
         });
@@ -148,6 +171,7 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     }
 
     /// @notice Change a product's terms for future purchases. Content (infohash, size) never changes.
+    /// @dev Bumps the terms version, so a purchase signed against the old terms reverts.
     function updateProduct(
         uint256 productId,
         address token,
@@ -158,10 +182,12 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         _requireNotPaused();
         Product storage product = _sellerProduct(productId);
         _checkTerms(token, price, discountBps);
+        uint32 version = product.termsVersion + 1;
         product.token = token;
+        product.termsVersion = version;
         product.price = price;
         product.discountBps = discountBps;
-        emit ProductUpdated(productId, token, price, discountBps, metadataURI);
+        emit ProductUpdated(productId, token, price, discountBps, metadataURI, version);
     }
 
     /// @notice Open or close a product for new purchases; existing buyers keep their access.
@@ -180,18 +206,36 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     // ----- buyers -----
 
     /// @notice Buy a product for yourself, paying its full price in ETH or its ERC-20.
+    /// @param token The payment token the buyer agreed to.
+    /// @param price The price the buyer agreed to.
+    /// @param termsVersion The product's terms version the buyer saw (see `product`).
+    /// @dev Reverts with `TermsChanged` if the seller changed the terms meanwhile: a buyer with a
+    /// standing ERC-20 approval never pays more than, or in another token than, what they saw.
     /// @return purchaseId The purchase's unique, nonzero id.
-    function purchase(uint256 productId) external payable returns (uint256 purchaseId) {
-        return _purchase(productId, msg.sender);
+    function purchase(uint256 productId, address token, uint256 price, uint32 termsVersion)
+        external
+        payable
+        returns (uint256 purchaseId)
+    {
+        return _purchase(productId, msg.sender, token, price, termsVersion);
     }
 
-    /// @notice Buy a product for `buyer`; the caller pays.
-    function purchaseFor(uint256 productId, address buyer) external payable returns (uint256 purchaseId) {
+    /// @notice Buy a product for `buyer` on the terms the caller agreed to; the caller pays.
+    function purchaseFor(uint256 productId, address buyer, address token, uint256 price, uint32 termsVersion)
+        external
+        payable
+        returns (uint256 purchaseId)
+    {
         if (buyer == address(0)) revert ZeroAddress();
-        return _purchase(productId, buyer);
+        return _purchase(productId, buyer, token, price, termsVersion);
     }
 
-    function _purchase(uint256 productId, address buyer) private nonReentrant returns (uint256 purchaseId) {
+    /// @dev `token` and `price` are what the buyer agreed to and, once checked, the product's own.
+    function _purchase(uint256 productId, address buyer, address token, uint256 price, uint32 termsVersion)
+        private
+        nonReentrant
+        returns (uint256 purchaseId)
+    {
         // Checks: an active product, bought once per buyer.
         _requireNotPaused();
         Product storage product_ = _products[productId];
@@ -200,8 +244,9 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         if (!product_.active) revert ProductInactive(productId);
         uint256 previous = purchaseOf[productId][buyer];
         if (previous != 0) revert AlreadyPurchased(productId, buyer, previous);
-        address token = product_.token;
-        uint256 price = product_.price;
+        if (product_.token != token || product_.price != price || product_.termsVersion != termsVersion) {
+            revert TermsChanged(productId, product_.token, product_.price, product_.termsVersion);
+        }
         if (token == address(0)) {
             if (msg.value != price) revert WrongPayment(price, msg.value);
         } else {
@@ -259,8 +304,12 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     // ----- roots -----
 
     /// @notice Post the Merkle root of everyone's cumulative earnings for `epoch`. Oracle only.
-    /// @param epoch Strictly higher than every epoch posted before, canceled ones included.
-    /// @param tokens Every token whose seeder pool was ever funded, in ascending address order.
+    /// @param epoch Exactly the last epoch posted (canceled ones included) + 1: no epoch can jump
+    /// ahead and lock out every later root.
+    /// @param tokens Every token whose seeder pool was ever funded, in ascending address order. The
+    /// oracle reads this set from the chain when it signs; a front-run that funds a new token first
+    /// makes the root revert with `TokensIncomplete` and the oracle re-signs it. Each token can do
+    /// that once (only a first funding changes the set), so the allow-list bounds the griefing.
     /// @param cumulativeTotals Each token's sum of all leaves: never lower than the last live root's,
     /// never more than the token's funded seeder pool.
     /// @param dataURI Where the tree dump and the receipts behind it are published.
@@ -276,9 +325,10 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         // Checks: the oracle, a live contract, a new epoch, every funded token.
         if (msg.sender != oracle) revert NotOracle();
         Status memory status = _status;
-        if (status.paused) revert EnforcedPause();
+        if (status.pausedAt != 0) revert EnforcedPause();
         if (root == 0) revert ZeroRoot();
-        if (epoch <= status.pendingEpoch) revert StaleEpoch(epoch, status.pendingEpoch);
+        uint64 next = status.pendingEpoch + 1;
+        if (epoch != next) revert EpochNotNext(epoch, next);
         uint256 count = tokens.length;
         if (count != cumulativeTotals.length) revert LengthMismatch();
         if (count != fundedTokenCount) revert TokensIncomplete(count, fundedTokenCount);
@@ -319,12 +369,13 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         emit RootPosted(epoch, root, activeAt, tokens, cumulativeTotals, dataURI);
     }
 
-    /// @notice Drop the pending root before it becomes active. Guardian only; works while paused.
-    /// @dev Its epoch stays used: the next root needs a higher one.
+    /// @notice Drop the pending root before it becomes active. Guardian only; works while paused,
+    /// and a root that was pending when the pause began is still pending during it.
+    /// @dev Its epoch stays used: the next root takes the following one.
     function cancelRoot() external {
         if (msg.sender != guardian) revert NotGuardian();
         Status memory status = _status;
-        if (status.pendingActiveAt == 0 || block.timestamp >= status.pendingActiveAt) revert NoPendingRoot();
+        if (status.pendingActiveAt == 0 || _isActive(status)) revert NoPendingRoot();
         _status.pendingActiveAt = 0;
         emit RootCanceled(status.pendingEpoch, _pendingRoot);
     }
@@ -344,7 +395,7 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         return (_pendingRoot, status.pendingEpoch, status.pendingActiveAt);
     }
 
-    /// @notice The highest epoch ever posted (canceled ones included); the next must be higher.
+    /// @notice The highest epoch ever posted (canceled ones included); the next must be this + 1.
     function lastEpoch() external view returns (uint64) {
         return _status.pendingEpoch;
     }
@@ -375,11 +426,14 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         return _claim(root, fromPending, account, token, cumulativeAmount, proof);
     }
 
-    /// @notice `claim` for a batch, in one transaction; reverts as a whole if any claim fails.
+    /// @notice `claim` for a batch, in one transaction. A leaf with nothing left to pay (claimed by
+    /// someone first) is skipped, so nobody can make a batch revert by front-running one of its
+    /// leaves; any other failing claim reverts the whole batch.
     function claimMany(ClaimRequest[] calldata requests) external nonReentrant returns (uint256 total) {
         (bytes32 root, bool fromPending) = _claimableRoot();
         for (uint256 i; i < requests.length; ++i) {
             ClaimRequest calldata r = requests[i];
+            if (r.cumulativeAmount <= claimed[r.account][r.token]) continue;
             total += _claim(root, fromPending, r.account, r.token, r.cumulativeAmount, r.proof);
         }
     }
@@ -415,14 +469,21 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     /// @dev The root claims are checked against now, and whether it is the pending one.
     function _claimableRoot() private view returns (bytes32 root, bool fromPending) {
         Status memory status = _status;
-        if (status.paused) revert EnforcedPause();
+        if (status.pausedAt != 0) revert EnforcedPause();
         if (_pendingIsActive(status)) return (_pendingRoot, true);
         if (status.currentEpoch == 0) revert NoActiveRoot();
         return (_currentRoot, false);
     }
 
     function _pendingIsActive(Status memory status) private view returns (bool) {
-        return status.pendingActiveAt != 0 && block.timestamp >= status.pendingActiveAt;
+        return status.pendingActiveAt != 0 && _isActive(status);
+    }
+
+    /// @dev Whether the pending root's delay has run out. Root time stands still during a pause:
+    /// what counts then is the moment the pause began.
+    function _isActive(Status memory status) private view returns (bool) {
+        uint256 now_ = status.pausedAt != 0 ? status.pausedAt : block.timestamp;
+        return now_ >= status.pendingActiveAt;
     }
 
     // ----- operator -----
@@ -454,31 +515,46 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         _setOperatorFee(operatorFeeBps_);
     }
 
-    /// @notice Set the delay of roots posted from now on.
+    /// @notice Set the delay of roots posted from now on, within the bounds fixed at deployment.
     function setRootDelay(uint64 rootDelay_) external onlyOwner {
-        rootDelay = rootDelay_;
-        emit RootDelaySet(rootDelay_);
+        _setRootDelay(rootDelay_);
     }
 
-    /// @notice Stop listings, purchases, roots and claims; withdrawals and cancels still work.
-    /// Owner or guardian.
+    /// @notice Ownership can only be handed over (`transferOwnership`), never renounced: an ownerless
+    /// market could never be unpaused.
+    function renounceOwnership() public view override onlyOwner {
+        revert OwnershipNotRenounceable();
+    }
+
+    /// @notice Stop listings, product updates, purchases, roots and claims, and stop the clock of
+    /// the pending root. Never stopped: withdrawals of sellers' and the treasury's balances,
+    /// `cancelRoot`, `setProductActive` and the owner's functions. Owner or guardian.
     function pause() external {
         if (msg.sender != guardian && msg.sender != owner()) revert NotGuardian();
         _requireNotPaused();
-        _status.paused = true;
+        _status.pausedAt = uint64(block.timestamp);
         emit Paused(msg.sender);
     }
 
-    /// @notice Resume after a pause. Owner only.
+    /// @notice Resume after a pause. Owner only. A root that was pending when the pause began gets
+    /// the paused time added to its delay: it becomes claimable after `rootDelay` seconds of
+    /// unpaused time, never during or right at the end of a pause.
     function unpause() external onlyOwner {
-        if (!_status.paused) revert ExpectedPause();
-        _status.paused = false;
+        Status memory status = _status;
+        if (status.pausedAt == 0) revert ExpectedPause();
+        if (status.pendingActiveAt > status.pausedAt) {
+            uint64 shifted = status.pendingActiveAt + (uint64(block.timestamp) - status.pausedAt);
+            status.pendingActiveAt = shifted;
+            emit RootDelayed(status.pendingEpoch, shifted);
+        }
+        status.pausedAt = 0;
+        _status = status;
         emit Unpaused(msg.sender);
     }
 
     /// @notice Whether the contract is paused.
     function paused() external view returns (bool) {
-        return _status.paused;
+        return _status.pausedAt != 0;
     }
 
     // ----- internals -----
@@ -498,7 +574,7 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     }
 
     function _requireNotPaused() private view {
-        if (_status.paused) revert EnforcedPause();
+        if (_status.pausedAt != 0) revert EnforcedPause();
     }
 
     function _credit(address account, address token, uint256 amount) private {
@@ -530,6 +606,14 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         if (treasury_ == address(0)) revert ZeroAddress();
         treasury = treasury_;
         emit TreasurySet(treasury_);
+    }
+
+    function _setRootDelay(uint64 rootDelay_) private {
+        if (rootDelay_ < minRootDelay || rootDelay_ > maxRootDelay) {
+            revert RootDelayOutOfBounds(rootDelay_, minRootDelay, maxRootDelay);
+        }
+        rootDelay = rootDelay_;
+        emit RootDelaySet(rootDelay_);
     }
 
     function _setOperatorFee(uint16 operatorFeeBps_) private {

@@ -1,9 +1,10 @@
 """Copy the Marketplace's ABI from the compiled manifest into the package (`backend/abi/`), so that
 `seedmarket verify-epoch` works from an installed wheel without a checkout or a compiler.
 
-    python -m dev.abi        # after `ape compile`; `make compile` runs it
+    python -m dev.abi        # after changing the contract and `make compile`; commit the result
 
-tests/backend/test_shipped_abi.py fails while the shipped copy differs from the build.
+Not run by `make compile` on purpose: tests/backend/test_shipped_abi.py fails while the committed
+copy differs from the build, so a stale ABI cannot slip into a wheel.
 """
 
 from __future__ import annotations

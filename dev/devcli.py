@@ -38,6 +38,7 @@ class Cli:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDMARKET_")}
         env.update(SEEDMARKET_HOME=str(self.home), SEEDMARKET_PASSWORD=PASSWORD, PYTHONUNBUFFERED="1")
         env["COLUMNS"] = "200"  # rich would wrap one-line errors at 80 columns
+        env["SEEDMARKET_MAP_PORT"] = "0"  # a local stack has no router to ask; no packets leave the host
         return env
 
     def run(

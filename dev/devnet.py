@@ -135,10 +135,23 @@ def deploy_marketplace(
     treasury: str | None = None,
     operator_fee_bps: int = 2000,
     root_delay: int = 0,
+    max_root_delay: int = 86_400,
 ) -> Deployed:
-    """Deploy a Marketplace with the given roles (each defaulting to the owner)."""
+    """Deploy a Marketplace with the given roles (each defaulting to the owner), owned directly by
+    `owner` (no timelock: tests change parameters at once) and with a root delay floor of 0."""
     oracle, guardian, treasury = oracle or owner, guardian or owner, treasury or owner
     address, block = deploy_contract(
-        w3, manifest, "Marketplace", owner, owner, oracle, guardian, treasury, operator_fee_bps, root_delay
+        w3,
+        manifest,
+        "Marketplace",
+        owner,
+        owner,
+        oracle,
+        guardian,
+        treasury,
+        operator_fee_bps,
+        root_delay,
+        0,
+        max(root_delay, max_root_delay),
     )
     return Deployed(address, block, owner, oracle, guardian, treasury)

@@ -113,15 +113,12 @@ def _list(
         meta = parse_metainfo(torrent)
         infohash32 = meta.info_hash.ljust(32, b"\0")
 
-        product_id = int(market.productOfInfohash(infohash32))
-        if product_id == 0:
+        product_id = _own_listing(market, account, infohash32, provider)
+        if product_id is None:
             product_id = _list_on_chain(
                 market, account, infohash32, meta.total_length, token, units, discount_bps, store_url
             )
         else:
-            seller = market.product(product_id).seller
-            if to_checksum_address(seller) != account.address:
-                raise ClientError(f"this content is already listed as product {product_id} by {seller}")
             click.echo(f"resuming: this content is already your product {product_id}")
 
         _wait_until_indexed(store, product_id)
@@ -147,6 +144,19 @@ def _list(
                 )
             )
             click.echo(f"the store's seed has product {product_id} ({sent} bytes sent by you)")
+
+
+def _own_listing(market, account, infohash32, provider) -> int | None:  # type: ignore[no-untyped-def]
+    """This seller's earlier listing of the same content, if any. Others may list the same
+    infohash too (the chain allows it); the store serves only the listing whose seller uploads the
+    info dictionary, so their listings do not stand in the way."""
+    logs = market.ProductListed.range(
+        0,
+        provider.chain_manager.blocks.height + 1,
+        search_topics={"infohash": infohash32, "seller": account.address},
+    )
+    ids = [int(log.productId) for log in logs]
+    return min(ids) if ids else None
 
 
 def _list_on_chain(market, account, infohash32, size, token, units, discount_bps, store_url) -> int:  # type: ignore[no-untyped-def]

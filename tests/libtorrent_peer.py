@@ -6,8 +6,9 @@ import libtorrent as lt
 
 
 def lt_session(alert_mask: int = 0) -> lt.session:
-    """A libtorrent session on loopback that learns peers from trackers and nowhere else: TCP only
-    (no uTP), no DHT, LSD, UPnP or NAT-PMP, and no default plugins, so no ut_pex either."""
+    """A libtorrent session on loopback that learns peers from trackers and nowhere else: no DHT,
+    LSD, UPnP or NAT-PMP, and no default plugins, so no ut_pex either. Its transports are its
+    defaults (µTP preferred, TCP too), as qBittorrent's and Deluge's users have them."""
     return lt.session(
         {
             "listen_interfaces": "127.0.0.1:0",
@@ -15,8 +16,6 @@ def lt_session(alert_mask: int = 0) -> lt.session:
             "enable_lsd": False,
             "enable_upnp": False,
             "enable_natpmp": False,
-            "enable_outgoing_utp": False,
-            "enable_incoming_utp": False,
             "allow_multiple_connections_per_ip": True,  # every peer here is 127.0.0.1
             "ssrf_mitigation": False,  # it would refuse a loopback tracker with a passkey in the path
             "stop_tracker_timeout": 1,  # seconds a closing session waits for `stopped` answers

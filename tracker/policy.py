@@ -89,7 +89,7 @@ class MemoryPurchase:
 
 
 class MemorySink:
-    """A `ReceiptSink` applying DESIGN.md's rules in memory: the signer must be the purchase's
+    """A `ReceiptSink` applying docs/ARCHITECTURE.md's rules in memory: the signer must be the purchase's
     buyer; the highest cumulative count per (purchase, seeder) counts; the credits of one purchase
     never add up to more than its content's length."""
 

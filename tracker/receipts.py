@@ -22,6 +22,7 @@ from coincurve._libsecp256k1 import ffi as _ffi
 from coincurve._libsecp256k1 import lib as _lib
 from coincurve.context import GLOBAL_CONTEXT
 
+from tracker.addresses import to_hex_address
 from tracker.errors import TrackerError
 from tracker.hashing import keccak256
 
@@ -78,11 +79,6 @@ def parse_address(value: str | bytes) -> bytes:
     if len(raw) != 20:
         raise ReceiptError("malformed", "an address is 20 bytes")
     return raw
-
-
-def to_hex_address(address: bytes) -> str:
-    """0x-prefixed lowercase hex of a 20-byte address."""
-    return "0x" + address.hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +330,7 @@ class ReceiptVerifier:
 
 
 def to_message(signed: SignedReceipt) -> dict[str, Any]:
-    """The bencodable dict of DESIGN.md: addresses and signatures as raw bytes."""
+    """The bencodable dict of docs/ARCHITECTURE.md: addresses and signatures as raw bytes."""
     message: dict[str, Any] = {
         "t": "receipt",
         "purchase": signed.receipt.purchase_id,

@@ -107,6 +107,7 @@ class ProductOut(Model):
     token: str
     price: Amount
     discount_bps: int
+    terms_version: int  # what a purchase names with the token and price it agrees to
     active: bool
     metadata_uri: str
     listed_at: int

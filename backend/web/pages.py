@@ -25,10 +25,10 @@ from backend.errors import ChainError, ConfigError
 from backend.passkeys import passkey_for
 from backend.rewards import rewards_of
 from backend.sales import library_of, magnet_link, seller_summary
-from backend.settlement import checksum
 from backend.swarm_stats import Health
 from backend.web.money import split_of
 from backend.web.state import WebState, web_state
+from tracker.addresses import checksum
 from tracker.server.announce import announce_url
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
 from backend.api.deps import SESSION_COOKIE, AppContext
-from backend.settlement import checksum
 from backend.web.money import TokenBook, TokenInfo, format_units
 from backend.web.wallet_config import wallet_config
+from tracker.addresses import checksum
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"

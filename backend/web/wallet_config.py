@@ -16,7 +16,7 @@ from tracker.hashing import keccak256
 
 # The Marketplace functions the pages send, by the signature the JavaScript encodes.
 MARKETPLACE_CALLS = {
-    "purchase": "purchase(uint256)",
+    "purchase": "purchase(uint256,address,uint256,uint32)",
     "withdraw": "withdraw(address)",
     "claim": "claim(address,address,uint256,bytes32[])",
     "balanceOf": "balanceOf(address,address)",
@@ -34,6 +34,7 @@ ERROR_MESSAGES = {
     "ProductInactive": "This product is not for sale right now.",
     "UnknownProduct": "This product does not exist on chain.",
     "WrongPayment": "The payment did not match the price; reload the page for the current price.",
+    "TermsChanged": "The seller changed this product's price or terms; nothing was paid. Reload to see them.",
     "TokenNotAllowed": "The store does not accept this product's payment token right now.",
     "TokenTransferShortfall": "The token transfer delivered less than the price; this token cannot be used.",
     "NothingToWithdraw": "There is nothing to withdraw in this token.",

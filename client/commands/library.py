@@ -22,25 +22,22 @@ from rich.table import Table
 from client import library, wallet
 from client.amounts import from_units
 from client.commands import peer as by_torrent
-from client.commands.market import RpcOption, StoreOption
-from client.commands.wallet import PasswordFile, password
+from client.commands.wallet import password
 from client.connect import connect
 from client.errors import ClientError
-
-KeyOption = by_torrent.KeyOption
-OutOption = Annotated[
-    Path | None, typer.Option("--out", help="Folder for the content (default: $SEEDMARKET_HOME/library).")
-]
-ChainOption = Annotated[
-    int | None,
-    typer.Option("--chain-id", envvar="SEEDMARKET_CHAIN_ID", help="With a .torrent: the receipts' chain id."),
-]
-ContractOption = Annotated[
-    str | None,
-    typer.Option(
-        "--contract", envvar="SEEDMARKET_CONTRACT", help="The Marketplace (with a product id: a pin)."
-    ),
-]
+from client.options import (
+    ChainOption,
+    ContractOption,
+    KeyOption,
+    MapPortOption,
+    OutOption,
+    PasswordFile,
+    PeerOption,
+    PortOption,
+    RpcOption,
+    StoreOption,
+)
+from client.output import console
 
 
 def _need(value: object, option: str) -> None:
@@ -59,24 +56,24 @@ def download(
     contract: ContractOption = None,
     store: StoreOption = None,
     rpc: RpcOption = None,
-    port: by_torrent.PortOption = 0,
-    peer: by_torrent.PeerOption = None,
+    port: PortOption = 0,
+    peer: PeerOption = None,
     password_file: PasswordFile = None,
 ) -> None:
     """Download a purchase, paying every seeder with signed receipts for the bytes it sent."""
     if not target.isdigit():
         for value, option in ((purchase, "--purchase"), (chain_id, "--chain-id"), (contract, "--contract")):
             _need(value, option)
-        by_torrent.download(
+        by_torrent.download_torrent(
             Path(target),
-            key,
-            purchase or 0,
-            chain_id or 0,
-            contract or "",
-            out or Path(),
-            port,
-            peer,
-            password_file,
+            key=key,
+            purchase=purchase or 0,
+            chain_id=chain_id or 0,
+            contract=contract or "",
+            out=out or Path(),
+            port=port,
+            peer=peer or [],
+            password_file=password_file,
         )
         return
     product_id = int(target)
@@ -88,7 +85,7 @@ def download(
     folder = out or library.library_folder()
     peers = [by_torrent.peer_address(text) for text in peer or []]
     by_torrent.run_download(item.meta, folder, config, peers, port)
-    by_torrent.console.print(
+    console.print(
         f"downloaded {item.meta.name} into {folder.resolve()}; keep it seeding: seedmarket seed --key {key}"
     )
 
@@ -113,10 +110,10 @@ def seed(
     ] = False,
     store: StoreOption = None,
     rpc: RpcOption = None,
-    port: by_torrent.PortOption = 0,
-    peer: by_torrent.PeerOption = None,
+    port: PortOption = 0,
+    peer: PeerOption = None,
     password_file: PasswordFile = None,
-    map_port: by_torrent.MapPortOption = True,
+    map_port: MapPortOption = True,
 ) -> None:
     """Seed and earn: everything the wallet owns (downloading what is missing), or one .torrent."""
     if not key:
@@ -126,19 +123,19 @@ def seed(
             raise ClientError("with a .torrent file, give the content's path too")
         _need(chain_id, "--chain-id")
         _need(contract, "--contract")
-        by_torrent.seed(
+        by_torrent.seed_torrent(
             torrent_file,
             path,
-            key,
-            chain_id or 0,
-            contract or "",
-            journal,
-            tracker,
-            serve_everyone,
-            port,
-            peer,
-            password_file,
-            map_port,
+            key=key,
+            chain_id=chain_id or 0,
+            contract=contract or "",
+            journal=journal,
+            tracker=tracker,
+            serve_everyone=serve_everyone,
+            port=port,
+            peer=peer or [],
+            password_file=password_file,
+            map_port=map_port,
         )
         return
     account = wallet.unlock(key, password(password_file))
@@ -153,7 +150,7 @@ def seed(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            with Live(console=by_torrent.console, auto_refresh=False) as live:
+            with Live(console=console, auto_refresh=False) as live:
 
                 def show(report: library.SeedingReport) -> None:
                     live.update(_table(report, account.address, symbols), refresh=True)

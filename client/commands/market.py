@@ -2,42 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from eth_utils import is_address, to_checksum_address
-from rich.console import Console
 from rich.table import Table
 
 from client import wallet
 from client.amounts import from_units
 from client.chain import ClaimRequest
-from client.commands.wallet import JsonFlag, PasswordFile, password
+from client.commands.wallet import password
 from client.connect import Connection, connect
 from client.errors import ClientError, TransactionReverted
-
-console = Console()
-
-KeyOption = Annotated[str, typer.Option("--key", help="Wallet name, `ape:<alias>` or keystore file.")]
-OptionalKey = Annotated[
-    str | None, typer.Option("--key", help="Wallet name, `ape:<alias>` or keystore file.")
-]
-StoreOption = Annotated[
-    str | None, typer.Option("--store", help="Store URL (default $SEEDMARKET_STORE_URL or local).")
-]
-RpcOption = Annotated[
-    str | None, typer.Option("--rpc", help="Chain JSON-RPC URL (default $SEEDMARKET_RPC_URL or local).")
-]
-ProductArg = Annotated[int, typer.Argument(help="The product id (see the store's catalog).", min=1)]
-
-
-def _emit(as_json: bool, data: Any, human: str) -> None:
-    if as_json:
-        typer.echo(json.dumps(data))
-    else:
-        console.print(human, highlight=False)
+from client.options import (
+    JsonFlag,
+    KeyOption,
+    OptionalKey,
+    PasswordFile,
+    ProductArg,
+    RpcOption,
+    StoreOption,
+)
+from client.output import console, emit
 
 
 def buy(
@@ -57,9 +44,12 @@ def buy(
                 f"product {product} has no registered torrent yet; buy it once the seller finishes"
             )
         symbol, decimals = conn.chain.token_info(listing["token"])
-        purchase_id, tx = conn.chain.purchase(product)
+        # The terms the store showed are the ones agreed to; the contract refuses any others.
+        purchase_id, tx = conn.chain.purchase(
+            product, listing["token"], int(listing["price"]), int(listing["termsVersion"])
+        )
     price = from_units(int(listing["price"]), decimals)
-    _emit(
+    emit(
         as_json,
         {"product": product, "purchase": purchase_id, "transaction": tx, "price": listing["price"]},
         f"bought product {product} ({listing.get('title')}) for {price} {symbol}: purchase {purchase_id}\n"
@@ -95,11 +85,8 @@ def rewards(
     with connect(store, rpc) as conn:
         result = conn.store.rewards(address)
         tokens = [(t, *conn.chain.token_info(t["token"])) for t in result["tokens"]]
-    if as_json:
-        typer.echo(json.dumps(result))
-        return
-    if not tokens:
-        console.print(f"{address} has earned nothing yet: keep seeding (seedmarket seed --key ...)")
+    if as_json or not tokens:
+        emit(as_json, result, f"{address} has earned nothing yet: keep seeding (seedmarket seed --key ...)")
         return
     table = Table(title=f"rewards of {address} (active epoch {result.get('activeEpoch')})")
     for column in ("token", "earned", "claimable", "claimed", "pending"):
@@ -154,7 +141,7 @@ def claim(
                 if exc.error != "InvalidProof()" or attempt + 1 == CLAIM_ATTEMPTS:
                     raise
         paid = [(e["token"], int(e["claimable"]), *conn.chain.token_info(e["token"])) for e in tokens]
-    _emit(
+    emit(
         as_json,
         {"account": address, "transaction": tx, "claimed": {t: str(a) for t, a, _, _ in paid}},
         "claimed "
@@ -189,10 +176,8 @@ def sales(
         report["withdrawn"] = {
             token: {"amount": str(a), "transaction": tx} for token, (a, tx) in paid.items()
         }
-        typer.echo(json.dumps(report))
-        return
-    if not report["products"]:
-        console.print(f"{address} has listed nothing yet (ape run list_product ...)")
+    if as_json or not report["products"]:
+        emit(as_json, report, f"{address} has listed nothing yet (ape run list_product ...)")
         return
     table = Table(title=f"sales of {address}")
     for column in ("product", "title", "sold", "gross", "yours"):

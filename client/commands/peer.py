@@ -1,22 +1,22 @@
-"""`seedmarket download` and `seedmarket seed`: the peer engine with a wallet, a progress bar and
-one clear line on any error. Keys come from encrypted keystores, never from the command line."""
+"""`seedmarket download FILE.torrent` and `seedmarket seed FILE.torrent PATH`: the peer engine on its
+own, with a wallet and a progress bar. The commands themselves (options and all) are in
+`client.commands.library`, which calls these with what the user gave. Keys come from encrypted
+keystores, never from the command line."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Annotated
 
-import typer
 import uvloop
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from client import reachability, wallet
-from client.commands.wallet import PasswordFile, password
+from client.commands.wallet import password
 from client.errors import ClientError
 from client.library import journal_path, ledger_path
+from client.output import console
 from tracker.metainfo import Metainfo, parse_metainfo
 from tracker.peer.announcer import Announcer
 from tracker.peer.choker import PlainPeers
@@ -28,27 +28,6 @@ from tracker.peer.torrent import Torrent, TorrentConfig
 from tracker.receipts import Domain, ReceiptError, ReceiptVerifier, parse_address
 
 REFRESH_SECONDS = 0.5
-console = Console()
-
-KeyOption = Annotated[str, typer.Option("--key", help="Wallet name, `ape:<alias>` or keystore file.")]
-ChainOption = Annotated[
-    int, typer.Option("--chain-id", envvar="SEEDMARKET_CHAIN_ID", help="Receipts' chain id.")
-]
-ContractOption = Annotated[
-    str, typer.Option("--contract", envvar="SEEDMARKET_CONTRACT", help="Marketplace address (0x...).")
-]
-PortOption = Annotated[int, typer.Option("--port", help="TCP port to listen on for peers (0: any).")]
-MapPortOption = Annotated[
-    bool,
-    typer.Option(
-        "--map-port/--no-map-port",
-        envvar="SEEDMARKET_MAP_PORT",
-        help="Ask the router (NAT-PMP, UPnP) to forward the listen port, so peers at home can reach you.",
-    ),
-]
-PeerOption = Annotated[
-    list[str] | None, typer.Option("--peer", help="Also connect to this HOST:PORT (repeatable).")
-]
 
 
 def _load_torrent(path: Path) -> Metainfo:
@@ -72,6 +51,7 @@ def _unlock(key: str, password_file: Path | None) -> tuple[bytes, bytes]:
 
 
 def peer_address(text: str) -> tuple[str, int]:
+    """`--peer HOST:PORT` as (host, port); IPv6 hosts may come in brackets."""
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ClientError(f"--peer {text!r} is not HOST:PORT")
@@ -114,24 +94,25 @@ def run_download(
     return torrent
 
 
-def download(
-    torrent_file: Annotated[Path, typer.Argument(help="The .torrent of your purchase.")],
-    key: KeyOption,
-    purchase: Annotated[int, typer.Option("--purchase", help="Your purchase id (from `seedmarket buy`).")],
-    chain_id: ChainOption,
-    contract: ContractOption,
-    out: Annotated[Path, typer.Option("--out", help="Folder to download into.")] = Path(),
-    port: PortOption = 0,
-    peer: PeerOption = None,
-    password_file: PasswordFile = None,
+def download_torrent(
+    torrent_file: Path,
+    *,
+    key: str,
+    purchase: int,
+    chain_id: int,
+    contract: str,
+    out: Path,
+    port: int,
+    peer: list[str],
+    password_file: Path | None,
 ) -> None:
-    """Download a purchase, paying every seeder with signed receipts for the bytes it sent."""
+    """Download purchase `purchase` from a .torrent, paying every seeder with signed receipts."""
     meta = _load_torrent(torrent_file)
     domain = _domain(chain_id, contract)
     if purchase <= 0:
         raise ClientError("--purchase must be a positive purchase id")
     private_key, _ = _unlock(key, password_file)
-    peers = [peer_address(text) for text in peer or []]
+    peers = [peer_address(text) for text in peer]
     config = TorrentConfig(
         signer=ReceiptSigner(domain, purchase, private_key),
         receipt_ledger=ledger_path(meta.info_hash, purchase),
@@ -150,32 +131,28 @@ def _content_folder(meta: Metainfo, path: Path) -> Path:
     raise ClientError(f"{path} is neither {meta.name!r} nor a folder containing it")
 
 
-def seed(
-    torrent_file: Annotated[Path, typer.Argument(help="The .torrent to seed.")],
-    path: Annotated[Path, typer.Argument(help="The content (or the folder that holds it).")],
-    key: KeyOption,
-    chain_id: ChainOption,
-    contract: ContractOption,
-    journal: Annotated[
-        Path | None, typer.Option("--journal", help="Receipt journal file (default: in $SEEDMARKET_HOME).")
-    ] = None,
-    tracker: Annotated[
-        str | None, typer.Option("--tracker", help="Tracker URL for receipts (default: the announce URL's).")
-    ] = None,
-    serve_everyone: Annotated[
-        bool, typer.Option("--serve-everyone", help="Serve peers without receipts alike (the store's seed).")
-    ] = False,
-    port: PortOption = 0,
-    peer: PeerOption = None,
-    password_file: PasswordFile = None,
-    map_port: MapPortOption = True,
+def seed_torrent(
+    torrent_file: Path,
+    path: Path,
+    *,
+    key: str,
+    chain_id: int,
+    contract: str,
+    journal: Path | None,
+    tracker: str | None,
+    serve_everyone: bool,
+    port: int,
+    peer: list[str],
+    password_file: Path | None,
+    map_port: bool,
 ) -> None:
-    """Seed content, collecting receipts from buyers and handing them to the tracker."""
+    """Seed one .torrent's content at `path`, collecting receipts and handing them to the tracker
+    (or, `serve_everyone`, serving peers without receipts alike: the store's seed)."""
     meta = _load_torrent(torrent_file)
     folder = _content_folder(meta, path)
     domain = _domain(chain_id, contract)
     _, address = _unlock(key, password_file)
-    peers = [peer_address(text) for text in peer or []]
+    peers = [peer_address(text) for text in peer]
     receipts_to = tracker or meta.announce
     if not receipts_to:
         raise ClientError("the torrent names no tracker: pass --tracker URL")

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from client import wallet
 from client.errors import ClientError
+from client.options import JsonFlag, PasswordFile
+from client.output import emit
 
 app = typer.Typer(help="Manage wallets (encrypted keystores).", no_args_is_help=True)
-
-PasswordFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--password-file", help="Read the password from this file (else $SEEDMARKET_PASSWORD or a prompt)."
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _prompt(text: str, confirm: bool) -> str:
@@ -32,11 +24,12 @@ def password(password_file: Path | None, *, confirm: bool = False) -> str:
     return wallet.read_password(password_file, _prompt, confirm=confirm)
 
 
+def _as_dict(info: wallet.KeystoreInfo) -> dict[str, str]:
+    return {"name": info.name, "address": info.address, "path": str(info.path)}
+
+
 def _show(info: wallet.KeystoreInfo, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps({"name": info.name, "address": info.address, "path": str(info.path)}))
-    else:
-        typer.echo(f"{info.name}  {info.address}  ({info.path})")
+    emit(as_json, _as_dict(info), f"{info.name}  {info.address}  ({info.path})")
 
 
 @app.command("create")
@@ -57,7 +50,7 @@ def list_(as_json: JsonFlag = False) -> None:
     """List wallets: ours, and ape's as `ape:<alias>`."""
     found = wallet.list_wallets()
     if as_json:
-        typer.echo(json.dumps([{"name": w.name, "address": w.address, "path": str(w.path)} for w in found]))
+        emit(True, [_as_dict(w) for w in found], "")
         return
     if not found:
         raise ClientError("no wallets yet: `seedmarket wallet create NAME`")

@@ -65,8 +65,9 @@ class Market:
 
     def buy(self, buyer: str, product_id: int) -> int:
         """Buy a product at its price; the purchase id."""
-        price = self.contract.functions.product(product_id).call()[5]
-        self.transact(buyer, "purchase", product_id, value=price)
+        product = self.contract.functions.product(product_id).call()
+        token, version, price = product[4], product[5], product[6]
+        self.transact(buyer, "purchase", product_id, token, price, version, value=price)
         purchase_id: int = self.contract.functions.purchaseOf(product_id, buyer).call()
         return purchase_id
 

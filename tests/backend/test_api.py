@@ -66,6 +66,49 @@ def test_a_seller_cannot_register_another_sellers_listing(
     assert client.get(f"/products/{product_id}").json()["registered"] is False
 
 
+def test_a_squatter_copying_an_infohash_never_gets_the_content_served_under_its_listing(
+    client: TestClient, listed: tuple[int, bytes], market: Market, store: Services
+) -> None:
+    product_id, torrent = listed
+    infohash = parse_metainfo(torrent).info_hash
+    # The squatter saw the seller's infohash in the mempool and listed it first, at a lower price.
+    squatted, _ = market.list_product(market.accounts[2], size=SIZE, infohash=infohash, price=1)
+    store.indexer().sync()
+    assert squatted != product_id
+    assert client.get(f"/products/{squatted}").json()["infoHash"] == infohash.hex()
+    seller = sign_in(client, 1)
+    assert (
+        client.put(f"/products/{product_id}/listing", json=listing_body(torrent), headers=seller).status_code
+        == 200
+    )
+
+    # Even with the torrent in hand (a buyer gets it), the squatter cannot register the same content.
+    answer = client.put(
+        f"/products/{squatted}/listing", json=listing_body(torrent), headers=sign_in(client, 2)
+    )
+
+    assert answer.status_code == 403 and f"product {product_id}" in answer.json()["detail"]
+    assert client.get(f"/products/{squatted}").json()["registered"] is False
+    # Neither can the seller register the content a second time under another product.
+    relisted, _ = market.list_product(market.accounts[1], size=SIZE, infohash=infohash)
+    store.indexer().sync()
+    assert (
+        client.put(f"/products/{relisted}/listing", json=listing_body(torrent), headers=seller).status_code
+        == 403
+    )
+
+
+def test_a_product_shows_the_terms_version_a_purchase_must_name(
+    client: TestClient, listed: tuple[int, bytes], market: Market, store: Services
+) -> None:
+    product_id, _ = listed
+    assert client.get(f"/products/{product_id}").json()["termsVersion"] == 1
+    market.transact(market.accounts[1], "updateProduct", product_id, ZERO_ADDRESS, 5, 0, "ipfs://y")
+    store.indexer().sync()
+    detail = client.get(f"/products/{product_id}").json()
+    assert (detail["termsVersion"], detail["price"]) == (2, "5")
+
+
 def test_a_listing_must_carry_the_listed_torrent(
     client: TestClient, listed: tuple[int, bytes], tmp_path: Path
 ) -> None:

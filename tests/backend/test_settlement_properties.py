@@ -17,9 +17,10 @@ from backend.db import Database
 from backend.epochs import close_epoch, leaf_amounts
 from backend.models import Base
 from backend.receipt_sink import DatabaseReceiptSink, decide
-from backend.settlement import PurchaseTerms, checksum, settle
+from backend.settlement import PurchaseTerms, settle
 from tests.backend.helpers import address_of_key, key, seed_purchase, set_chain_time, signed_receipt
 from tests.conftest import LONG
+from tracker.addresses import checksum
 from tracker.receipts import Domain, ReceiptError, ReceiptVerifier, SignedReceipt
 
 DOMAIN = Domain(31337, b"\x22" * 20)

@@ -19,7 +19,7 @@ PACKAGE_SOURCES = ("pyproject.toml", "README.md", "tracker", "backend", "client"
 
 def test_the_shipped_abi_is_the_compiled_one(manifest: Path) -> None:
     assert shipped_abi() == load_abi(manifest, CONTRACT_NAME), (
-        f"{SHIPPED_ABI} is out of date: run `python -m dev.abi` (make compile does)"
+        f"{SHIPPED_ABI} is out of date: run `python -m dev.abi` and commit it"
     )
 
 

@@ -27,7 +27,7 @@ def _buy_with(market: Market, manifest: Path, token: str, buyer: str, product_id
     erc20 = market.w3.eth.contract(address=token, abi=load_abi(manifest, "TestToken"))
     for call in (erc20.functions.mint(buyer, PRICE), erc20.functions.approve(market.deployed.address, PRICE)):
         market.w3.eth.wait_for_transaction_receipt(call.transact({"from": buyer}))
-    market.transact(buyer, "purchase", product_id)
+    market.transact(buyer, "purchase", product_id, token, PRICE, 1)
     purchase: int = market.contract.functions.purchaseOf(product_id, buyer).call()
     return purchase
 

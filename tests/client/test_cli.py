@@ -10,11 +10,12 @@ from dev.devcli import Cli
 from dev.devnet import free_port
 
 
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    """A user whose store and chain are nowhere: every network step must fail cleanly."""
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    """A user whose store and chain are nowhere: every network step must fail cleanly. One for
+    the module: its wallet costs a process and a key derivation, and no test here changes it."""
     nowhere = f"http://127.0.0.1:{free_port()}"
-    user = Cli(tmp_path / "home", nowhere, nowhere)
+    user = Cli(tmp_path_factory.mktemp("cli") / "home", nowhere, nowhere)
     user.ok("wallet", "create", "alice")
     return user
 

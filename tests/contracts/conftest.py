@@ -11,7 +11,18 @@ import pytest
 from ape.api import AccountAPI
 from ape.contracts import ContractInstance
 
-from tests.contracts.helpers import ETH, FEE_BPS, MAX_UINT256, PRICE, ROOT_DELAY, bought, listed, split
+from tests.contracts.helpers import (
+    ETH,
+    FEE_BPS,
+    MAX_ROOT_DELAY,
+    MAX_UINT256,
+    MIN_ROOT_DELAY,
+    PRICE,
+    ROOT_DELAY,
+    bought,
+    listed,
+    split,
+)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +71,17 @@ def keeper(others: list[AccountAPI]) -> AccountAPI:
 def market(
     project: Any, owner: AccountAPI, oracle: AccountAPI, guardian: AccountAPI, treasury: AccountAPI
 ) -> ContractInstance:
-    return owner.deploy(project.Marketplace, owner, oracle, guardian, treasury, FEE_BPS, ROOT_DELAY)
+    return owner.deploy(
+        project.Marketplace,
+        owner,
+        oracle,
+        guardian,
+        treasury,
+        FEE_BPS,
+        ROOT_DELAY,
+        MIN_ROOT_DELAY,
+        MAX_ROOT_DELAY,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from typing import Any
 
 from ape.api import AccountAPI
 from ape.contracts import ContractInstance
+from ape.exceptions import ContractLogicError
 from ape.managers import ChainManager
 
 from backend.merkle import Leaf, MerkleTree
@@ -15,6 +16,8 @@ from backend.merkle import Leaf, MerkleTree
 ETH = "0x0000000000000000000000000000000000000000"
 FEE_BPS = 2_000  # the operator's share of each purchase's pool
 ROOT_DELAY = 3_600
+MIN_ROOT_DELAY = 600  # the floor and ceiling the test market is deployed with
+MAX_ROOT_DELAY = 86_400
 ETHER = 10**18
 PRICE = ETHER
 DISCOUNT_BPS = 2_500
@@ -46,11 +49,21 @@ def listed(
     return int(receipt.events.filter(market.ProductListed)[0].productId)
 
 
+def terms(market: ContractInstance, product_id: int) -> tuple[str, int, int]:
+    """(token, price, terms version) a buyer agrees to: the product's current ones, or those of a
+    fresh ETH listing when there is no such product (for tests of the product checks)."""
+    try:
+        product = market.product(product_id)
+    except ContractLogicError:
+        return ETH, PRICE, 1
+    return product.token, product.price, product.termsVersion
+
+
 def bought(market: ContractInstance, product_id: int, buyer: AccountAPI) -> int:
-    """Buy a product (paying ETH when it is priced in ETH) and return the purchase id."""
-    product = market.product(product_id)
-    value = product.price if product.token == ETH else 0
-    receipt = market.purchase(product_id, sender=buyer, value=value)
+    """Buy a product on its current terms (paying ETH when it is priced in ETH); the purchase id."""
+    token, price, version = terms(market, product_id)
+    value = price if token == ETH else 0
+    receipt = market.purchase(product_id, token, price, version, sender=buyer, value=value)
     return int(receipt.events.filter(market.Purchased)[0].purchaseId)
 
 

@@ -10,7 +10,21 @@ from ape.api import AccountAPI
 from ape.contracts import ContractInstance
 from ape.managers import ChainManager
 
-from tests.contracts.helpers import ETH, FEE_BPS, PRICE, ROOT_DELAY, Seeders, bought, listed, post
+from tests.contracts.helpers import (
+    ETH,
+    FEE_BPS,
+    MAX_ROOT_DELAY,
+    MIN_ROOT_DELAY,
+    PRICE,
+    ROOT_DELAY,
+    Seeders,
+    bought,
+    listed,
+    post,
+    terms,
+)
+
+DELAYS = (ROOT_DELAY, MIN_ROOT_DELAY, MAX_ROOT_DELAY)
 
 
 class TestDeploying:
@@ -29,6 +43,7 @@ class TestDeploying:
             treasury.address,
         )
         assert (market.operatorFeeBps(), market.rootDelay(), market.BPS()) == (FEE_BPS, ROOT_DELAY, 10_000)
+        assert (market.minRootDelay(), market.maxRootDelay()) == (MIN_ROOT_DELAY, MAX_ROOT_DELAY)
         assert not market.paused()
         assert (market.productCount(), market.purchaseCount(), market.lastEpoch()) == (0, 0, 0)
 
@@ -43,11 +58,28 @@ class TestDeploying:
         roles[role] = ETH
         error = project.Marketplace.OwnableInvalidOwner if role == 0 else project.Marketplace.ZeroAddress
         with ape.reverts(error):
-            owner.deploy(project.Marketplace, *roles, FEE_BPS, ROOT_DELAY)
+            owner.deploy(project.Marketplace, *roles, FEE_BPS, *DELAYS)
 
     def test_with_a_fee_above_one_whole_is_refused(self, project: Any, owner: AccountAPI) -> None:
         with ape.reverts(project.Marketplace.InvalidBps, bps=10_001):
-            owner.deploy(project.Marketplace, owner, owner, owner, owner, 10_001, ROOT_DELAY)
+            owner.deploy(project.Marketplace, owner, owner, owner, owner, 10_001, *DELAYS)
+
+    @pytest.mark.parametrize(
+        ("floor", "ceiling"),
+        [(10, 9), (0, 365 * 86_400 + 1)],
+        ids=["floor-above-ceiling", "ceiling-above-limit"],
+    )
+    def test_with_root_delay_bounds_out_of_order_or_too_high_is_refused(
+        self, project: Any, owner: AccountAPI, floor: int, ceiling: int
+    ) -> None:
+        with ape.reverts(
+            project.Marketplace.InvalidRootDelayBounds, minRootDelay=floor, maxRootDelay=ceiling
+        ):
+            owner.deploy(project.Marketplace, owner, owner, owner, owner, FEE_BPS, floor, floor, ceiling)
+
+    def test_with_a_root_delay_outside_its_bounds_is_refused(self, project: Any, owner: AccountAPI) -> None:
+        with ape.reverts(project.Marketplace.RootDelayOutOfBounds):
+            owner.deploy(project.Marketplace, owner, owner, owner, owner, FEE_BPS, 5, 10, 20)
 
 
 class TestSettingRolesAndParameters:
@@ -77,9 +109,11 @@ class TestSettingRolesAndParameters:
     def test_the_owner_sets_the_fee_and_the_delay(self, market: ContractInstance, owner: AccountAPI) -> None:
         receipt = market.setOperatorFee(10_000, sender=owner)
         assert receipt.events.filter(market.OperatorFeeSet)[0].operatorFeeBps == 10_000
-        receipt = market.setRootDelay(0, sender=owner)
-        assert receipt.events.filter(market.RootDelaySet)[0].rootDelay == 0
-        assert (market.operatorFeeBps(), market.rootDelay()) == (10_000, 0)
+        receipt = market.setRootDelay(MIN_ROOT_DELAY, sender=owner)
+        assert receipt.events.filter(market.RootDelaySet)[0].rootDelay == MIN_ROOT_DELAY
+        assert (market.operatorFeeBps(), market.rootDelay()) == (10_000, MIN_ROOT_DELAY)
+        market.setRootDelay(MAX_ROOT_DELAY, sender=owner)
+        assert market.rootDelay() == MAX_ROOT_DELAY
         with ape.reverts(market.InvalidBps, bps=10_001):
             market.setOperatorFee(10_001, sender=owner)
 
@@ -92,9 +126,9 @@ class TestSettingRolesAndParameters:
         buyer: AccountAPI,
     ) -> None:
         bought(market, listed(market, seller), buyer)
-        market.setRootDelay(0, sender=owner)
-        post(market, oracle, Seeders.of([(buyer, ETH, 1)]), [ETH])
-        assert market.activeRoot()[1] == 1
+        market.setRootDelay(MIN_ROOT_DELAY, sender=owner)
+        receipt = post(market, oracle, Seeders.of([(buyer, ETH, 1)]), [ETH])
+        assert market.pendingRoot()[2] == receipt.timestamp + MIN_ROOT_DELAY
 
     def test_the_owner_allows_and_disallows_a_token(
         self, market: ContractInstance, owner: AccountAPI, token: ContractInstance
@@ -112,7 +146,7 @@ class TestSettingRolesAndParameters:
             ("setGuardian", ("others",)),
             ("setTreasury", ("others",)),
             ("setOperatorFee", (0,)),
-            ("setRootDelay", (0,)),
+            ("setRootDelay", (MIN_ROOT_DELAY,)),
             ("setTokenAllowed", ("others", True)),
             ("unpause", ()),
         ],
@@ -161,7 +195,7 @@ class TestPausing:
         receipt = market.unpause(sender=owner)
         assert receipt.events.filter(market.Unpaused)[0].account == owner.address
         assert not market.paused()
-        market.purchase(product_id, sender=buyer, value=PRICE)
+        market.purchase(product_id, *terms(market, product_id), sender=buyer, value=PRICE)
 
     def test_the_owner_may_pause_too(self, market: ContractInstance, owner: AccountAPI) -> None:
         market.pause(sender=owner)

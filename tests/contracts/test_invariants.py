@@ -1,10 +1,14 @@
 """Random sequences of calls by random actors never leave the market owing more than it holds.
 
 A hypothesis state machine lists, buys, withdraws, posts and cancels roots (honest and greedy
-ones), claims (against the active root, a pending one or an old one), pauses and travels in
-time. A plain Python model predicts every outcome: each call must succeed or fail exactly as
-predicted, every payout must equal what the model says is owed, and after every step, per token
-(ETH and an ERC-20), the market must hold exactly what its books say it owes, never less.
+ones, at any epoch), claims (against the active root, a pending one or an old one), pauses and
+travels in time; the owner is a SeedmarketTimelock through which parameter changes (root delay,
+operator fee, unpause) are proposed, vetoed by the guardian, or executed. A plain Python model
+predicts every outcome: each call must succeed or fail exactly as predicted, every payout must
+equal what the model says is owed, and after every step: per token (ETH and an ERC-20), the
+market holds exactly what its books say it owes, never less, and claims never pass the active
+root's total; no parameter change took effect before its delay (executing earlier must fail);
+and the root claims are checked against is the one whose delay of *unpaused* time has passed.
 """
 
 from __future__ import annotations
@@ -37,9 +41,13 @@ from tests.contracts.rpc import Node, Receipt, Reverted
 
 FEE_BPS = 1_500
 DELAY = 1_250
-# Time moves in steps of 500 s, so a root is active once 1,500 s have passed since it was posted;
-# the few seconds that blocks add on their own never reach the 1,250 s boundary.
+# Time moves in steps of 500 s and every delay is 250 s off a multiple of 500, so the few seconds
+# that blocks add on their own never reach a boundary.
 JUMPS = [500, 1_000, 2_000]
+MIN_DELAY, MAX_DELAY = 1_250, 2_250
+TIMELOCK_DELAY = 2_750  # >= MAX_DELAY, as deploy.py sets it
+ROOT_DELAYS = st.sampled_from([1_250, 1_750, 2_250, 0, 2_750])  # the last two are out of bounds
+FEES = st.sampled_from([0, 1_500, 10_000, 10_001])  # the last is above one whole
 SEQUENCES = 3_000 if LONG else 300
 STEPS = 60 if LONG else 30
 
@@ -57,6 +65,7 @@ class World:
 
     chain: Any
     market: Any
+    timelock: Any
     token: Any
     probe: Any
     owner: Any
@@ -84,7 +93,19 @@ class Root:
     tree: MerkleTree
     leaves: dict[tuple[str, str], int]
     totals: dict[str, int]
-    elapsed: int = 0  # seconds travelled since it was posted
+    delay: int  # the root delay when it was posted
+    epoch: int
+    elapsed: int = 0  # unpaused seconds travelled since it was posted
+
+
+@dataclass
+class Change:
+    """A parameter change proposed to the timelock."""
+
+    method: str
+    args: tuple[Any, ...]
+    salt: bytes
+    age: int = 0  # seconds travelled since it was proposed
 
 
 class MarketMachine(RuleBasedStateMachine):
@@ -112,23 +133,34 @@ class MarketMachine(RuleBasedStateMachine):
         self.last_epoch = 0
         self.paused = False
         self.infohashes = itertools.count(1)
+        self.delay = DELAY
+        self.fee = FEE_BPS
+        self.changes: list[Change] = []
+        self.salts = itertools.count(1)
 
     # ----- model helpers -----
 
     def active(self) -> Root | None:
-        if self.pending is not None and self.pending.elapsed >= DELAY:
+        if self.pending is not None and self.pending.elapsed >= self.pending.delay:
             return self.pending
         return self.current
 
-    def send(self, error: str | None, sender: Any, method: str, *args: Any, value: int = 0) -> Receipt | None:
-        """Send `method(*args)` from `sender` and return its receipt; or, when `error` is expected,
-        check that the call reverts with it now (a reverting call changes nothing, so it is only
-        simulated)."""
+    def waiting(self) -> bool:
+        """Whether a posted root is still in its delay."""
+        return self.pending is not None and self.pending.elapsed < self.pending.delay
+
+    def send(
+        self, error: str | None, sender: Any, method: str, *args: Any, value: int = 0, to: Any = None
+    ) -> Receipt | None:
+        """Send `method(*args)` from `sender` to the market (or `to`) and return its receipt; or,
+        when `error` is expected, check that the call reverts with it now (a reverting call changes
+        nothing, so it is only simulated)."""
         event(f"{method}: {error or 'ok'}")  # pytest --hypothesis-show-statistics lists them
+        contract = self.m if to is None else to
         tx = {
             "from": sender.address,
-            "to": self.m.address,
-            "data": getattr(self.m, method).encode_input(*args).to_0x_hex(),
+            "to": contract.address,
+            "data": getattr(contract, method).encode_input(*args).to_0x_hex(),
             "value": hex(value),
         }
         try:
@@ -206,7 +238,7 @@ class MarketMachine(RuleBasedStateMachine):
 
     @rule(seller=ACTOR, token=TOKEN, price=PRICE, discount=DISCOUNT)
     def list_product(self, seller: int, token: int, price: int, discount: int) -> None:
-        infohash = next(self.infohashes).to_bytes(32, "big")
+        infohash = next(self.infohashes).to_bytes(20, "big") + bytes(12)
         account = self.world.actors[seller]
         error = "EnforcedPause" if self.paused else None
         args = (infohash, 1 << 20, self.tokens[token], price, discount, "")
@@ -227,9 +259,12 @@ class MarketMachine(RuleBasedStateMachine):
         buyer=ACTOR,
         payer=st.none() | ACTOR,
         wrong=st.sampled_from([0, 0, 0, 1, -1]),
+        stale=st.sampled_from([False, False, False, True]),
     )
-    def purchase(self, product: int, buyer: int, payer: int | None, wrong: int) -> None:
+    def purchase(self, product: int, buyer: int, payer: int | None, wrong: int, stale: bool = False) -> None:
         p = self.products.get(product)
+        # The terms the buyer agreed to: the product's, or a price it no longer has.
+        terms = (p.token, p.price + stale, 1) if p is not None else (ETH, 1, 1)
         buyer_account = self.world.actors[buyer]
         payer_account = buyer_account if payer is None else self.world.actors[payer]
         value = 0
@@ -243,18 +278,22 @@ class MarketMachine(RuleBasedStateMachine):
             error = "ProductInactive"
         elif (product, buyer_account.address) in self.bought:
             error = "AlreadyPurchased"
+        elif stale:
+            error = "TermsChanged"
         elif wrong:
             error = "WrongPayment"
         else:
             error = None
         if payer is None:
-            receipt = self.send(error, buyer_account, "purchase", product, value=value)
+            receipt = self.send(error, buyer_account, "purchase", product, *terms, value=value)
         else:
-            receipt = self.send(error, payer_account, "purchaseFor", product, buyer_account, value=value)
+            receipt = self.send(
+                error, payer_account, "purchaseFor", product, buyer_account, *terms, value=value
+            )
         if receipt is None:
             return
         assert p is not None
-        seller_amount, fee, seeders = split(p.price, p.discount, FEE_BPS)
+        seller_amount, fee, seeders = split(p.price, p.discount, self.fee)
         self.balances[(self.world.actors[p.seller].address, p.token)] += seller_amount
         self.balances[(self.world.treasury.address, p.token)] += fee
         self.funded[p.token] += seeders
@@ -279,12 +318,13 @@ class MarketMachine(RuleBasedStateMachine):
         shares=st.lists(st.integers(0, 3), min_size=16, max_size=16),
         fill=st.integers(0, 3),
         greedy=st.sampled_from([False, False, False, True]),
-        skip=st.integers(1, 3),
+        skip=st.sampled_from([1, 1, 1, 1, 0, 2]) | st.integers(3, 2**64 - 1),
         wait=st.sampled_from([False, True, True]),
     )
     def post_root(self, shares: list[int], fill: int, greedy: bool, skip: int, wait: bool) -> None:
-        """The oracle hands out part of each pool's headroom; a greedy one lists three times as much."""
-        base = self.pending if self.pending is not None and self.pending.elapsed >= DELAY else self.current
+        """The oracle hands out part of each pool's headroom; a greedy one lists three times as much.
+        It mostly takes the next epoch, sometimes the last one again or any later one."""
+        base = self.active()
         tokens = in_address_order(t for t in self.tokens if self.funded[t] > 0)
         leaves = dict(base.leaves) if base else dict.fromkeys(self.slots, 0)
         totals = {}
@@ -299,10 +339,12 @@ class MarketMachine(RuleBasedStateMachine):
         if greedy:
             leaves = {slot: 3 * amount for slot, amount in leaves.items()}
         tree = MerkleTree([Leaf(a, t, amount) for (a, t), amount in leaves.items()])
-        epoch = self.last_epoch + skip
+        epoch = min(self.last_epoch + skip, 2**64 - 1)
         if self.paused:
             error: str | None = "EnforcedPause"
-        elif self.pending is not None and self.pending.elapsed < DELAY:
+        elif epoch != self.last_epoch + 1:
+            error = "EpochNotNext"
+        elif self.waiting():
             error = "RootPending"
         else:
             error = None
@@ -311,7 +353,7 @@ class MarketMachine(RuleBasedStateMachine):
             return
         if self.pending is not None:
             self.current = self.pending
-        self.pending = Root(tree, leaves, totals)
+        self.pending = Root(tree, leaves, totals, self.delay, epoch)
         self.last_epoch = epoch
         if wait:
             self.travel(JUMPS[-1])
@@ -334,11 +376,11 @@ class MarketMachine(RuleBasedStateMachine):
             tokens, totals = tokens[:-1], totals[:-1]
         else:
             return
-        pending_waits = self.pending is not None and self.pending.elapsed < DELAY
+        pending_waits = self.waiting()
         if self.paused:
             error = "EnforcedPause"
         elif kind == "stale":
-            error = "StaleEpoch"
+            error = "EpochNotNext"
         elif kind == "incomplete":
             error = "TokensIncomplete"
         elif pending_waits:
@@ -350,7 +392,7 @@ class MarketMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.pending is not None)
     @rule()
     def cancel(self) -> None:
-        if self.pending is None or self.pending.elapsed >= DELAY:
+        if not self.waiting():
             self.send("NoPendingRoot", self.world.guardian, "cancelRoot")
             return
         self.send(None, self.world.guardian, "cancelRoot")
@@ -403,13 +445,17 @@ class MarketMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.current is not None or self.pending is not None)
     @rule(caller=ACTOR, picks=st.lists(st.integers(0, 15), min_size=1, max_size=3), targeted=st.booleans())
     def claim_many(self, caller: int, picks: list[int], targeted: bool) -> None:
-        """Someone claims a batch of leaves of the active root; it pays all of them or none."""
+        """Someone claims a batch of leaves of the active root; it pays all of them or none, skipping
+        leaves with nothing left to pay (someone claimed them first)."""
         root = self.active()
         requests = [self.leaf_of(root, self.pick_slot(root, pick, targeted)) for pick in picks]
         claimed, claimed_total = Counter(self.claimed), Counter(self.claimed_total)
         error = None
         for account, token, amount, _ in requests:
             error = self.claim_error(root, account, token, amount, claimed, claimed_total)
+            if error == "NothingToClaim":
+                error = None
+                continue
             if error:
                 break
             claimed_total[token] += amount - claimed[(account, token)]
@@ -427,25 +473,91 @@ class MarketMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from(JUMPS))
     def travel(self, seconds: int) -> None:
+        """Time passes: for proposals always, for a posted root only while the market runs."""
         self.node.request("evm_increaseTime", seconds)
         self.node.request("evm_mine")
-        if self.pending is not None:
+        if self.pending is not None and not self.paused:
             self.pending.elapsed += seconds
+        for change in self.changes:
+            change.age += seconds
 
-    @rule(pause=st.sampled_from([False, False, True]), twice=st.sampled_from([False, False, False, True]))
-    def pause_or_resume(self, pause: bool, twice: bool) -> None:
-        """The owner resumes a paused market; the guardian sometimes pauses a running one (and,
-        sometimes, either tries a second time). A running market that is not paused just waits."""
-        was_paused = self.paused
-        if not (was_paused or pause):
-            self.travel(JUMPS[0])
+    @rule(twice=st.sampled_from([False, False, False, True]))
+    def pause(self, twice: bool) -> None:
+        """The guardian pauses (and sometimes tries a second time); only a proposal resumes."""
+        for error in [None, "EnforcedPause"][: 2 if twice else 1]:
+            self.send("EnforcedPause" if self.paused else error, self.world.guardian, "pause")
+        self.paused = True
+
+    # ----- governance: the owner is the timelock -----
+
+    def operation(self, change: Change) -> tuple[Any, ...]:
+        payload = getattr(self.m, change.method).encode_input(*change.args)
+        return (self.m.address, 0, payload, bytes(32), change.salt)
+
+    @rule(
+        change=st.one_of(
+            st.tuples(st.just("setRootDelay"), ROOT_DELAYS),
+            st.tuples(st.just("setOperatorFee"), FEES),
+            st.tuples(st.just("unpause")),
+        ),
+        early=st.sampled_from([False, False, False, True]),
+    )
+    def propose(self, change: tuple[Any, ...], early: bool) -> None:
+        """The owner's proposer proposes a change, the timelock's delay or (refused) less; its own
+        account can never make the change directly."""
+        method, *args = change
+        self.send("OwnableUnauthorizedAccount", self.world.owner, method, *args)
+        proposal = Change(method, tuple(args), next(self.salts).to_bytes(32, "big"))
+        delay = TIMELOCK_DELAY - 1 if early else TIMELOCK_DELAY
+        error = "TimelockInsufficientDelay" if early else None
+        timelock = self.world.timelock
+        if self.send(error, self.world.owner, "schedule", *self.operation(proposal), delay, to=timelock):
+            self.changes.append(proposal)
+
+    @precondition(lambda self: bool(self.changes))
+    @rule(pick=st.integers(0, 7), caller=ACTOR)
+    def execute(self, pick: int, caller: int) -> None:
+        """Anyone executes a proposal: never before its delay; then it does what a direct call by
+        an owner would have done (or fails as it would have)."""
+        change = self.changes[pick % len(self.changes)]
+        if change.age < TIMELOCK_DELAY:
+            error: str | None = "TimelockUnexpectedOperationState"
+        elif change.method == "setRootDelay" and not MIN_DELAY <= change.args[0] <= MAX_DELAY:
+            error = "RootDelayOutOfBounds"
+        elif change.method == "setOperatorFee" and change.args[0] > 10_000:
+            error = "InvalidBps"
+        elif change.method == "unpause" and not self.paused:
+            error = "ExpectedPause"
+        else:
+            error = None
+        sender = self.world.actors[caller]
+        if self.send(error, sender, "execute", *self.operation(change), to=self.world.timelock) is None:
             return
-        for error in [None, "ExpectedPause" if was_paused else "EnforcedPause"][: 2 if twice else 1]:
-            if was_paused:
-                self.send(error, self.world.owner, "unpause")
-            else:
-                self.send(error, self.world.guardian, "pause")
-        self.paused = not was_paused
+        self.changes.remove(change)
+        if change.method == "setRootDelay":
+            self.delay = change.args[0]
+        elif change.method == "setOperatorFee":
+            self.fee = change.args[0]
+        else:
+            self.paused = False
+
+    @precondition(lambda self: bool(self.changes))
+    @rule(pick=st.integers(0, 7), stranger=st.booleans())
+    def veto(self, pick: int, stranger: bool) -> None:
+        """The guardian cancels a proposal; a stranger cannot."""
+        change = self.changes[pick % len(self.changes)]
+        op_id = self.world.timelock.hashOperation(*self.operation(change))
+        if stranger:
+            self.send(
+                "AccessControlUnauthorizedAccount",
+                self.world.actors[0],
+                "cancel",
+                op_id,
+                to=self.world.timelock,
+            )
+            return
+        self.send(None, self.world.guardian, "cancel", op_id, to=self.world.timelock)
+        self.changes.remove(change)
 
     # ----- the invariant -----
 
@@ -466,25 +578,59 @@ class MarketMachine(RuleBasedStateMachine):
             assert held[i] >= balances[i] + funded[i] - claimed[i]
             assert held[i] == owed_to_accounts + self.funded[t] - self.claimed_total[t]
 
+    @invariant()
+    def roots_and_parameters_are_the_ones_whose_delay_passed(self) -> None:
+        """The root claims are checked against is the one the model's unpaused clock says; no claim
+        passed its total; and the parameters are those of executed proposals only."""
+        root = self.active()
+        active = self.call("activeRoot")
+        assert decode(["bytes32", "uint64"], active)[1] == (root.epoch if root else 0)
+        for t in self.tokens:
+            active_total = decode(["uint256"], self.call("activeTotal", t))[0]
+            assert self.claimed_total[t] <= active_total
+        delay, fee, paused = (
+            decode(["uint256"], self.call(m))[0] for m in ("rootDelay", "operatorFeeBps", "paused")
+        )
+        assert (delay, fee, bool(paused)) == (self.delay, self.fee, self.paused)
+
+    def call(self, method: str, *args: Any) -> bytes:
+        data = getattr(self.m, method).encode_input(*args).to_0x_hex()
+        answer = self.node.request("eth_call", {"to": self.m.address, "data": data}, "pending")
+        return bytes.fromhex(answer[2:])
+
 
 @pytest.fixture(scope="module")
 def world(project: Any, accounts: Any, chain: ChainManager) -> Iterator[World]:
     owner, oracle, guardian, treasury = (accounts[i] for i in range(4))
     actors = [accounts[i] for i in range(4, 10)]
-    market = owner.deploy(project.Marketplace, owner, oracle, guardian, treasury, FEE_BPS, DELAY)
+    timelock = owner.deploy(project.SeedmarketTimelock, TIMELOCK_DELAY, TIMELOCK_DELAY, owner, guardian, ETH)
+    market = owner.deploy(
+        project.Marketplace, owner, oracle, guardian, treasury, FEE_BPS, DELAY, MIN_DELAY, MAX_DELAY
+    )
     token = owner.deploy(project.TestToken, "Test Token", "TT")
     market.setTokenAllowed(token, True, sender=owner)
+    # Hand the market to the timelock, as deploy.py does (it deploys it owned by the timelock).
+    market.transferOwnership(timelock, sender=owner)
+    accept = market.acceptOwnership.encode_input()
+    timelock.schedule(market, 0, accept, bytes(32), bytes(32), TIMELOCK_DELAY, sender=owner)
+    chain.mine(deltatime=TIMELOCK_DELAY)
+    timelock.execute(market, 0, accept, bytes(32), bytes(32), sender=owner)
+    assert market.owner() == timelock.address
     for actor in actors:
         token.mint(actor, 1_000 * 10**18, sender=actor)
         token.approve(market, MAX_UINT256, sender=actor)
     probe = owner.deploy(project.SolvencyProbe)
     tokens = [ETH, token.address]
     holders = [a.address for a in actors] + [treasury.address]
-    errors = {"0x" + keccak(text=e.selector).hex()[:8]: e.name for e in market.contract_type.errors}
+    errors = {
+        "0x" + keccak(text=e.selector).hex()[:8]: e.name
+        for e in [*market.contract_type.errors, *timelock.contract_type.errors]
+    }
     probe_call = probe.books.encode_input(market, tokens, holders).to_0x_hex()
     world = World(
         chain,
         market,
+        timelock,
         token,
         probe,
         owner,

@@ -9,7 +9,7 @@ import pytest
 from ape.api import AccountAPI
 from ape.contracts import ContractInstance
 
-from tests.contracts.helpers import DISCOUNT_BPS, ETH, PRICE, listed
+from tests.contracts.helpers import DISCOUNT_BPS, ETH, PRICE, listed, terms
 
 INFOHASH = bytes.fromhex("aa" * 20) + bytes(12)
 
@@ -32,7 +32,7 @@ class TestListingAProduct:
         assert product.seller == seller.address
         assert (product.token, product.price, product.discountBps) == (token.address, PRICE, DISCOUNT_BPS)
         assert (product.size, product.infohash, product.active) == (12_345, INFOHASH, True)
-        assert market.productOfInfohash(INFOHASH) == 1
+        assert product.termsVersion == 1
         assert market.productCount() == 1
 
     def test_numbers_products_from_one(
@@ -42,21 +42,37 @@ class TestListingAProduct:
         assert ids == list(range(1, len(ids) + 1))
 
     def test_accepts_the_extremes_of_its_terms(self, market: ContractInstance, seller: AccountAPI) -> None:
-        listed(market, seller, price=1, discount_bps=0, infohash=b"\x01" * 32)
-        listed(market, seller, price=2**128 - 1, discount_bps=10_000, infohash=b"\x02" * 32)
+        listed(market, seller, price=1, discount_bps=0, infohash=b"\x01" * 20 + bytes(12))
+        listed(market, seller, price=2**128 - 1, discount_bps=10_000, infohash=b"\x02" * 20 + bytes(12))
         assert market.product(2).price == 2**128 - 1
 
-    def test_rejects_an_infohash_listed_before(
+    def test_accepts_an_infohash_listed_before_as_a_new_product(
         self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI
     ) -> None:
-        listed(market, seller, infohash=INFOHASH)
-        with ape.reverts(market.InfohashAlreadyListed, productId=1):
-            listed(market, buyer, infohash=INFOHASH)
+        # The chain cannot tell the content's seller from a copycat; the store registers only the
+        # listing whose seller uploads the info dictionary (backend.catalog).
+        assert listed(market, seller, infohash=INFOHASH) == 1
+        assert listed(market, buyer, infohash=INFOHASH) == 2
+        assert market.product(2).seller == buyer.address
 
     @pytest.mark.parametrize(
         ("infohash", "size", "price"),
-        [(bytes(32), 1, PRICE), (INFOHASH, 0, PRICE), (INFOHASH, 1, 0), (INFOHASH, 1, 2**128)],
-        ids=["zero infohash", "zero size", "zero price", "price beyond uint128"],
+        [
+            (bytes(32), 1, PRICE),
+            (INFOHASH[:31] + b"\x01", 1, PRICE),
+            (bytes(20) + b"\xff" * 12, 1, PRICE),
+            (INFOHASH, 0, PRICE),
+            (INFOHASH, 1, 0),
+            (INFOHASH, 1, 2**128),
+        ],
+        ids=[
+            "zero infohash",
+            "low bytes set",
+            "only low bytes",
+            "zero size",
+            "zero price",
+            "price beyond uint128",
+        ],
     )
     def test_rejects_an_empty_or_oversized_listing(
         self, market: ContractInstance, seller: AccountAPI, infohash: bytes, size: int, price: int
@@ -98,9 +114,12 @@ class TestUpdatingAProduct:
             7,
             100,
         )
-        assert event.metadataURI == "ipfs://new"
+        assert (event.metadataURI, event.termsVersion) == ("ipfs://new", 2)
         product = market.product(product_id)
         assert (product.token, product.price, product.discountBps) == (token.address, 7, 100)
+        assert product.termsVersion == 2
+        market.updateProduct(product_id, token, 7, 100, "ipfs://new", sender=seller)
+        assert market.product(product_id).termsVersion == 3
         assert (product.infohash, product.seller) == (INFOHASH, seller.address)
 
     def test_is_refused_to_anyone_but_the_seller(
@@ -141,9 +160,9 @@ class TestClosingAProduct:
         assert not receipt.events.filter(market.ProductActiveSet)[0].active
         assert market.product(product_id).active is False
         with ape.reverts(market.ProductInactive, productId=product_id):
-            market.purchase(product_id, sender=buyer, value=PRICE)
+            market.purchase(product_id, *terms(market, product_id), sender=buyer, value=PRICE)
         market.setProductActive(product_id, True, sender=seller)
-        market.purchase(product_id, sender=buyer, value=PRICE)
+        market.purchase(product_id, *terms(market, product_id), sender=buyer, value=PRICE)
 
     def test_is_refused_to_anyone_but_the_seller(
         self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI

@@ -7,7 +7,7 @@ import pytest
 from ape.api import AccountAPI
 from ape.contracts import ContractInstance
 
-from tests.contracts.helpers import DISCOUNT_BPS, ETH, FEE_BPS, PRICE, bought, listed, split
+from tests.contracts.helpers import DISCOUNT_BPS, ETH, FEE_BPS, PRICE, bought, listed, split, terms
 
 
 class TestBuyingWithEth:
@@ -17,7 +17,7 @@ class TestBuyingWithEth:
         product_id = listed(market, seller)
         held = market.balance
 
-        receipt = market.purchase(product_id, sender=buyer, value=PRICE)
+        receipt = market.purchase(product_id, *terms(market, product_id), sender=buyer, value=PRICE)
 
         seller_amount, fee, seeders = split(PRICE)
         event = receipt.events.filter(market.Purchased)[0]
@@ -57,7 +57,9 @@ class TestBuyingWithEth:
     ) -> None:
         product_id = listed(market, seller, price=price, discount_bps=discount_bps)
 
-        event = market.purchase(product_id, sender=buyer, value=price).events.filter(market.Purchased)[0]
+        event = market.purchase(
+            product_id, *terms(market, product_id), sender=buyer, value=price
+        ).events.filter(market.Purchased)[0]
 
         assert event.sellerAmount + event.operatorFee + event.seederPool == price
         assert (event.sellerAmount, event.operatorFee, event.seederPool) == split(
@@ -87,7 +89,9 @@ class TestBuyingWithEth:
     ) -> None:
         product_id = listed(market, seller)
 
-        receipt = market.purchaseFor(product_id, others[0], sender=buyer, value=PRICE)
+        receipt = market.purchaseFor(
+            product_id, others[0], *terms(market, product_id), sender=buyer, value=PRICE
+        )
 
         assert receipt.events.filter(market.Purchased)[0].buyer == others[0].address
         assert market.purchaseOf(product_id, others[0]) == 1
@@ -98,7 +102,7 @@ class TestBuyingWithEth:
     ) -> None:
         product_id = listed(market, seller)
         with ape.reverts(market.ZeroAddress):
-            market.purchaseFor(product_id, ETH, sender=buyer, value=PRICE)
+            market.purchaseFor(product_id, ETH, *terms(market, product_id), sender=buyer, value=PRICE)
 
     def test_twice_by_the_same_buyer_is_refused(
         self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, others: list[AccountAPI]
@@ -106,9 +110,9 @@ class TestBuyingWithEth:
         product_id = listed(market, seller)
         bought(market, product_id, buyer)
         with ape.reverts(market.AlreadyPurchased, productId=product_id, buyer=buyer.address, purchaseId=1):
-            market.purchase(product_id, sender=buyer, value=PRICE)
+            market.purchase(product_id, *terms(market, product_id), sender=buyer, value=PRICE)
         with ape.reverts(market.AlreadyPurchased):
-            market.purchaseFor(product_id, buyer, sender=others[0], value=PRICE)
+            market.purchaseFor(product_id, buyer, *terms(market, product_id), sender=others[0], value=PRICE)
 
     @pytest.mark.parametrize("value", [0, PRICE - 1, PRICE + 1])
     def test_with_the_wrong_value_is_refused(
@@ -116,11 +120,11 @@ class TestBuyingWithEth:
     ) -> None:
         product_id = listed(market, seller)
         with ape.reverts(market.WrongPayment, expected=PRICE, sent=value):
-            market.purchase(product_id, sender=buyer, value=value)
+            market.purchase(product_id, *terms(market, product_id), sender=buyer, value=value)
 
     def test_of_an_unknown_product_is_refused(self, market: ContractInstance, buyer: AccountAPI) -> None:
         with ape.reverts(market.UnknownProduct, productId=1):
-            market.purchase(1, sender=buyer, value=PRICE)
+            market.purchase(1, *terms(market, 1), sender=buyer, value=PRICE)
 
     def test_of_an_inactive_product_is_refused(
         self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI
@@ -128,7 +132,7 @@ class TestBuyingWithEth:
         product_id = listed(market, seller)
         market.setProductActive(product_id, False, sender=seller)
         with ape.reverts(market.ProductInactive, productId=product_id):
-            market.purchase(product_id, sender=buyer, value=PRICE)
+            market.purchase(product_id, *terms(market, product_id), sender=buyer, value=PRICE)
 
     def test_is_refused_while_paused(
         self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, guardian: AccountAPI
@@ -136,9 +140,9 @@ class TestBuyingWithEth:
         product_id = listed(market, seller)
         market.pause(sender=guardian)
         with ape.reverts(market.EnforcedPause):
-            market.purchase(product_id, sender=buyer, value=PRICE)
+            market.purchase(product_id, *terms(market, product_id), sender=buyer, value=PRICE)
         with ape.reverts(market.EnforcedPause):
-            market.purchaseFor(product_id, buyer, sender=buyer, value=PRICE)
+            market.purchaseFor(product_id, buyer, *terms(market, product_id), sender=buyer, value=PRICE)
 
     def test_uses_the_fee_and_treasury_of_its_time(
         self,
@@ -152,7 +156,9 @@ class TestBuyingWithEth:
         market.setOperatorFee(0, sender=owner)
         market.setTreasury(others[0], sender=owner)
 
-        event = market.purchase(product_id, sender=buyer, value=PRICE).events.filter(market.Purchased)[0]
+        event = market.purchase(
+            product_id, *terms(market, product_id), sender=buyer, value=PRICE
+        ).events.filter(market.Purchased)[0]
 
         assert event.operatorFee == 0
         assert event.seederPool == PRICE * DISCOUNT_BPS // 10_000
@@ -171,7 +177,7 @@ class TestBuyingWithAToken:
         product_id = listed(market, seller, token=token.address)
         before = token.balanceOf(buyer)
 
-        receipt = market.purchase(product_id, sender=buyer)
+        receipt = market.purchase(product_id, *terms(market, product_id), sender=buyer)
 
         seller_amount, fee, seeders = split(PRICE)
         assert receipt.events.filter(market.Purchased)[0].token == token.address
@@ -187,7 +193,7 @@ class TestBuyingWithAToken:
     ) -> None:
         product_id = listed(market, seller, token=token.address)
         with ape.reverts(market.WrongPayment, expected=0, sent=1):
-            market.purchase(product_id, sender=buyer, value=1)
+            market.purchase(product_id, *terms(market, product_id), sender=buyer, value=1)
 
     def test_in_a_token_taken_off_the_allow_list_is_refused(
         self,
@@ -200,7 +206,7 @@ class TestBuyingWithAToken:
         product_id = listed(market, seller, token=token.address)
         market.setTokenAllowed(token, False, sender=owner)
         with ape.reverts(market.TokenNotAllowed, token=token.address):
-            market.purchase(product_id, sender=buyer)
+            market.purchase(product_id, *terms(market, product_id), sender=buyer)
 
     def test_without_an_allowance_fails_and_changes_nothing(
         self, market: ContractInstance, seller: AccountAPI, buyer: AccountAPI, token: ContractInstance
@@ -208,7 +214,7 @@ class TestBuyingWithAToken:
         product_id = listed(market, seller, token=token.address)
         token.approve(market, 0, sender=buyer)
         with ape.reverts():
-            market.purchase(product_id, sender=buyer)
+            market.purchase(product_id, *terms(market, product_id), sender=buyer)
         assert market.purchaseOf(product_id, buyer) == 0
         assert market.balanceOf(seller, token) == 0
 
@@ -242,6 +248,6 @@ class TestBuyingWithAToken:
         second = listed(market, seller, token=token.address, price=top, discount_bps=10_000)
         for account in (buyer, others[0]):
             token.mint(account, top, sender=account)
-        market.purchase(first, sender=buyer)
+        market.purchase(first, *terms(market, first), sender=buyer)
         with ape.reverts(market.SafeCastOverflowedUintDowncast):
-            market.purchase(second, sender=others[0])
+            market.purchase(second, *terms(market, second), sender=others[0])

@@ -85,16 +85,16 @@ class TestPostingARoot:
         activate(chain)
         later = Seeders.of([(buyer, ETH, POOL)])
 
-        post(market, oracle, later, [ETH], epoch=5)
+        post(market, oracle, later, [ETH], epoch=2)
 
         assert market.activeRoot() == (seeders.root, 1)
         assert market.activeTotal(ETH) == 3 * POOL // 4
         activate(chain)
-        assert market.activeRoot() == (later.root, 5)
+        assert market.activeRoot() == (later.root, 2)
         assert market.activeTotal(ETH) == POOL
-        # And the promotion on the next post keeps epoch 5 as the current root.
-        post(market, oracle, later, [ETH], epoch=6)
-        assert market.activeRoot() == (later.root, 5)
+        # And the promotion on the next post keeps epoch 2 as the current root.
+        post(market, oracle, later, [ETH], epoch=3)
+        assert market.activeRoot() == (later.root, 2)
 
     def test_may_keep_totals_unchanged(
         self,
@@ -160,7 +160,7 @@ class TestPostingARoot:
         with ape.reverts(market.ZeroRoot):
             market.postRoot(bytes(32), 1, [ETH], [1], "", sender=oracle)
 
-    def test_with_a_stale_epoch_is_refused(
+    def test_with_any_epoch_but_the_next_is_refused(
         self,
         market: ContractInstance,
         oracle: AccountAPI,
@@ -168,12 +168,13 @@ class TestPostingARoot:
         funded: None,
         seeders: Seeders,
     ) -> None:
-        with ape.reverts(market.StaleEpoch, epoch=0, lastEpoch=0):
-            post(market, oracle, seeders, [ETH], epoch=0)
-        post(market, oracle, seeders, [ETH], epoch=3)
+        for epoch in (0, 2, 2**64 - 1):
+            with ape.reverts(market.EpochNotNext, epoch=epoch, expected=1):
+                post(market, oracle, seeders, [ETH], epoch=epoch)
+        post(market, oracle, seeders, [ETH], epoch=1)
         activate(chain)
-        for epoch in (3, 2):
-            with ape.reverts(market.StaleEpoch, epoch=epoch, lastEpoch=3):
+        for epoch in (1, 0, 3):
+            with ape.reverts(market.EpochNotNext, epoch=epoch, expected=2):
                 post(market, oracle, seeders, [ETH], epoch=epoch)
 
     def test_with_arrays_of_different_lengths_is_refused(
@@ -296,11 +297,11 @@ class TestCancelingARoot:
         funded: None,
         seeders: Seeders,
     ) -> None:
-        post(market, oracle, seeders, [ETH], epoch=4)
+        post(market, oracle, seeders, [ETH], epoch=1)
         market.cancelRoot(sender=guardian)
-        with ape.reverts(market.StaleEpoch, epoch=4, lastEpoch=4):
-            post(market, oracle, seeders, [ETH], epoch=4)
-        post(market, oracle, seeders, [ETH], epoch=5)
+        with ape.reverts(market.EpochNotNext, epoch=1, expected=2):
+            post(market, oracle, seeders, [ETH], epoch=1)
+        post(market, oracle, seeders, [ETH], epoch=2)
 
     def test_forgets_the_canceled_totals(
         self,

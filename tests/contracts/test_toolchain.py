@@ -181,3 +181,52 @@ def test_ape_run_deploy_writes_a_deployments_file_the_backend_reads(
     assert deployment.address.startswith("0x")
     assert deployment.block >= 1
     assert deployment.address in result.stdout
+
+
+def test_ape_run_govern_changes_a_parameter_only_after_the_timelock_delay(
+    offline_env: dict[str, str], tmp_path: Path, anvil: Any
+) -> None:
+    """deploy.py hands the market to a timelock; govern.py proposes, waits out, executes, cancels."""
+    deployments = tmp_path / "deployments.json"
+
+    def ape_run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(BIN / "ape"), "run", *args, "--network", anvil.url, "--deployments", str(deployments)]
+        return subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, env=offline_env, timeout=600, check=False
+        )
+
+    deployed = ape_run("deploy", "marketplace", "--account", "TEST::0", "--root-delay", "60")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    market = anvil.w3.eth.contract(
+        address=read_deployment(deployments, 31337).address,
+        abi=[
+            {
+                "name": n,
+                "type": "function",
+                "inputs": [],
+                "outputs": [{"name": "", "type": t}],
+                "stateMutability": "view",
+            }
+            for n, t in (("rootDelay", "uint64"), ("owner", "address"), ("maxRootDelay", "uint64"))
+        ],
+    )
+    assert market.functions.owner().call() != anvil.w3.eth.accounts[0]
+    assert market.functions.maxRootDelay().call() == 120  # twice the root delay; the timelock waits as long
+
+    proposed = ape_run("govern", "propose", "setRootDelay", "100", "--account", "TEST::0")
+    assert proposed.returncode == 0, proposed.stdout + proposed.stderr
+    early = ape_run("govern", "execute", "setRootDelay", "100", "--account", "TEST::0")
+    assert early.returncode != 0 and "waiting, not ready" in early.stdout + early.stderr
+    anvil.w3.provider.make_request("evm_increaseTime", [121])
+    anvil.w3.provider.make_request("evm_mine", [])
+    executed = ape_run("govern", "execute", "setRootDelay", "100", "--account", "TEST::0")
+    assert executed.returncode == 0, executed.stdout + executed.stderr
+    assert market.functions.rootDelay().call() == 100
+
+    assert ape_run("govern", "propose", "setOperatorFee", "0", "--account", "TEST::0").returncode == 0
+    canceled = ape_run("govern", "cancel", "setOperatorFee", "0", "--account", "TEST::0")  # the guardian
+    assert canceled.returncode == 0, canceled.stdout + canceled.stderr
+    status = ape_run("govern", "status", "setOperatorFee", "0")
+    assert "setOperatorFee(0): unset" in status.stdout
+    wrong = ape_run("govern", "propose", "setRootDelay", "soon", "--account", "TEST::0")
+    assert wrong.returncode != 0 and "is not a uint64" in wrong.stdout + wrong.stderr

@@ -90,7 +90,10 @@ class TestWithdrawingEth:
     ) -> None:
         shop = owner.deploy(project.ReentrantReceiver)
         shop.execute(
-            market, 0, market.listProduct.encode_input(b"\x01" * 32, 1, ETH, PRICE, 0, ""), sender=owner
+            market,
+            0,
+            market.listProduct.encode_input(b"\x01" * 20 + bytes(12), 1, ETH, PRICE, 0, ""),
+            sender=owner,
         )
         bought(market, 1, buyer)
         shop.setRefuseEth(True, sender=owner)

@@ -1,7 +1,7 @@
 """Helpers of the end-to-end tests: users of the `seedmarket` CLI, the chain's books read from
 blocks and events, an independent settlement of a published epoch, and libtorrent peers.
 
-The settlement here is written from DESIGN.md alone (signatures checked with eth-account's own
+The settlement here is written from docs/ARCHITECTURE.md alone (signatures checked with eth-account's own
 EIP-712 encoder, amounts with the rule floor(P * b_s / L)); it imports nothing of the store.
 """
 
@@ -169,7 +169,7 @@ class Books:
         return spent
 
 
-# ----- settlement, recomputed from DESIGN.md -----
+# ----- settlement, recomputed from docs/ARCHITECTURE.md -----
 
 _DOMAIN_FIELDS = [
     {"name": "name", "type": "string"},
@@ -406,7 +406,7 @@ def check_the_books(store: Store, start: dict[str, int], leaves: Leaves, *, purc
         assert value == paid, f"{address} sent {value} wei besides gas, bought for {paid}"
         assert books.view("claimed", address, ETH) == earned, f"{address} has not claimed its leaf"
         assert books.balance(address, head) == before - paid - gas + earned, f"the balance of {address}"
-    # DESIGN.md's split: pool = price * discount; the operator's fee is its share of the pool.
+    # docs/ARCHITECTURE.md's split: pool = price * discount; the operator's fee is its share of the pool.
     fee_bps = books.view("operatorFeeBps")
     products = {pid: books.view("product", pid) for pid in {p.product_id for p in bought.values()}}
     pools = {pid: p.price * products[p.product_id][1] // 10_000 for pid, p in bought.items()}

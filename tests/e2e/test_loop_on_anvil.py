@@ -75,7 +75,7 @@ def test_every_wallet_ends_with_exactly_what_it_paid_and_settlement_gave_it(
 ) -> None:
     store, books = anvil_store, anvil_store.books
     pid = store.product_id
-    _, _, _, size, _, _, infohash32 = books.view("product", pid)
+    _, _, _, size, _, _, _, infohash32 = books.view("product", pid)
     info_hash = bytes(infohash32)[:20]
     wanted = digest(store.content)
     people = {n: dev_address(n) for n in (STORE, SELLER, BUYER_A, BUYER_B, BUYER_C)}
@@ -181,7 +181,7 @@ def test_every_wallet_ends_with_exactly_what_it_paid_and_settlement_gave_it(
 
 def test_a_wallet_that_did_not_pay_gets_no_torrent_and_no_peers(anvil_store: Store, tmp_path: Path) -> None:
     store, pid = anvil_store, anvil_store.product_id
-    info_hash = bytes(anvil_store.books.view("product", pid)[6])[:20]
+    info_hash = bytes(anvil_store.books.view("product", pid)[7])[:20]
     assert anvil_store.books.view("purchaseOf", pid, dev_address(STRANGER)) == 0
     assert seeders(store.url, pid) >= 1  # there is a swarm to be kept out of
 

@@ -40,7 +40,7 @@ def test_buying_downloading_and_claiming_work_on_a_chain_reached_only_by_url(
     assert books.w3.eth.chain_id == SEPOLIA_CHAIN_ID
     assert store_get(store.url, "/health")["chainId"] == SEPOLIA_CHAIN_ID
     size = books.view("product", pid)[3]
-    info_hash = bytes(books.view("product", pid)[6])[:20]
+    info_hash = bytes(books.view("product", pid)[7])[:20]
     people = [dev_address(n) for n in (STORE, SELLER, BUYER)]
     start = books.balances(people, store.start_block)
 

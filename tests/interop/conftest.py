@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +124,29 @@ class Store:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+    def wait(self, condition: Callable[[], object], what: str, timeout: float = DOWNLOAD_TIMEOUT) -> None:
+        """Poll `condition`; fail naming `what` on a timeout or as soon as a process started here
+        fails (with its log)."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            for name, process in self.processes.items():
+                if process.poll() not in (None, 0):
+                    pytest.fail(
+                        f"waiting for {what}: {name} exited with {process.returncode}\n{self.log(name)}"
+                    )
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {name}\n{self.log(name, 1500)}" for name in self.processes)
+                pytest.fail(f"waiting for {what}: timed out\n{logs}")
+            time.sleep(0.1)
+
+    def log(self, name: str, size: int = 3000) -> str:
+        """The end of a process's output, progress lines collapsed."""
+        path = self.root / f"{name}.log"
+        text = path.read_text(errors="replace").replace("\r", "\n") if path.exists() else ""
+        lines = [line for line in text.splitlines() if line.strip()]
+        deduplicated = [line for n, line in enumerate(lines) if n == 0 or line != lines[n - 1]]
+        return "\n".join(deduplicated)[-size:]
 
     def received_intact(self, folder: Path) -> bool:
         """Whether `folder` holds the whole product, byte for byte."""

@@ -92,6 +92,13 @@ async def store(spec: dict[str, Any]) -> None:
     await server.wait_closed()
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` in one step: the test reads it while we write."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 def _buyer_config(spec: dict[str, Any], *, seeding: bool) -> TorrentConfig:
     key = bytes.fromhex(spec["key"])
     signer = ReceiptSigner(DOMAIN, int(spec["purchase"]), key)
@@ -118,12 +125,13 @@ async def seed(spec: dict[str, Any]) -> None:
             mapper = session.port_mapper
             status = {
                 "mapped_port": mapper.external_port if mapper is not None else None,
-                "mapping": mapper.state if mapper is not None else None,
+                "mapping": mapper.state if mapper and (mapper.mapping or mapper.error) else None,
                 "connectable": announcer.connectable,
                 "warning": announcer.warning,
                 "reachability": reachability.describe(session.port, mapper, [announcer]),
             }
-            Path(spec["status"]).write_text(json.dumps(status))
+            if "status" in spec:
+                _write_atomically(Path(spec["status"]), json.dumps(status))
             await asyncio.wait([stopped], timeout=0.2)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.conftest import DOWNLOAD_TIMEOUT, Buyer, Store, wait_for
+from tests.interop.conftest import Buyer, Store
 from tests.interop.netns import Host
 
 
@@ -66,12 +66,7 @@ def test_a_client_downloads_a_personal_torrent_intact_from_the_store_seed(store:
     store.open_store()
     folder = store.root / "downloads"
     CLIENTS[client](store, store.lab.host("buyer"), buyer, folder)
-    wait_for(
-        lambda: store.received_intact(folder),
-        DOWNLOAD_TIMEOUT,
-        f"{client} to download",
-        log=store.root / f"{client}.log",
-    )
+    store.wait(lambda: store.received_intact(folder), f"{client} to download")
 
 
 @pytest.mark.parametrize("client", CLIENTS)
@@ -84,12 +79,7 @@ def test_a_client_downloads_a_personal_torrent_intact_from_a_buyer_seeding_at_ho
     store.node(store.lab.host("seeder"), "seed", seeded, seeder)
     folder = store.root / "downloads"
     CLIENTS[client](store, store.lab.host("buyer"), buyer, folder)
-    wait_for(
-        lambda: store.received_intact(folder),
-        DOWNLOAD_TIMEOUT,
-        f"{client} to download",
-        log=store.root / f"{client}.log",
-    )
+    store.wait(lambda: store.received_intact(folder), f"{client} to download")
 
 
 @pytest.mark.parametrize("client", SEEDING_CLIENTS)
@@ -102,7 +92,5 @@ def test_our_leecher_downloads_intact_from_a_client_seeding_with_its_defaults(st
     SEEDING_CLIENTS[client](store, store.lab.host("seeder"), seeder, seeded)
     folder = store.root / "downloads"
     ready = store.node(store.lab.host("buyer"), "leech", folder, buyer)
-    wait_for(
-        lambda: ready.read_text() == "complete", DOWNLOAD_TIMEOUT, "our leecher", log=store.root / "ours.log"
-    )
+    store.wait(lambda: ready.read_text() == "complete", "our leecher")
     assert store.received_intact(folder)

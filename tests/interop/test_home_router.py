@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.interop.conftest import DOWNLOAD_TIMEOUT, READY_TIMEOUT, Store, wait_for
+from tests.interop.conftest import READY_TIMEOUT, Store, wait_for
 from tests.interop.netns import HOME_PREFIX, PUBLIC_LAN_PREFIX, Host, Lab, can_run
 from tests.interop.node import PEER_PORT
 
@@ -111,19 +111,14 @@ def test_a_seeder_at_home_maps_its_port_and_a_peer_outside_downloads_through_the
     outside = store.buyer("outside")
     store.open_store(seeds=False)  # the seeder at home is the only source
     router, _ = seed_at_home(store, allow=True, natpmp=method == "NAT-PMP")
-    wait_for(lambda: status(store, "home").get("mapped_port"), READY_TIMEOUT, "the port mapping")
+    store.wait(lambda: status(store, "home").get("mapped_port"), "the port mapping", READY_TIMEOUT)
     assert status(store, "home")["mapped_port"] == PEER_PORT
     assert str(status(store, "home")["mapping"]).startswith(f"{method} maps")
     assert f"dnat ip to {HOME_PREFIX}2:{PEER_PORT}" in forwarded(router)
 
     folder = store.root / "downloads"
     ready = store.node(store.lab.host("outside"), "leech", folder, outside)
-    wait_for(
-        lambda: ready.read_text() == "complete",
-        DOWNLOAD_TIMEOUT,
-        "the peer outside",
-        log=store.root / "outside.log",
-    )
+    store.wait(lambda: ready.read_text() == "complete", "the peer outside")
     assert store.received_intact(folder)
 
     store.stop("home")  # the seeder closes its session: the mapping goes with it
@@ -134,7 +129,7 @@ def test_a_router_refusing_the_mapping_leaves_the_seeder_told_what_to_do(store: 
     store.buyer("home")
     store.open_store(seeds=False)
     router, _ = seed_at_home(store, allow=False, natpmp=False)
-    wait_for(lambda: status(store, "home").get("mapping"), READY_TIMEOUT, "the mapping's outcome")
+    store.wait(lambda: status(store, "home").get("mapping"), "the mapping's outcome", READY_TIMEOUT)
     shown = status(store, "home")
     assert shown["mapped_port"] is None
     assert "refused" in str(shown["mapping"])
@@ -148,11 +143,8 @@ def test_the_tracker_tells_a_seeder_at_home_whether_peers_can_reach_it(store: St
     store.buyer("home")
     store.open_store(seeds=False, connect_check=True)  # the store turns the check on
     seed_at_home(store, allow=allow, natpmp=allow)
-    wait_for(
-        lambda: status(store, "home").get("connectable") is not None,
-        READY_TIMEOUT,
-        "the tracker's verdict",
-        log=store.root / "home.log",
+    store.wait(
+        lambda: status(store, "home").get("connectable") is not None, "the tracker's verdict", READY_TIMEOUT
     )
     shown = status(store, "home")
     if allow:

@@ -100,14 +100,19 @@ def test_blocks_count_for_the_wallet_that_sent_them_and_plain_peers_count_for_no
     assert billing.ledger.tally(other.wallet).verified == PIECE // 4
 
 
-def test_a_seeder_asks_for_a_receipt_at_three_quarters_of_its_window_once_per_figure():
+def test_a_seeder_asks_for_a_receipt_at_its_need_share_once_per_receipt():
     account = CreditAccount(window=CREDIT_WINDOW)
     account.served = int(CREDIT_WINDOW * NEED_SHARE) - 1
     assert not account.wants_receipt()
     account.served += 1
     assert account.wants_receipt()
-    account.need_asked = account.served
-    assert not account.wants_receipt()  # asked for this figure already
+    account.asked()
+    assert not account.wants_receipt()  # asked already
+    account.served += 1 << 20
+    assert not account.wants_receipt()  # serving more does not ask again: a receipt must come first
+    account.record_receipt(1 << 20)
+    assert account.wants_receipt()  # a receipt came, still past the share: ask once more
+    account.asked()
     account.record_receipt(account.served - RECEIPT_STEP)
     assert not account.wants_receipt()  # a receipt brought it back below the share
 

@@ -27,9 +27,11 @@ OWNERS: dict[str, frozenset[str]] = {
     "PurchaseAccount": frozenset({"credit.py", "billing.py"}),
     "SeederTally": frozenset({"credit.py", "billing.py"}),
 }
-# modules the connection may import at run time: it frames and validates, and knows nothing of
-# downloading, uploading, billing or the kind of stream under it
-CONNECTION_IMPORTS = frozenset({"tracker.peer.wire", "tracker.peer.errors", "tracker.peer.extension"})
+# modules the connection may import at run time: it frames, validates and (MSE) decrypts, and
+# knows nothing of downloading, uploading, billing or the kind of stream under it
+CONNECTION_IMPORTS = frozenset(
+    {"tracker.peer.wire", "tracker.peer.errors", "tracker.peer.extension", "tracker.peer.mse"}
+)
 MUTATORS = frozenset(
     {"append", "appendleft", "add", "clear", "discard", "extend", "insert", "pop", "popleft", "popitem"}
     | {"remove", "setdefault", "update", "sort", "reverse", "rotate"}

@@ -120,3 +120,17 @@ def test_storage_resume_finds_exactly_the_pieces_that_are_on_disk(tmp_path):
     assert [i for i, flag in enumerate(have) if flag] == [0, 3, content.meta.piece_count - 1]
     reopened.close()
     seed.close()
+
+
+def test_storage_reads_a_cached_piece_without_blocking_and_declines_when_closed(tmp_path):
+    content = make_content(tmp_path, name="album", sizes=(40_000, 3, 50_000), piece_length=32768)
+    storage = Storage(content.meta, content.folder, writable=False)
+    assert storage.read_piece_cached(0) is None  # not open: the disk thread reports that
+    storage.open()
+    try:
+        for index in range(content.meta.piece_count):  # just written: in the page cache
+            cached = storage.read_piece_cached(index)
+            assert cached is not None and cached == storage.read_piece(index)
+    finally:
+        storage.close()
+    assert storage.read_piece_cached(1) is None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.peer.conftest import DOMAIN, make_content, new_wallet, run, signer_for
 from tracker.peer.journal import ReceiptJournal
+from tracker.peer.ratelimit import TokenBucket
 from tracker.peer.session import Session
 from tracker.peer.torrent import TorrentConfig
 from tracker.receipts import ReceiptVerifier
@@ -60,7 +61,8 @@ def test_a_restarted_download_resumes_from_disk_and_keeps_paying_where_it_left_o
     ledger = tmp_path / "buyer.ledger"
 
     async def scenario():
-        async with Session(host="127.0.0.1", journal=journal) as seed:
+        # capped at 3 MB/s, so the first session is still downloading when it stops at 1.2 MB
+        async with Session(host="127.0.0.1", journal=journal, upload_limit=TokenBucket(3_000_000)) as seed:
             config = TorrentConfig(wallet=seller.address, verifier=ReceiptVerifier(DOMAIN))
             await seed.add_torrent(content.meta, content.folder, config, writable=False)
             leech_config = TorrentConfig(signer=signer_for(buyer, 8), receipt_ledger=ledger)

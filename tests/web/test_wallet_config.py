@@ -25,7 +25,7 @@ def abi(repo: Path) -> list[dict[str, object]]:
 def test_call_selectors_are_the_ones_web3_encodes(abi: list[dict[str, object]]) -> None:
     calls = wallet_config(abi, 31337, MARKET)["calls"]
     market = Web3().eth.contract(abi=abi)
-    assert market.encode_abi("purchase", [7])[:10] == calls["purchase"]
+    assert market.encode_abi("purchase", [7, ZERO_ADDRESS, 1, 1])[:10] == calls["purchase"]
     assert market.encode_abi("withdraw", [ZERO_ADDRESS])[:10] == calls["withdraw"]
     assert market.encode_abi("claim", [ACCOUNT, ZERO_ADDRESS, 5, []])[:10] == calls["claim"]
     assert market.encode_abi("balanceOf", [ACCOUNT, ZERO_ADDRESS])[:10] == calls["balanceOf"]

@@ -128,11 +128,16 @@ class SeederBilling:
             account.frozen = reason or "rejected"
         return account
 
-    def need_message(self, conn: PeerConnection, account: PurchaseAccount) -> bytes | None:
-        """A `need` message when the account is due for a receipt (once per figure)."""
-        if conn.extension is None or not conn.extension.receipt_id or not account.wants_receipt():
+    def need_message(
+        self, conn: PeerConnection, account: PurchaseAccount, *, force: bool = False
+    ) -> bytes | None:
+        """A `need` message when the account is due for a receipt (once per receipt), or at
+        once if `force` (the peer is being choked for want of one)."""
+        if conn.extension is None or not conn.extension.receipt_id:
             return None
-        account.need_asked = account.served
+        if not force and not account.wants_receipt():
+            return None
+        account.asked()
         return wire.extended(conn.extension.receipt_id, encode_need(account.served))
 
 

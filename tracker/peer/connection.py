@@ -62,8 +62,11 @@ from typing import TYPE_CHECKING, Any, cast
 from tracker.peer import wire
 from tracker.peer.errors import ProtocolError
 from tracker.peer.extension import HANDSHAKE_ID, LOCAL_RECEIPT_ID, ExtensionHandshake, decode_handshake
+from tracker.peer.mse import MseResponder, looks_like_mse
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import CipherContext
+
     from tracker.peer.downloading import DownloadState
     from tracker.peer.session import Session
     from tracker.peer.torrent import Torrent
@@ -75,6 +78,10 @@ RECV_CHUNK = 256 * 1024  # bytes read per socket read at most
 HANDSHAKE_BUFFER = 16 * 1024  # until a handshake names the torrent, a stranger gets only this much
 WRITE_HIGH_WATER = 4 * 1024 * 1024  # stop serving blocks while this much waits in the socket buffer
 WRITE_LOW_WATER = 1024 * 1024
+# Transmission 3.00 leaves what arrived with our greeting unread until more bytes come: an
+# incoming peer that sent nothing after its handshake this long after our greeting gets a
+# keep-alive.
+NUDGE_DELAY = 0.25
 
 _LENGTH = struct.Struct(">I").unpack_from
 _INDEX_BEGIN = wire.INDEX_BEGIN.unpack_from
@@ -105,6 +112,12 @@ class PeerConnection(asyncio.BufferedProtocol):
         self._end = 0
         self._max_length = wire.max_message_length(0)
         self._first_message = True  # the next message is the first after the handshake
+        # Message Stream Encryption (incoming only): the handshake while it runs, then RC4 both
+        # ways if it chose RC4 (None for plaintext)
+        self._mse: MseResponder | None = None
+        self._mse_finished = False
+        self._decrypt: CipherContext | None = None
+        self._encrypt: CipherContext | None = None
         # what the peer told us: its choking, its interest, its pieces (a 0/1 flag per piece;
         # `is_seed` peers have everything)
         self.fast = False  # both sides set the BEP 6 Fast extension bit
@@ -194,9 +207,14 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         """Parse every complete message that arrived."""
+        start = self._end
         self._end += nbytes
         self.last_received = self.session.now()
         try:
+            if self._decrypt is not None:
+                self._buf[start : self._end] = self._decrypt.update(self._view[start : self._end])
+            elif self._in_mse() and not self._through_mse():
+                return
             self._parse()
         except ProtocolError as exc:
             self.drop(str(exc))
@@ -225,6 +243,48 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    # ----- Message Stream Encryption -----
+
+    @property
+    def encryption(self) -> str:
+        """How the stream is carried: "none", "mse-plaintext" (an MSE handshake that chose
+        plaintext) or "mse-rc4"."""
+        if self._mse is None:
+            return "none"
+        return "mse-rc4" if self._mse.rc4 else "mse-plaintext"
+
+    def _in_mse(self) -> bool:
+        """Whether the bytes that arrived belong to an MSE handshake (incoming connections whose
+        first byte is not a plaintext handshake's)."""
+        if self.outgoing or self._mse_finished or self.handshake is not None:
+            return False
+        return self._mse is not None or looks_like_mse(self._buf[self._pos])
+
+    def _through_mse(self) -> bool:
+        """Run the MSE handshake on what arrived; True once its payload waits in the buffer."""
+        if self._mse is None:
+            self._mse = MseResponder(self.session.torrents.keys)
+        data = bytes(self._view[self._pos : self._end])
+        self._pos = self._end = 0
+        reply = self._mse.feed(data)
+        if reply and self.transport is not None and not self.closed:
+            self.transport.write(reply)  # the responder encrypted what needs it
+        if not self._mse.done:
+            return False
+        self._mse_finished = True
+        payload = self._mse.payload
+        if len(payload) > len(self._buf):
+            self._buf = bytearray(len(payload) + HANDSHAKE_BUFFER)
+            self._view = memoryview(self._buf)
+        self._buf[: len(payload)] = payload
+        self._end = len(payload)
+        self._decrypt, self._encrypt = self._mse.decryptor, self._mse.encryptor
+        return True
+
+    def _nudge(self, since: float) -> None:
+        if not self.closed and self.last_received == since:
+            self.send(wire.KEEPALIVE_MSG)
 
     # ----- parsing -----
 
@@ -296,6 +356,8 @@ class PeerConnection(asyncio.BufferedProtocol):
             self._send_handshake()
         elif handshake.info_hash != self.torrent.meta.info_hash:
             raise ProtocolError("handshake for another torrent")
+        if self._mse is not None and handshake.info_hash != self._mse.info_hash:
+            raise ProtocolError("handshake for another torrent than its encryption named")
         if handshake.peer_id == self.session.peer_id:
             raise ProtocolError("connected to ourselves")
         self.peer_id = handshake.peer_id
@@ -305,6 +367,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         if not self.torrent.attach(self):
             self.handshake = None  # not attached: nothing to detach
             self.drop("not accepted by the torrent")
+        elif not self.outgoing:
+            asyncio.get_running_loop().call_later(NUDGE_DELAY, self._nudge, self.last_received)
 
     def _send_handshake(self) -> None:
         assert self.torrent is not None
@@ -409,6 +473,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         """Queue bytes on the socket."""
         if self.closed or self.transport is None:
             return
+        if self._encrypt is not None:
+            data = self._encrypt.update(data)
         self.transport.write(data)
         self.last_sent = self.session.now()
 
@@ -416,5 +482,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         """Queue several buffers with one system call."""
         if self.closed or self.transport is None:
             return
-        self.transport.writelines(parts)
+        if self._encrypt is not None:
+            self.transport.write(self._encrypt.update(b"".join(parts)))
+        else:
+            self.transport.writelines(parts)
         self.last_sent = self.session.now()

@@ -140,7 +140,7 @@ class CreditAccount:
     window: int
     served: int = 0
     receipted: int = 0
-    need_asked: int = -1  # the `served` figure we last asked a receipt for
+    need_asked: int = -1  # the `receipted` figure when we last asked for a receipt
 
     def room(self) -> int:
         """Bytes that may still be served within receipts + window (a serving batch checks its
@@ -156,8 +156,14 @@ class CreditAccount:
         return length <= self.room()
 
     def wants_receipt(self) -> bool:
-        """Whether to ask the leecher for a receipt now (once per figure)."""
-        return self.served - self.receipted >= self.window * NEED_SHARE and self.need_asked != self.served
+        """Whether to ask the leecher for a receipt now: once per receipt it sent, not once per
+        block served (a `need` each serving batch past the share cost both sides a bencoded
+        message per MiB, and the leecher answers at most once a second anyway)."""
+        return self.served - self.receipted >= self.window * NEED_SHARE and self.need_asked != self.receipted
+
+    def asked(self) -> None:
+        """Note that we asked for a receipt (until the next one arrives)."""
+        self.need_asked = self.receipted
 
     def record_receipt(self, byte_count: int) -> bool:
         """Raise the receipted figure; returns whether it grew."""

@@ -1,4 +1,4 @@
-"""BEP 10 extension protocol and seedmarket's `sm_receipt` extension (DESIGN.md, "Peer wire").
+"""BEP 10 extension protocol and seedmarket's `sm_receipt` extension (docs/ARCHITECTURE.md, "Peer wire").
 
 In the extension handshake a seeder adds `sm_wallet` (its 20-byte payout address) and a leecher
 `sm_purchase` (its purchase id). `sm_receipt` messages are bencoded dicts: a leecher's receipt

@@ -2,8 +2,8 @@
 
 Pieces map onto one or more files through the torrent's byte stream; reads and writes use
 `os.preadv`/`os.pwritev` on descriptors kept open, so no file is ever held in memory, only the
-piece at hand. Resuming means hash-checking what is already on disk. Every call here blocks: the
-session runs them on its disk thread, never on the event loop.
+piece at hand. Resuming means hash-checking what is already on disk. Every call here but
+`read_piece_cached` blocks: the session runs them on its disk thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tracker.metainfo import FileEntry, Metainfo
 from tracker.peer.errors import StorageError
 
 CheckProgress = Callable[[int, int], None]
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+
 
 
 @dataclass(slots=True)
@@ -118,6 +119,26 @@ class Storage:
         """The whole of piece `index` as stored on disk (a fresh buffer nobody else holds)."""
         buffer = bytearray(self.meta.piece_size(index))
         self.read_into(index * self.meta.piece_length, memoryview(buffer))
+        return buffer
+
+    def read_piece_cached(self, index: int) -> bytearray | None:
+        """Piece `index` if the page cache holds all of it, read without blocking (the one call
+        here that may run on the event loop: a seed's pieces are usually cached, and handing
+        each read to the disk thread cost more than the copy); None when any of it would have to
+        come from the disk, or on any error (the disk thread's `read_piece` then reports it)."""
+        if not self._opened or _RWF_NOWAIT is None:
+            return None
+        buffer = bytearray(self.meta.piece_size(index))
+        view = memoryview(buffer)
+        try:
+            for item, in_file, start, count in self._spans(index * self.meta.piece_length, len(view)):
+                part = view[start : start + count]
+                if item.entry.padding:
+                    _zero_fill(part)
+                elif os.preadv(item.fd, [part], in_file, _RWF_NOWAIT) != count:
+                    return None  # partly cached, or short: let the disk thread do it
+        except OSError:  # EAGAIN: not cached; anything else is the disk thread's to report
+            return None
         return buffer
 
     def write_piece(self, index: int, data: bytes | bytearray | memoryview) -> None:

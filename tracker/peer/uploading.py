@@ -47,6 +47,7 @@ class UploadState:
     credit_stalled_at: float | None = None  # when serving stopped at the credit window
     account: CreditAccount | None = None  # set once the peer announced a purchase we bill
     refused: int = 0  # requests refused since the last unchoke
+    serve_soon: bool = False  # serving is scheduled for after the current read
     uploaded: int = 0
     rate_up: float = 0.0
     up_mark: int = 0  # `uploaded` at the last rate update
@@ -119,9 +120,14 @@ class Uploads:
             return
         if len(conn.up.queue) >= MAX_QUEUED_REQUESTS:
             raise ProtocolError("request flood")
-        conn.up.queue.append((index, begin, length))
-        if len(conn.up.queue) == 1:
-            self.serve(conn)
+        up = conn.up
+        up.queue.append((index, begin, length))
+        if not up.serve_soon:
+            # Serve after the rest of this read is parsed: every request in it goes out in one
+            # write (a piece in the page cache is at hand at once, and block-by-block writes cost
+            # a system call each).
+            up.serve_soon = True
+            asyncio.get_running_loop().call_soon(self._serve_soon, conn)
 
     def _refuse(self, conn: PeerConnection, index: int, begin: int, length: int) -> None:
         conn.up.refused += 1
@@ -129,6 +135,10 @@ class Uploads:
             raise ProtocolError("too many requests we had to refuse")
         if conn.fast:
             conn.send(wire.reject(index, begin, length))
+
+    def _serve_soon(self, conn: PeerConnection) -> None:
+        conn.up.serve_soon = False
+        self.serve(conn)
 
     def serve(self, conn: PeerConnection) -> None:
         """Send queued blocks while the socket takes them and the peer's credit lasts."""
@@ -165,6 +175,10 @@ class Uploads:
         while queue and batch < SERVE_BATCH_BYTES:
             index, begin, length = queue[0]
             data = self.cache.get(index)
+            if data is None and index not in self.loading:
+                data = self.t.storage.read_piece_cached(index)
+                if data is not None:
+                    self.cache.put(index, data)
             if data is None:
                 self._load(index, conn)
                 more = False
@@ -218,7 +232,7 @@ class Uploads:
         conn.up.credit_blocked = True
         self.choke(conn)
         if isinstance(account, PurchaseAccount) and self.t.billing is not None:
-            need = self.t.billing.need_message(conn, account)
+            need = self.t.billing.need_message(conn, account, force=True)
             if need is not None:
                 conn.send(need)
         self.fill_slots()

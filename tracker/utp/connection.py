@@ -398,6 +398,7 @@ class UtpConnection(asyncio.Transport):
             self.last_ack = ack
             self.dup_acks = 0
             self.timeouts = 0
+            self.cc.progress()
             self.rto_deadline = now + self.cc.rto if outbuf else None
         elif p.type == pk.ST_STATE and ack == self.last_ack and outbuf:
             self._duplicate_ack()
@@ -406,7 +407,6 @@ class UtpConnection(asyncio.Transport):
         if acked_bytes:
             self.cc.delay_sample(p.timestamp_diff, now)
             self.cc.acked(acked_bytes, window_full)
-            self.window_full = False
             if self._writing_paused and self.get_write_buffer_size() <= self._write_low:
                 self._writing_paused = False
                 self._call("resume_writing")
@@ -499,34 +499,11 @@ class UtpConnection(asyncio.Transport):
         """Send what the windows allow: lost packets first, then new data; then an owed ACK."""
         if self.state == CLOSED:
             return
-        sent = False
         window = min(self.cc.window, self.peer_window)
-        if self.lost:
-            # resend packets declared lost, oldest first
-            una = self.snd_una
-            for seq in sorted(self.lost, key=lambda s: (s - una) & SEQ_MASK):
-                out = self.outbuf[seq]
-                if self.in_flight and self.in_flight + len(out.payload) > window:
-                    self.window_full = True
-                    break
-                self.lost.discard(seq)
-                self._transmit(seq, out, now)
-                sent = True
+        sent = self._resend_lost(now, window) if self.lost else False
         if self.state in (CONNECTED, CLOSING):
-            queue = self.send_queue
-            size = self.packet_size
-            while queue:
-                if len(self.outbuf) >= MAX_IN_FLIGHT_PACKETS:
-                    break
-                take = min(size, len(queue))
-                if self.in_flight and self.in_flight + take > window:
-                    self.window_full = True
-                    break
-                payload = bytes(queue[:take])
-                del queue[:take]
-                self._queue_packet(pk.ST_DATA, payload, now)
-                sent = True
-            if self.close_requested and not queue and self.fin_seq is None:
+            sent = self._send_new(now, window) or sent
+            if self.close_requested and not self.send_queue and self.fin_seq is None:
                 self.fin_seq = self.seq_nr
                 self._queue_packet(pk.ST_FIN, b"", now)
                 sent = True
@@ -534,10 +511,42 @@ class UtpConnection(asyncio.Transport):
                     self._destroy(None)
                     return
         if sent:
-            self.ack_owed = False
+            self.ack_owed = False  # every packet carries the ACK
         if self.ack_owed:
             self.ack_owed = False
             self.send_control(pk.ST_STATE)
+
+    def _resend_lost(self, now: float, window: float) -> bool:
+        """Resend packets declared lost, oldest first, as far as the window allows."""
+        una = self.snd_una
+        sent = False
+        for seq in sorted(self.lost, key=lambda s: (s - una) & SEQ_MASK):
+            out = self.outbuf[seq]
+            if self.in_flight and self.in_flight + len(out.payload) > window:
+                self.window_full = True
+                break
+            self.lost.discard(seq)
+            self._transmit(seq, out, now)
+            sent = True
+        return sent
+
+    def _send_new(self, now: float, window: float) -> bool:
+        """Cut queued bytes into packets while the window has room (always one if none is out)."""
+        queue = self.send_queue
+        size = self.packet_size
+        if not queue:
+            self.window_full = False  # limited by the application, not the window: no growth
+        sent = False
+        while queue and len(self.outbuf) < MAX_IN_FLIGHT_PACKETS:
+            take = min(size, len(queue))
+            if self.in_flight and self.in_flight + take > window:
+                self.window_full = True
+                break
+            payload = bytes(queue[:take])
+            del queue[:take]
+            self._queue_packet(pk.ST_DATA, payload, now)
+            sent = True
+        return sent
 
     def _queue_packet(self, kind: int, payload: bytes, now: float) -> None:
         seq = self.seq_nr

@@ -64,6 +64,7 @@ class Congestion:
         self.max_window = max_window
         self.window = float(2 * packet_size)
         self.slow_start = True
+        self.ssthresh = float(max_window)  # slow start ends here (after a timeout: half the old window)
         self.history = DelayHistory()
         self.queueing = 0  # microseconds above the base in the latest sample
         self.rtt: float | None = None
@@ -85,11 +86,17 @@ class Congestion:
             self.rtt += (seconds - self.rtt) / 8
         self.rto = min(max(self.rtt + 4 * self.rtt_var, MIN_RTO), MAX_RTO)
 
+    def progress(self) -> None:
+        """New data was acknowledged: the path works again, so undo the timer's backoff (as Linux
+        does; waiting for a fresh sample could take many round trips of retransmissions)."""
+        if self.rtt is not None:
+            self.rto = min(max(self.rtt + 4 * self.rtt_var, MIN_RTO), MAX_RTO)
+
     def acked(self, nbytes: int, window_full: bool) -> None:
         """Grow or shrink the window for `nbytes` newly acknowledged (only grow a window in use)."""
         off_target = (TARGET - min(self.queueing, 4 * TARGET)) / TARGET
         if self.slow_start:
-            if self.queueing > TARGET * 0.9:
+            if self.queueing > TARGET * 0.9 or self.window >= self.ssthresh:
                 self.slow_start = False
             elif window_full:
                 self.window += nbytes
@@ -101,9 +108,12 @@ class Congestion:
         """A packet was lost (once per window): halve, and leave slow start."""
         self.slow_start = False
         self.window = max(self.window / 2, self.min_window)
+        self.ssthresh = self.window
 
     def timed_out(self) -> None:
-        """Nothing was acknowledged for a whole RTO: back off and start from one packet."""
-        self.slow_start = False
+        """Nothing was acknowledged for a whole RTO: back off, and slow-start from the minimum
+        window back to half the window that failed (TCP's recovery)."""
+        self.ssthresh = max(self.window / 2, self.min_window)
+        self.slow_start = True
         self.window = self.min_window
         self.rto = min(self.rto * 2, MAX_RTO)

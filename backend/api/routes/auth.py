@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from backend.api.deps import SESSION_COOKIE, ContextDep, SessionAuthDep
 from backend.api.errors import documented
 from backend.api.schemas import NonceOut, SessionOut, SignInIn
-from backend.settlement import checksum
+from tracker.addresses import checksum
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -16,7 +16,7 @@ from backend.epochs import dump_of, publication
 from backend.errors import NotFoundError
 from backend.models import Epoch
 from backend.publication import Publication, TreeDump
-from backend.settlement import checksum
+from tracker.addresses import checksum
 
 router = APIRouter(prefix="/epochs", tags=["epochs"])
 EpochNumber = Annotated[int, Path(ge=1, le=MAX_EPOCH)]

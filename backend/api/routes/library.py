@@ -11,7 +11,7 @@ from backend.api.schemas import MeOut, PurchaseOut
 from backend.catalog import purchases_of
 from backend.models import Listing
 from backend.passkeys import passkey_for
-from backend.settlement import checksum
+from tracker.addresses import checksum
 from tracker.server.announce import announce_url
 
 router = APIRouter(prefix="/me", tags=["library"])

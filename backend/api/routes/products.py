@@ -23,7 +23,7 @@ from backend.catalog import (
 )
 from backend.errors import ForbiddenError, InvalidInput, NotFoundError
 from backend.passkeys import passkey_for
-from backend.settlement import checksum
+from tracker.addresses import checksum
 
 router = APIRouter(prefix="/products", tags=["products"])
 ProductId = Annotated[int, Path(ge=1, le=MAX_DB_ID, description="the on-chain product id")]
@@ -40,6 +40,7 @@ def product_out(entry: CatalogEntry, health: SwarmHealthOut | None = None) -> Pr
         token=checksum(product.token),
         price=str(product.price),
         discount_bps=product.discount_bps,
+        terms_version=product.terms_version,
         active=product.active,
         metadata_uri=product.metadata_uri,
         listed_at=product.listed_at,

@@ -11,7 +11,7 @@ from backend.api.errors import documented
 from backend.api.schemas import Address, ProofOut, RewardsOut, TokenRewardsOut
 from backend.errors import NotFoundError
 from backend.rewards import claim_proof, rewards_of
-from backend.settlement import checksum
+from tracker.addresses import checksum
 
 router = APIRouter(prefix="/accounts", tags=["rewards"])
 AccountPath = Annotated[Address, Path(description="the seeder's address")]

@@ -10,7 +10,7 @@ from backend.api.deps import SessionDep
 from backend.api.errors import documented
 from backend.api.schemas import Address, SalesOut, SalesRowOut, SalesTotalOut
 from backend.sales import seller_summary
-from backend.settlement import checksum
+from tracker.addresses import checksum
 
 router = APIRouter(prefix="/sellers", tags=["sellers"])
 SellerPath = Annotated[Address, Path(description="the seller's address")]

@@ -137,7 +137,9 @@ async function signOut() {
 // ----- buying -----
 
 async function buy(button) {
-  const { product, token, price } = button.dataset;
+  // The price, token and terms version shown on the page are what the buyer agrees to: the
+  // contract refuses the purchase (TermsChanged) if the seller changed them since.
+  const { product, token, price, terms } = button.dataset;
   const wallet = await walletFor("buy with it");
   await wallet.ensureChain(report);
   const contract = needConfig().contract;
@@ -148,7 +150,7 @@ async function buy(button) {
       await wallet.send({ to: token, data: approve }, "Allowing the store to take the payment", report);
     }
   }
-  const purchase = calldata(config.calls.purchase, encodeUint(product));
+  const purchase = calldata(config.calls.purchase, encodeUint(product), encodeAddress(token), encodeUint(price), encodeUint(terms));
   const value = token === ETH ? BigInt(price) : 0n;
   const receipt = await wallet.send({ to: contract, data: purchase, value }, "Purchase", report);
   button.hidden = true;

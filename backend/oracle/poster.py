@@ -1,4 +1,5 @@
-"""The oracle: closes epochs and posts their roots on chain, crash-safe.
+"""The oracle's decisions: when to close an epoch, what to post for it, and what a transaction's
+fate means for the epoch; the transactions themselves go through backend.oracle.sender.
 
 Posting is a small state machine kept in the `epochs` table. A closed epoch is signed into a
 raw transaction that is stored (status "sending") before it is broadcast; after a crash the next
@@ -7,7 +8,7 @@ run finds it and asks the chain: posted already? mined and reverted? still pendi
 `tx_replace_after` seconds (fees rose) is replaced: the same call with the same nonce and fees at
 least 12.5 % higher (never above `max_fee_gwei`), stored before it is broadcast; whichever of the
 two is mined posts the root. The epoch number is fixed when the epoch is closed and the contract
-refuses any epoch at or below its last one, so a root is posted once, never twice. Totals are
+takes only its last one + 1, so a root is posted once, never twice. Totals are
 checked against the contract's funded seeder pools before anything is signed; a pending root that
 is not active yet (`RootPending`) is waited out.
 """
@@ -24,27 +25,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from eth_account.typed_transactions import TypedTransaction
 from eth_utils import to_checksum_address
-from hexbytes import HexBytes
-from sqlalchemy import func, select
-from web3.types import TxParams, Wei
+from sqlalchemy import delete, select
 
 from backend.chain import Chain
 from backend.db import Database
-from backend.epochs import UNFINISHED, close_epoch, latest_epoch
-from backend.errors import ChainError, ChainUnavailable, ConfigError, ContractRevert, OracleError
-from backend.models import ChainEvent, Epoch, IndexerCursor, Purchase
+from backend.epochs import close_epoch, latest_epoch
+from backend.errors import ChainError, ConfigError, ContractRevert, OracleError
+from backend.models import (
+    UNFINISHED,
+    ChainEvent,
+    Epoch,
+    EpochLeaf,
+    EpochStatus,
+    FrozenPurchase,
+    IndexerCursor,
+    Purchase,
+)
+from backend.oracle.fees import GWEI
+from backend.oracle.sender import SignedTx, TransactionSender
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FAULT_ENV = "SEEDMARKET_FAULT_KILL_AT"  # crash tests: SIGKILL ourselves at a named step
-_RECEIPT_POLL = 0.25
-_GWEI = 10**9
 _MAX_BACKOFF = 60.0
 # Refusals after which the same epoch can never be posted: a later epoch takes over.
-_TERMINAL = {"StaleEpoch", "TotalExceedsFunded", "TotalDecreased", "NotOracle"}
+_TERMINAL = {"EpochNotNext", "TotalExceedsFunded", "TotalDecreased", "NotOracle"}
 
 
 @dataclass(frozen=True)
@@ -66,9 +73,19 @@ class Oracle:
         self.settings = settings
         self.account = account
         self.store_account = (settings.store_account or account.address).lower()
-        self.tx_timeout = 120.0
         self.replace_after = settings.tx_replace_after
-        self.max_fee = int(settings.max_fee_gwei * _GWEI)  # wei per gas, never exceeded
+        self.sender = TransactionSender(
+            chain, account, max_fee=int(settings.max_fee_gwei * GWEI), confirmations=settings.confirmations
+        )
+
+    @property
+    def max_fee(self) -> int:
+        """The fee ceiling, wei per gas (`max_fee_gwei`)."""
+        return self.sender.max_fee
+
+    @max_fee.setter
+    def max_fee(self, value: int) -> None:
+        self.sender.max_fee = value
 
     def check(self) -> None:
         """Refuse to run with a key that is not the contract's oracle."""
@@ -83,7 +100,7 @@ class Oracle:
         self._reconcile_cancellations()
         with self.db.reader() as session:
             unfinished = latest_epoch(session, UNFINISHED)
-            last = latest_epoch(session, ("posted", "closed", "sending", "failed", "canceled"))
+            last = latest_epoch(session, tuple(EpochStatus))
         if unfinished is None:
             due = last is None or time.time() >= last.created_at + self.settings.epoch_length
             if not (force or due):
@@ -112,7 +129,7 @@ class Oracle:
             try:
                 result = self.step()
                 delay = max(self.settings.poll_interval, 1.0)
-                if result.status == "posted":
+                if result.status == EpochStatus.POSTED:
                     log.info("oracle: epoch %s posted", result.epoch)
             except ChainError as exc:  # ChainUnavailable is one
                 log.warning("oracle: %s; retrying in %.0f s", exc, delay)
@@ -136,14 +153,14 @@ class Oracle:
             epoch = session.get(Epoch, number)
         if epoch is None:
             raise OracleError(f"there is no epoch {number}")
-        if epoch.status == "sending":
+        if epoch.status == EpochStatus.SENDING:
             result = self._recover(epoch, wait=wait)
             if result is not None:
                 return result
             with self.db.reader() as session:
                 epoch = session.get(Epoch, number)
             assert epoch is not None
-        if epoch.status != "closed":
+        if epoch.status != EpochStatus.CLOSED:
             return StepResult(epoch.status, number, epoch.error or "")
         pending = self._pending_until()
         if pending is not None:
@@ -153,7 +170,7 @@ class Oracle:
         with self.db.reader() as session:
             epoch = session.get(Epoch, number)
         assert epoch is not None and epoch.raw_tx is not None
-        self._broadcast(epoch.raw_tx)
+        self.sender.broadcast(epoch.raw_tx)
         self._fault("sent")
         return self._await(epoch, wait=wait)
 
@@ -162,60 +179,31 @@ class Oracle:
         function = self.chain.contract.functions.postRoot(
             bytes.fromhex(epoch.root[2:]), epoch.number, tokens, totals, epoch.data_uri
         )
-        sender = self.account.address
         try:
-            gas = self.chain.call(lambda: function.estimate_gas({"from": sender}))
+            gas = self.chain.call(lambda: function.estimate_gas({"from": self.account.address}))
         except ContractRevert as exc:
             self._refused(epoch, exc)
             raise OracleError(f"epoch {epoch.number}: {exc}") from None
-        nonce = self.chain.call(lambda: self.chain.w3.eth.get_transaction_count(sender, "pending"))
-        base, tip = self._fees_now()
-        max_fee = min(2 * base + tip, self.max_fee)  # the ceiling holds from the first offer
-        tip = min(tip, max_fee)
-        params: TxParams = {
-            "from": sender,
-            "nonce": nonce,
-            "gas": int(gas * self.settings.gas_limit_margin),
-            "maxFeePerGas": Wei(max_fee),
-            "maxPriorityFeePerGas": Wei(tip),
-            "chainId": self.chain.chain_id,
-        }
-        tx = function.build_transaction(params)
-        signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
+        signed = self.sender.sign(function, int(gas * self.settings.gas_limit_margin))
         with self.db.writer() as session:
             row = session.get(Epoch, epoch.number)
             assert row is not None
-            if row.status != "closed":
+            if row.status != EpochStatus.CLOSED:
                 raise OracleError(f"epoch {epoch.number} changed state under us ({row.status})")
-            row.status = "sending"
-            row.raw_tx = bytes(signed.raw_transaction)
-            row.tx_hash = "0x" + bytes(signed.hash).hex()
-            row.tx_nonce = nonce
+            row.move_to(EpochStatus.SENDING)
+            row.raw_tx = signed.raw
+            row.tx_hash = signed.hash
+            row.tx_nonce = signed.nonce
             row.tx_tokens = json.dumps([t.lower() for t in tokens])
             row.error = None
-            row.updated_at = int(time.time())
-        log.info(
-            "oracle: epoch %d signed as %s (nonce %d)", epoch.number, "0x" + bytes(signed.hash).hex(), nonce
-        )
-
-    def _broadcast(self, raw_tx: bytes) -> None:
-        try:
-            self.chain.rpc("eth_sendRawTransaction", ["0x" + raw_tx.hex()])
-        except ChainUnavailable:
-            raise
-        except ChainError as exc:
-            # "already known" / "nonce too low": it was broadcast before; the receipt tells the rest.
-            log.info("oracle: broadcast answered %s", exc)
+        log.info("oracle: epoch %d signed as %s (nonce %d)", epoch.number, signed.hash, signed.nonce)
 
     def _await(self, epoch: Epoch, *, wait: bool) -> StepResult:
-        deadline = time.monotonic() + (self.tx_timeout if wait else 0)
-        while True:
-            receipt = self.chain.rpc("eth_getTransactionReceipt", [epoch.tx_hash])
-            if receipt is not None:
-                return self._settle_receipt(epoch, receipt)
-            if time.monotonic() >= deadline:
-                return StepResult("sending", epoch.number, f"waiting for {epoch.tx_hash} to be mined")
-            time.sleep(_RECEIPT_POLL)
+        assert epoch.tx_hash is not None
+        receipt = self.sender.await_receipt(epoch.tx_hash, wait=wait)
+        if receipt is None:
+            return StepResult(EpochStatus.SENDING, epoch.number, f"waiting for {epoch.tx_hash} to be mined")
+        return self._settle_receipt(epoch, receipt)
 
     def _settle_receipt(self, epoch: Epoch, receipt: dict[str, Any]) -> StepResult:
         block = int(receipt["blockNumber"], 16)
@@ -227,10 +215,15 @@ class Oracle:
             ]
             if not posted or posted[0].args["epoch"] != epoch.number or posted[0].args["root"] != epoch.root:
                 raise OracleError(f"transaction {epoch.tx_hash} did not post epoch {epoch.number}'s root")
-            self._wait_confirmations(block)
-            self._mark(epoch.number, "posted", posted_block=block, active_at=int(posted[0].args["activeAt"]))
+            self.sender.wait_confirmations(block)
+            self._mark(
+                epoch.number,
+                EpochStatus.POSTED,
+                posted_block=block,
+                active_at=int(posted[0].args["activeAt"]),
+            )
             log.info("oracle: epoch %d posted in block %d", epoch.number, block)
-            return StepResult("posted", epoch.number)
+            return StepResult(EpochStatus.POSTED, epoch.number)
         # Reverted: find out why by simulating the same call now.
         reason = "reverted"
         try:
@@ -248,95 +241,56 @@ class Oracle:
         except ContractRevert as exc:
             reason = exc.error
             if self._refused(epoch, exc):
-                return StepResult("failed", epoch.number, str(exc))
-        self._mark(epoch.number, "closed", error=f"transaction reverted ({reason}); will retry")
-        return StepResult("closed", epoch.number, f"transaction reverted ({reason}); will retry")
+                return StepResult(EpochStatus.FAILED, epoch.number, str(exc))
+        self._mark(epoch.number, EpochStatus.CLOSED, error=f"transaction reverted ({reason}); will retry")
+        return StepResult(EpochStatus.CLOSED, epoch.number, f"transaction reverted ({reason}); will retry")
 
     def _recover(self, epoch: Epoch, *, wait: bool) -> StepResult | None:
         """After a crash in "sending": None when the epoch went back to "closed" (sign again)."""
+        assert epoch.tx_hash is not None and epoch.raw_tx is not None
         if self._posted_on_chain(epoch):
-            self._mark(epoch.number, "posted")
-            return StepResult("posted", epoch.number, "found on chain")
-        receipt = self.chain.rpc("eth_getTransactionReceipt", [epoch.tx_hash])
+            self._mark(epoch.number, EpochStatus.POSTED)
+            return StepResult(EpochStatus.POSTED, epoch.number, "found on chain")
+        receipt = self.sender.receipt(epoch.tx_hash)
         if receipt is not None:
             result = self._settle_receipt(epoch, receipt)
-            return None if result.status == "closed" else result
-        known = self.chain.rpc("eth_getTransactionByHash", [epoch.tx_hash])
-        if known is None:
-            used = int(self.chain.rpc("eth_getTransactionCount", [self.account.address, "latest"]), 16)
-            if epoch.tx_nonce is not None and used > epoch.tx_nonce:
-                # Our nonce went to another transaction and ours never posted: sign anew.
-                self._mark(epoch.number, "closed", error="transaction replaced; signing again")
-                return None
+            return None if result.status == EpochStatus.CLOSED else result
+        known = self.sender.known(epoch.tx_hash)
+        if not known and epoch.tx_nonce is not None and self.sender.nonce_used(epoch.tx_nonce):
+            # Our nonce went to another transaction and ours never posted: sign anew.
+            self._mark(epoch.number, EpochStatus.CLOSED, error="transaction replaced; signing again")
+            return None
         # Unmined for long (fees rose, or a node dropped it as underpriced): raise the fees.
         replaced = self._replace(epoch) if time.time() - epoch.updated_at >= self.replace_after else None
         if replaced is not None:
             epoch = replaced
-        elif known is None:
+        elif not known:
             assert epoch.raw_tx is not None
             log.info("oracle: re-broadcasting epoch %d's transaction %s", epoch.number, epoch.tx_hash)
-            self._broadcast(epoch.raw_tx)
+            self.sender.broadcast(epoch.raw_tx)
         return self._await(epoch, wait=wait)
 
     def _replace(self, epoch: Epoch) -> Epoch | None:
-        """Sign the stored transaction again with the same nonce and higher fees, store it, then
-        broadcast it; nodes take a replacement that raises both fees by at least 10 %. None when
-        that would cross the fee ceiling."""
-        assert epoch.raw_tx is not None
-        old = TypedTransaction.from_bytes(HexBytes(epoch.raw_tx)).as_dict()
-        base, tip = self._fees_now()
-        tip = max(tip, old["maxPriorityFeePerGas"] * 9 // 8 + 1)
-        max_fee = max(2 * base + tip, old["maxFeePerGas"] * 9 // 8 + 1)
-        if max_fee > self.max_fee:
-            log.warning(
-                "oracle: epoch %d's transaction %s is unmined; a replacement would offer %.2f gwei per gas,"
-                " above max_fee_gwei %.2f: waiting",
-                epoch.number,
-                epoch.tx_hash,
-                max_fee / _GWEI,
-                self.max_fee / _GWEI,
-            )
+        """The stored transaction replaced by one with the same nonce and higher fees, stored
+        before it is broadcast; None when that would cross the fee ceiling."""
+        assert epoch.raw_tx is not None and epoch.tx_hash is not None and epoch.tx_nonce is not None
+        signed = self.sender.replacement(SignedTx(epoch.raw_tx, epoch.tx_hash, epoch.tx_nonce))
+        if signed is None:
             return None
-        tx = {
-            "type": 2,
-            "chainId": old["chainId"],
-            "nonce": old["nonce"],
-            "to": to_checksum_address(old["to"]),
-            "data": old["data"],
-            "value": old["value"],
-            "gas": old["gas"],
-            "maxFeePerGas": max_fee,
-            "maxPriorityFeePerGas": min(tip, max_fee),
-        }
-        signed = self.account.sign_transaction(tx)
         with self.db.writer() as session:
             row = session.get(Epoch, epoch.number)
             assert row is not None
-            if row.status != "sending" or row.tx_hash != epoch.tx_hash:
+            if row.status != EpochStatus.SENDING or row.tx_hash != epoch.tx_hash:
                 raise OracleError(f"epoch {epoch.number} changed state under us ({row.status})")
-            row.raw_tx = bytes(signed.raw_transaction)
-            row.tx_hash = "0x" + bytes(signed.hash).hex()
-            row.updated_at = int(time.time())
-        log.warning(
-            "oracle: epoch %d's transaction %s unmined for %.0f s; replaced by %s at %.2f gwei per gas",
-            epoch.number,
-            epoch.tx_hash,
-            time.time() - epoch.updated_at,
-            "0x" + bytes(signed.hash).hex(),
-            max_fee / _GWEI,
-        )
-        self._broadcast(bytes(signed.raw_transaction))
+            row.move_to(EpochStatus.SENDING)
+            row.raw_tx = signed.raw
+            row.tx_hash = signed.hash
+        log.warning("oracle: epoch %d's transaction is now %s", epoch.number, signed.hash)
+        self.sender.broadcast(signed.raw)
         with self.db.reader() as session:
             fresh = session.get(Epoch, epoch.number)
         assert fresh is not None
         return fresh
-
-    def _fees_now(self) -> tuple[int, int]:
-        """(the latest block's base fee, the node's suggested tip), wei per gas: an offer is
-        twice the base fee plus the tip, so that it survives a few fuller blocks."""
-        block = self.chain.call(lambda: self.chain.w3.eth.get_block("latest"))
-        tip = self.chain.call(lambda: self.chain.w3.eth.max_priority_fee)
-        return int(block.get("baseFeePerGas") or 0), int(tip)
 
     def _posted_on_chain(self, epoch: Epoch) -> bool:
         topic_epoch = "0x" + epoch.number.to_bytes(32, "big").hex()
@@ -363,10 +317,10 @@ class Oracle:
         """Mark the epoch failed when the contract can never accept it; whether it did."""
         if exc.error not in _TERMINAL:
             return False
-        if exc.error == "StaleEpoch" and self._posted_on_chain(epoch):
-            self._mark(epoch.number, "posted")
+        if exc.error == "EpochNotNext" and self._posted_on_chain(epoch):
+            self._mark(epoch.number, EpochStatus.POSTED)
             return True
-        self._mark(epoch.number, "failed", error=str(exc))
+        self._mark(epoch.number, EpochStatus.FAILED, error=str(exc))
         log.error("oracle: epoch %d can never be posted: %s", epoch.number, exc)
         return True
 
@@ -413,9 +367,19 @@ class Oracle:
         return int(active_at)
 
     def _next_number(self) -> int:
-        with self.db.reader() as session:
-            stored = session.scalar(select(func.max(Epoch.number))) or 0
-        return max(stored, int(self.chain.view("lastEpoch"))) + 1
+        """The chain's last epoch + 1, the only one it accepts. An epoch stored under that number
+        was refused for good and never reached the chain: its rows make way."""
+        number = int(self.chain.view("lastEpoch")) + 1
+        with self.db.writer() as session:
+            stale = session.get(Epoch, number)
+            if stale is not None and stale.status != EpochStatus.FAILED:
+                raise OracleError(f"epoch {number} is stored as {stale.status} but the chain has not seen it")
+            if stale is not None:
+                log.warning("oracle: epoch %d failed without reaching the chain; closing it again", number)
+                session.execute(delete(EpochLeaf).where(EpochLeaf.epoch == number))
+                session.execute(delete(FrozenPurchase).where(FrozenPurchase.epoch == number))
+                session.delete(stale)
+        return number
 
     def _reconcile_cancellations(self) -> None:
         with self.db.reader() as session:
@@ -426,30 +390,18 @@ class Oracle:
         for event in canceled:
             with self.db.writer() as session:
                 epoch = session.get(Epoch, int(event["epoch"]))
-                if epoch is not None and epoch.status == "posted" and epoch.root == event["root"]:
-                    epoch.status = "canceled"
-                    epoch.updated_at = int(time.time())
+                if epoch is not None and epoch.status == EpochStatus.POSTED and epoch.root == event["root"]:
+                    epoch.move_to(EpochStatus.CANCELED)
                     log.warning("oracle: epoch %d was canceled by the guardian", epoch.number)
 
-    def _wait_confirmations(self, block: int) -> None:
-        target = block + self.settings.confirmations
-        deadline = time.monotonic() + self.tx_timeout
-        while self.settings.confirmations and self.chain.head() < target:
-            if time.monotonic() > deadline:
-                raise OracleError(
-                    f"block {block} did not get {self.settings.confirmations} confirmations in time"
-                )
-            time.sleep(_RECEIPT_POLL * 4)
-
-    def _mark(self, number: int, status: str, *, error: str | None = None, **fields: int) -> None:
+    def _mark(self, number: int, status: EpochStatus, *, error: str | None = None, **fields: int) -> None:
         with self.db.writer() as session:
             row = session.get(Epoch, number)
             assert row is not None
-            row.status = status
+            row.move_to(status)
             row.error = error
             for name, value in fields.items():
                 setattr(row, name, value)
-            row.updated_at = int(time.time())
 
     def _fault(self, step: str) -> None:
         """Crash tests: die here, hard, when asked to (a real SIGKILL, nothing cleaned up)."""
