@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -23,6 +24,8 @@ class Services:
 
     settings: Settings
     db: Database = field(init=False)
+    # Set when receipts or chain events are committed; an idle oracle sleeps until then.
+    wake: threading.Event = field(init=False, default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.db = Database(self.settings.db_url)
@@ -54,15 +57,16 @@ class Services:
             deployment_block=block,
             confirmations=self.settings.confirmations,
             batch_blocks=self.settings.log_batch_blocks,
+            on_change=self.wake.set,
         )
 
     def oracle(self) -> Oracle:
         """The oracle with its signing key."""
-        return Oracle(self.db, self.chain, self.settings, load_oracle_account(self.settings))
+        return Oracle(self.db, self.chain, self.settings, load_oracle_account(self.settings), self.wake)
 
     def sink(self) -> DatabaseReceiptSink:
         """The database-backed receipt sink."""
-        return DatabaseReceiptSink(self.db)
+        return DatabaseReceiptSink(self.db, on_accepted=self.wake.set)
 
     def verifier(self) -> ReceiptVerifier:
         """A receipt verifier for this store's domain."""
