@@ -81,12 +81,12 @@ class DatabaseReceiptSink:
         self,
         db: Database,
         clock: Callable[[], float] = time.time,
-        on_accepted: Callable[[], None] | None = None,
+        on_stored: Callable[[list[ReceiptOutcome]], None] | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
-        # Told after a batch with accepted receipts is committed: wakes an oracle waiting for work.
-        self.on_accepted = on_accepted
+        # Told each batch's outcomes once committed: counts them, wakes an oracle waiting for work.
+        self.on_stored = on_stored
 
     async def store(self, receipts: Sequence[VerifiedReceipt]) -> list[ReceiptOutcome]:
         """One outcome per receipt, in order; accepted ones are committed before this returns."""
@@ -114,8 +114,8 @@ class DatabaseReceiptSink:
             rows: list[dict[str, object]] = []
             outcomes = [self._apply(purchases, pairs, verified, now, rows) for verified in receipts]
             self._write(session, pairs, rows)
-        if rows and self.on_accepted is not None:
-            self.on_accepted()
+        if self.on_stored is not None:
+            self.on_stored(outcomes)
         return outcomes
 
     def _load(self, session: Session, ids: list[int]) -> dict[int, _PurchaseState]:

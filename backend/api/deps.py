@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Cookie, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
 from backend.errors import AuthError
@@ -28,6 +29,7 @@ class AppContext:
     stats: SwarmStats | None
     store_accounts: frozenset[str]
     store_account: str | None  # gets the unearned part of pools that freeze from now on
+    metrics: CollectorRegistry
 
 
 def get_context(request: Request) -> AppContext:
