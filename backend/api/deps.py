@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Cookie, Depends, Request
@@ -11,6 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
+from backend.api.published import RenderedPublications
+from backend.api.ratelimit import TokenBuckets
 from backend.errors import AuthError
 from backend.services import Services
 from backend.siwe_auth import Session as SignedIn
@@ -30,6 +32,8 @@ class AppContext:
     store_accounts: frozenset[str]
     store_account: str | None  # gets the unearned part of pools that freeze from now on
     metrics: CollectorRegistry
+    nonce_limit: TokenBuckets  # POST /auth/nonce per client address
+    publications: RenderedPublications = field(default_factory=RenderedPublications)
 
 
 def get_context(request: Request) -> AppContext:

@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from backend.api import errors
 from backend.api.deps import AppContext
 from backend.api.limits import BodyLimit
+from backend.api.ratelimit import TokenBuckets
 from backend.api.routes import auth, epochs, health, library, products, rewards, sellers
 from backend.metrics import StoreCollector, registry_for
 from backend.services import Services
@@ -51,6 +52,7 @@ def create_app(
         store_accounts=frozenset(store_accounts),
         store_account=store_accounts[0] if store_accounts else None,
         metrics=registry_for(collector),
+        nonce_limit=TokenBuckets(settings.nonce_rate, settings.nonce_burst),
     )
     app = FastAPI(title="seedmarket store", version="1", description=DESCRIPTION)
     app.state.context = context

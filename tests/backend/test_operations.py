@@ -8,8 +8,13 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
 
 from backend.api.main import create_app
+from backend.api.ratelimit import TokenBuckets
+from backend.errors import RateLimited
+from backend.models import AuthNonce
+from backend.publication import parse_publication
 from backend.services import Services
 from backend.settings import Settings, load_settings
 from tests.backend.helpers import Market, key, signed_receipt
@@ -97,3 +102,63 @@ def test_metrics_count_receipts_and_report_the_indexer_lag_and_the_oracle(
     assert samples[("seedmarket_oracle_state", (("status", "none"),))] == 0
     assert samples[("seedmarket_pending_transactions", ())] == 0
     assert samples[("seedmarket_epoch_age_seconds", ())] >= 0
+
+
+def test_one_address_asking_for_nonces_too_often_gets_429_and_grows_no_table(settings: Settings) -> None:
+    strict = load_settings(**{**settings.model_dump(), "nonce_burst": 3, "nonce_rate": 0.01})
+    store = Services.open(strict)
+    app = create_app(strict, services=store)
+    with (
+        TestClient(app, client=("192.0.2.7", 5000)) as flood,
+        TestClient(app, client=("192.0.2.8", 5000)) as other,
+    ):
+        answers = [flood.post("/auth/nonce") for _ in range(10)]
+        assert [a.status_code for a in answers] == [200] * 3 + [429] * 7
+        assert answers[-1].json()["detail"].startswith("too many requests")
+        assert 1 <= int(answers[-1].headers["Retry-After"]) <= 100
+        assert other.post("/auth/nonce").status_code == 200  # another address has its own bucket
+    with store.db.reader() as session:
+        assert session.scalar(select(func.count()).select_from(AuthNonce)) == 4
+    store.close()
+
+
+def test_a_token_bucket_refills_at_its_rate_and_forgets_the_least_recent_clients() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(rate=2.0, burst=2, max_clients=3, clock=lambda: now[0])
+    buckets.take("a")
+    buckets.take("a")
+    with pytest.raises(RateLimited) as refused:
+        buckets.take("a")
+    assert refused.value.retry_after == 1  # half a token a second short: rounded up to whole seconds
+    now[0] += 0.5
+    buckets.take("a")  # one token back after 1/rate seconds
+    for client in ("b", "c", "d", "e"):
+        buckets.take(client)
+    assert len(buckets) == 3
+    buckets.take("a")  # "a" was dropped as least recently used: a full bucket again
+    buckets.take("a")
+
+
+def test_an_epoch_publication_is_served_with_an_etag_and_rendered_once(
+    client: TestClient, store: Services, market: Market
+) -> None:
+    product_id, _ = market.list_product(market.accounts[1])
+    purchase = market.buy(market.accounts[2], product_id)
+    store.indexer().sync()
+    receipt = signed_receipt(market.domain, purchase, market.accounts[3], 1000, key(2))
+    assert store.sink().store_now([store.verifier().verify(receipt)])[0].status == "accepted"
+    assert store.oracle().step(force=True).status == "posted"
+
+    first = client.get("/epochs/1/data")
+    assert first.status_code == 200 and first.headers["content-type"] == "application/json"
+    etag = first.headers["ETag"]
+    assert parse_publication(first.json()).epoch == 1
+    again = client.get("/epochs/1/data")
+    assert (again.content, again.headers["ETag"]) == (first.content, etag)
+    assert client.app.state.context.publications.renders == 1  # type: ignore[attr-defined]
+
+    unchanged = client.get("/epochs/1/data", headers={"If-None-Match": etag})
+    assert (unchanged.status_code, unchanged.content, unchanged.headers["ETag"]) == (304, b"", etag)
+    stale = client.get("/epochs/1/data", headers={"If-None-Match": '"0123"'})
+    assert stale.status_code == 200 and stale.content == first.content
+    assert client.get("/epochs/2/data", headers={"If-None-Match": etag}).status_code == 404
