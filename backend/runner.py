@@ -38,6 +38,7 @@ class Workers:
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.leadership: Leadership | None = None  # PostgreSQL: run the indexer/oracle only while held
 
     def start(self, name: str, target: Callable[[threading.Event], None]) -> None:
         """Run `target(stop)` in a daemon thread."""
@@ -83,6 +84,7 @@ def start_workers(services: Services, *, indexer: bool, oracle: bool) -> Workers
         return workers
     address, _ = services.settings.marketplace
     leadership = Leadership(services.db, lock_key(services.settings.chain_id, address))
+    workers.leadership = leadership
     workers.start("leader", lambda stop: lead(leadership, stop, start, LEADER_RETRY))
     return workers
 

@@ -14,6 +14,12 @@ from sqlalchemy.engine import make_url
 
 from backend.db import Database
 from backend.leader import Leadership, lead, lock_key
+from backend.models import Purchase
+from backend.runner import start_workers
+from backend.services import Services
+from backend.settings import Settings, load_settings
+from tests.backend.helpers import Market, signed_receipt
+from tests.backend.helpers import key as signer_key
 
 
 @pytest.fixture
@@ -112,3 +118,51 @@ def test_the_workers_run_in_one_instance_and_move_when_the_leader_is_cut_off(
         for thread in threads:
             thread.join(30)
     assert all(event.is_set() for event in running.values())
+
+
+def _running(name: str) -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == name and thread.is_alive())
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_of_two_stores_on_one_database_one_posts_and_the_other_takes_over(
+    settings: Settings, market: Market
+) -> None:
+    shared = load_settings(**{**settings.model_dump(), "epoch_length": 1})
+    stores = [Services.open(shared), Services.open(shared)]
+    workers = [start_workers(store, indexer=True, oracle=True) for store in stores]
+    try:
+        _eventually(lambda: any(w.leadership is not None and w.leadership.held for w in workers))
+        first = next(i for i, w in enumerate(workers) if w.leadership is not None and w.leadership.held)
+        assert (_running("oracle"), _running("indexer")) == (1, 1)
+
+        product_id, _ = market.list_product(market.accounts[1])
+        purchase = market.buy(market.accounts[2], product_id)
+        store = stores[1 - first]  # receipts reach either instance
+        _eventually(lambda: _indexed(store, purchase))
+        receipt = signed_receipt(market.domain, purchase, market.accounts[3], 1000, signer_key(2))
+        assert store.sink().store_now([store.verifier().verify(receipt)])[0].status == "accepted"
+        _eventually(lambda: _posted(market) == [1])
+
+        workers[first].join()  # the leader stops (a crash is the test above): the other one leads
+        _eventually(lambda: workers[1 - first].leadership is not None and workers[1 - first].leadership.held)
+        _eventually(lambda: _running("oracle") == 1)
+        purchase = market.buy(market.accounts[4], product_id)
+        _eventually(lambda: _indexed(store, purchase))
+        receipt = signed_receipt(market.domain, purchase, market.accounts[3], 1000, signer_key(4))
+        assert store.sink().store_now([store.verifier().verify(receipt)])[0].status == "accepted"
+        _eventually(lambda: _posted(market) == [1, 2])
+    finally:
+        for worker in workers:
+            worker.join()
+        for store in stores:
+            store.close()
+
+
+def _indexed(store: Services, purchase: int) -> bool:
+    with store.db.reader() as session:
+        return session.get(Purchase, purchase) is not None
+
+
+def _posted(market: Market) -> list[int]:
+    return [log["args"]["epoch"] for log in market.contract.events.RootPosted().get_logs(from_block=0)]
