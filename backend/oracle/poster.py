@@ -62,7 +62,8 @@ class StepResult:
     epoch: int | None = None
     detail: str = ""
     wait_until: int | None = None  # chain time a pending root becomes active
-    next_at: float | None = None  # idle: when the next epoch is due (wall clock), unless woken
+    next_at: float | None = None  # idle: when the next epoch is due (wall clock)
+    wakeable: bool = False  # idle: new receipts or chain events may make it worth trying sooner
 
 
 class Oracle:
@@ -128,7 +129,9 @@ class Oracle:
                 return StepResult("idle", detail="the next epoch is not due yet", next_at=due_at)
             quiet = self.quiet_until
             if not (force or woken) and quiet is not None and now < quiet:
-                return StepResult("idle", detail="nothing new since the last try", next_at=quiet)
+                return StepResult(
+                    "idle", detail="nothing new since the last try", next_at=quiet, wakeable=True
+                )
             pending = self._pending_until()
             if pending is not None:
                 return StepResult("waiting", detail="a posted root is not active yet", wait_until=pending)
@@ -143,7 +146,9 @@ class Oracle:
             )
             if epoch is None:
                 self.quiet_until = now + self.settings.epoch_length
-                return StepResult("idle", detail="nothing new to post", next_at=self.quiet_until)
+                return StepResult(
+                    "idle", detail="nothing new to post", next_at=self.quiet_until, wakeable=True
+                )
             self.quiet_until = None
             self._fault("closed")
             unfinished = epoch
@@ -161,7 +166,7 @@ class Oracle:
                 if result.status == EpochStatus.POSTED:
                     log.info("oracle: epoch %s posted", result.epoch)
                 if result.status == "idle" and result.next_at is not None:
-                    self._sleep(stop, result.next_at)
+                    self._sleep(stop, result.next_at, wakeable=result.wakeable)
                     continue
             except ChainError as exc:  # ChainUnavailable is one
                 log.warning("oracle: %s; retrying in %.0f s", exc, delay)
@@ -177,14 +182,15 @@ class Oracle:
                 delay = min(delay * 2, _MAX_BACKOFF)
             stop.wait(delay)
 
-    def _sleep(self, stop: threading.Event, until: float) -> None:
-        """Wait until wall-clock `until`, `wake` or `stop`, whichever comes first."""
-        while not stop.is_set() and not self.wake.is_set():
+    def _sleep(self, stop: threading.Event, until: float, *, wakeable: bool) -> None:
+        """Wait until wall-clock `until` or `stop`, or `wake` when that could change anything
+        (not before an epoch is due: receipts arriving then wait for the boundary anyway)."""
+        while not stop.is_set() and not (wakeable and self.wake.is_set()):
             left = until - time.time()
             if left <= 0:
                 return
             # Short slices so `stop` is seen too; waiting on an Event costs no database work.
-            self.wake.wait(min(left, 1.0))
+            (self.wake if wakeable else stop).wait(min(left, 1.0))
 
     # ----- posting -----
 
