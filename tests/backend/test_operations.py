@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +19,9 @@ from backend.models import AuthNonce
 from backend.publication import parse_publication
 from backend.services import Services
 from backend.settings import Settings, load_settings
+from backend.swarm_stats import InProcessStats
 from tests.backend.helpers import Market, key, signed_receipt
+from tracker.server import start_tracker
 
 
 @pytest.fixture
@@ -162,3 +166,30 @@ def test_an_epoch_publication_is_served_with_an_etag_and_rendered_once(
     stale = client.get("/epochs/1/data", headers={"If-None-Match": '"0123"'})
     assert stale.status_code == 200 and stale.content == first.content
     assert client.get("/epochs/2/data", headers={"If-None-Match": etag}).status_code == 404
+
+
+def test_metrics_count_the_announces_of_a_tracker_in_the_same_process(store: Services) -> None:
+    async def scenario() -> str:
+        server = await start_tracker(
+            "127.0.0.1", 0, store.policy(), store.sink(), store.verifier(), connect_check=False
+        )
+        try:
+            app = create_app(store.settings, services=store, stats=InProcessStats(server))
+            query = f"info_hash={'a' * 20}&peer_id={'B' * 20}&port=6881&uploaded=0&downloaded=0&left=0"
+            async with httpx.AsyncClient() as client:
+                for _ in range(3):  # an unknown passkey: counted, and refused
+                    await client.get(f"http://127.0.0.1:{server.port}/{'0' * 32}/announce?{query}")
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://store") as api:
+                return (await api.get("/metrics")).text
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(asyncio.run(scenario()))
+        for sample in family.samples
+    }
+    assert samples["seedmarket_tracker_announces_total"] == 3
+    assert samples["seedmarket_tracker_refusals_total"] == 3
