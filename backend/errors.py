@@ -48,3 +48,11 @@ class ForbiddenError(StoreError):
 
 class InvalidInput(StoreError):
     """Well-formed input the store cannot accept (a torrent that does not match its listing, ...)."""
+
+
+class RateLimited(StoreError):
+    """A client asked too often; `retry_after` is how many seconds until it may ask again."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

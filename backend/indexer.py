@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select
@@ -56,8 +56,11 @@ class Indexer:
         confirmations: int = 2,
         batch_blocks: int = 2000,
         keep_blocks: int = KEEP_BLOCKS,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
+        # Told after new events (or a reorg) are committed: wakes an oracle waiting for work.
+        self.on_change = on_change
         self.chain = chain
         self.start_block = max(deployment_block, 0)
         self.confirmations = confirmations
@@ -116,7 +119,9 @@ class Indexer:
             if event.block_hash != known[event.block_number][0]:
                 raise ChainError("the chain reorganised while reading; retrying")
         with self.db.writer() as session:
-            self._store_batch(session, cursor, events, known, last)
+            fresh = self._store_batch(session, cursor, events, known, last)
+        if fresh and self.on_change is not None:
+            self.on_change()
         return last - cursor.block_number
 
     def sync(self, max_batches: int | None = None) -> int:
@@ -161,12 +166,13 @@ class Indexer:
         events: Sequence[DecodedLog],
         headers: dict[int, tuple[str, int]],
         last: int,
-    ) -> None:
+    ) -> int:
+        """Store one batch; the number of events that were new."""
         row = session.get(IndexerCursor, CURSOR_ID)
         if row is not None:
             self._check_owner(row)
             if row.block_number != cursor.block_number:
-                return  # another indexer got here first; the next poll starts from its cursor
+                return 0  # another indexer got here first; the next poll starts from its cursor
         existing = set(
             session.execute(
                 select(ChainEvent.block_number, ChainEvent.log_index).where(
@@ -226,6 +232,7 @@ class Indexer:
             row.block_number, row.block_hash, row.block_timestamp = last, last_hash, last_time
         if fresh:
             log.info("indexed blocks %d..%d: %d events", cursor.block_number + 1, last, len(fresh))
+        return len(fresh)
 
     # ----- reorgs -----
 
@@ -282,6 +289,8 @@ class Indexer:
                         block_hash,
                         timestamp,
                     )
+        if self.on_change is not None:
+            self.on_change()
 
 
 def _hash(header: tuple[str, int] | None) -> str | None:

@@ -77,9 +77,16 @@ RECEIPTS = table(StoredReceipt)
 class DatabaseReceiptSink:
     """Decides verified receipts against the indexed purchases; commits before answering."""
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Callable[[], float] = time.time,
+        on_stored: Callable[[list[ReceiptOutcome]], None] | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
+        # Told each batch's outcomes once committed: counts them, wakes an oracle waiting for work.
+        self.on_stored = on_stored
 
     async def store(self, receipts: Sequence[VerifiedReceipt]) -> list[ReceiptOutcome]:
         """One outcome per receipt, in order; accepted ones are committed before this returns."""
@@ -107,7 +114,9 @@ class DatabaseReceiptSink:
             rows: list[dict[str, object]] = []
             outcomes = [self._apply(purchases, pairs, verified, now, rows) for verified in receipts]
             self._write(session, pairs, rows)
-            return outcomes
+        if self.on_stored is not None:
+            self.on_stored(outcomes)
+        return outcomes
 
     def _load(self, session: Session, ids: list[int]) -> dict[int, _PurchaseState]:
         rows = session.execute(

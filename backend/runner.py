@@ -19,6 +19,7 @@ import uvicorn
 
 from backend.api.main import create_app
 from backend.errors import ChainError
+from backend.leader import Leadership, lead, lock_key
 from backend.passkeys import passkey_for
 from backend.services import Services
 from backend.settings import Settings
@@ -28,6 +29,8 @@ from tracker.server import TrackerServer, start_tracker
 
 log = logging.getLogger(__name__)
 
+LEADER_RETRY = 5.0  # seconds between tries to lead, and between checks that we still do
+
 
 class Workers:
     """The background threads (indexer, oracle) and their shared stop flag."""
@@ -35,6 +38,7 @@ class Workers:
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.leadership: Leadership | None = None  # PostgreSQL: run the indexer/oracle only while held
 
     def start(self, name: str, target: Callable[[threading.Event], None]) -> None:
         """Run `target(stop)` in a daemon thread."""
@@ -57,15 +61,31 @@ def _check_chain(services: Services) -> None:
 
 
 def start_workers(services: Services, *, indexer: bool, oracle: bool) -> Workers:
-    """Start the indexer and/or oracle threads."""
+    """Start the indexer and/or oracle threads; on PostgreSQL only while this instance leads."""
     workers = Workers()
-    if indexer:
-        follower = services.indexer()
-        workers.start("indexer", lambda stop: follower.run(stop, services.settings.poll_interval))
-    if oracle:
-        poster = services.oracle()
+    if not (indexer or oracle):
+        return workers
+    poster = services.oracle() if oracle else None
+    if poster is not None:
         poster.check()
-        workers.start("oracle", poster.run)
+
+    def start(stop: threading.Event) -> list[threading.Thread]:
+        started = Workers()
+        started.stop = stop
+        if indexer:
+            follower = services.indexer()
+            started.start("indexer", lambda s: follower.run(s, services.settings.poll_interval))
+        if poster is not None:
+            started.start("oracle", poster.run)
+        return started.threads
+
+    if services.db.is_sqlite:
+        workers.threads.extend(start(workers.stop))
+        return workers
+    address, _ = services.settings.marketplace
+    leadership = Leadership(services.db, lock_key(services.settings.chain_id, address))
+    workers.leadership = leadership
+    workers.start("leader", lambda stop: lead(leadership, stop, start, LEADER_RETRY))
     return workers
 
 

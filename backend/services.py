@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -9,11 +10,13 @@ from backend.chain import Chain
 from backend.db import Database
 from backend.errors import ConfigError
 from backend.indexer import Indexer
+from backend.metrics import ReceiptCounts
 from backend.oracle import Oracle
 from backend.oracle_key import load_oracle_account
 from backend.receipt_sink import DatabaseReceiptSink
 from backend.settings import Settings
 from backend.tracker_policy import DatabaseSwarmPolicy
+from tracker.policy import ReceiptOutcome
 from tracker.receipts import Domain, ReceiptVerifier
 
 
@@ -23,6 +26,9 @@ class Services:
 
     settings: Settings
     db: Database = field(init=False)
+    # Set when receipts or chain events are committed; an idle oracle sleeps until then.
+    wake: threading.Event = field(init=False, default_factory=threading.Event)
+    receipt_counts: ReceiptCounts = field(init=False, default_factory=ReceiptCounts)
 
     def __post_init__(self) -> None:
         self.db = Database(self.settings.db_url)
@@ -54,15 +60,21 @@ class Services:
             deployment_block=block,
             confirmations=self.settings.confirmations,
             batch_blocks=self.settings.log_batch_blocks,
+            on_change=self.wake.set,
         )
 
     def oracle(self) -> Oracle:
         """The oracle with its signing key."""
-        return Oracle(self.db, self.chain, self.settings, load_oracle_account(self.settings))
+        return Oracle(self.db, self.chain, self.settings, load_oracle_account(self.settings), self.wake)
 
     def sink(self) -> DatabaseReceiptSink:
         """The database-backed receipt sink."""
-        return DatabaseReceiptSink(self.db)
+        return DatabaseReceiptSink(self.db, on_stored=self._receipts_stored)
+
+    def _receipts_stored(self, outcomes: list[ReceiptOutcome]) -> None:
+        self.receipt_counts.add(outcomes)
+        if any(o.status != "rejected" for o in outcomes):
+            self.wake.set()
 
     def verifier(self) -> ReceiptVerifier:
         """A receipt verifier for this store's domain."""

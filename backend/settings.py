@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     siwe_uri: str | None = Field(None, description="default: public_url")
     session_lifetime: int = Field(86_400, ge=60)
     nonce_lifetime: int = Field(600, ge=10)
+    nonce_rate: float = Field(
+        0.5, gt=0, le=1000, description="POST /auth/nonce per second per client address, after the burst"
+    )
+    nonce_burst: int = Field(
+        20, ge=1, le=100_000, description="POST /auth/nonce a client address may send at once"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("store_accounts", "cors_origins", "trusted_proxies", mode="before")

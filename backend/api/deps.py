@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Cookie, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
+from backend.api.published import RenderedPublications
+from backend.api.ratelimit import TokenBuckets
 from backend.errors import AuthError
 from backend.services import Services
 from backend.siwe_auth import Session as SignedIn
@@ -28,6 +31,9 @@ class AppContext:
     stats: SwarmStats | None
     store_accounts: frozenset[str]
     store_account: str | None  # gets the unearned part of pools that freeze from now on
+    metrics: CollectorRegistry
+    nonce_limit: TokenBuckets  # POST /auth/nonce per client address
+    publications: RenderedPublications = field(default_factory=RenderedPublications)
 
 
 def get_context(request: Request) -> AppContext:

@@ -18,6 +18,7 @@ from backend.errors import (
     ForbiddenError,
     InvalidInput,
     NotFoundError,
+    RateLimited,
     StoreError,
 )
 
@@ -28,6 +29,7 @@ _STATUS: list[tuple[type[StoreError], int]] = [
     (ForbiddenError, 403),
     (NotFoundError, 404),
     (InvalidInput, 422),
+    (RateLimited, 429),
     (ChainUnavailable, 503),
     (ChainError, 502),
 ]
@@ -41,12 +43,15 @@ def status_of(exc: StoreError) -> int:
     return 500
 
 
-def _answer(request: Request, status: int, detail: str) -> JSONResponse:
+def _answer(
+    request: Request, status: int, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     if status >= 500:
         log.error("%s %s -> %d: %s", request.method, request.url.path, status, detail)
     else:
         log.info("%s %s -> %d: %s", request.method, request.url.path, status, detail)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
@@ -69,6 +74,8 @@ def install(app: FastAPI) -> None:
         if status == 500:
             log.exception("unexpected store error on %s %s", request.method, request.url.path)
             return JSONResponse({"detail": "internal error"}, status_code=500)
+        if isinstance(exc, RateLimited):
+            return _answer(request, status, str(exc), {"Retry-After": str(exc.retry_after)})
         return _answer(request, status, str(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -95,6 +102,7 @@ _DESCRIPTIONS = {
     404: "Not found",
     413: "Request body too large",
     422: "Invalid input",
+    429: "Too many requests from this address; see Retry-After",
     502: "The chain answered something unusable",
     503: "The chain is unreachable",
 }

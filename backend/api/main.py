@@ -10,12 +10,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from backend.api import errors
 from backend.api.deps import AppContext
 from backend.api.limits import BodyLimit
+from backend.api.ratelimit import TokenBuckets
 from backend.api.routes import auth, epochs, health, library, products, rewards, sellers
+from backend.metrics import StoreCollector, registry_for
 from backend.services import Services
 from backend.settings import Settings, load_settings
 from backend.siwe_auth import SiweAuth
-from backend.swarm_stats import SwarmStats
+from backend.swarm_stats import InProcessStats, SwarmStats
 from backend.web import install as install_web
+from tracker.server import TrackerServer
 
 DESCRIPTION = """The seedmarket store: a catalog of digital goods delivered over BitTorrent,
 Sign-In with Ethereum, personal `.torrent` files, seeders' rewards with their Merkle proofs,
@@ -30,12 +33,26 @@ def create_app(
     settings = settings or load_settings()
     services = services or Services.open(settings)
     store_accounts = services.store_accounts
+    tracker = stats.tracker if isinstance(stats, InProcessStats) else None
+
+    def head() -> int:  # the chain is built on first use: an app without one still serves pages
+        return services.chain.head()
+
+    collector = StoreCollector(
+        services.db,
+        head,
+        settings.confirmations,
+        services.receipt_counts,
+        tracker if isinstance(tracker, TrackerServer) else None,
+    )
     context = AppContext(
         services=services,
         auth=SiweAuth(services.db, settings),
         stats=stats,
         store_accounts=frozenset(store_accounts),
         store_account=store_accounts[0] if store_accounts else None,
+        metrics=registry_for(collector),
+        nonce_limit=TokenBuckets(settings.nonce_rate, settings.nonce_burst),
     )
     app = FastAPI(title="seedmarket store", version="1", description=DESCRIPTION)
     app.state.context = context

@@ -55,6 +55,14 @@ class HealthOut(Model):
     latest_epoch: int | None
 
 
+class ProbeOut(Model):
+    """A liveness or readiness probe's answer."""
+
+    status: str
+    problems: list[str]
+    lag: int | None = None  # blocks the indexer is behind the confirmed head (readiness)
+
+
 # ----- auth -----
 
 

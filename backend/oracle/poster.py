@@ -62,12 +62,21 @@ class StepResult:
     epoch: int | None = None
     detail: str = ""
     wait_until: int | None = None  # chain time a pending root becomes active
+    next_at: float | None = None  # idle: when the next epoch is due (wall clock)
+    wakeable: bool = False  # idle: new receipts or chain events may make it worth trying sooner
 
 
 class Oracle:
     """Closes epochs from the database and posts them with the oracle's key."""
 
-    def __init__(self, db: Database, chain: Chain, settings: Settings, account: LocalAccount) -> None:
+    def __init__(
+        self,
+        db: Database,
+        chain: Chain,
+        settings: Settings,
+        account: LocalAccount,
+        wake: threading.Event | None = None,
+    ) -> None:
         self.db = db
         self.chain = chain
         self.settings = settings
@@ -77,6 +86,12 @@ class Oracle:
         self.sender = TransactionSender(
             chain, account, max_fee=int(settings.max_fee_gwei * GWEI), confirmations=settings.confirmations
         )
+        # Set by the receipt sink and the indexer when something new is committed.
+        self.wake = wake if wake is not None else threading.Event()
+        # After an epoch found nothing new to post: wall-clock time until which the oracle stays
+        # quiet unless woken (None: no such epoch since the last one closed).
+        self.quiet_until: float | None = None
+        self.closes = 0  # close attempts (each one settles the whole cut)
 
     @property
     def max_fee(self) -> int:
@@ -96,19 +111,32 @@ class Oracle:
     # ----- the loop -----
 
     def step(self, *, force: bool = False, wait: bool = True) -> StepResult:
-        """Finish an unfinished epoch, or close a new one when due (or forced) and post it."""
+        """Finish an unfinished epoch, or close a new one when due (or forced) and post it.
+
+        A due epoch that finds nothing new to post is not tried again (each try settles the whole
+        cut, and on PostgreSQL locks the receipts) until the next epoch boundary or until `wake`
+        says new receipts or chain events were committed."""
+        woken = self.wake.is_set()
+        self.wake.clear()  # before reading: whatever is committed after this wakes the next step
         self._reconcile_cancellations()
         with self.db.reader() as session:
             unfinished = latest_epoch(session, UNFINISHED)
             last = latest_epoch(session, tuple(EpochStatus))
         if unfinished is None:
-            due = last is None or time.time() >= last.created_at + self.settings.epoch_length
-            if not (force or due):
-                return StepResult("idle", detail="the next epoch is not due yet")
+            now = time.time()
+            due_at = 0.0 if last is None else float(last.created_at + self.settings.epoch_length)
+            if not force and now < due_at:
+                return StepResult("idle", detail="the next epoch is not due yet", next_at=due_at)
+            quiet = self.quiet_until
+            if not (force or woken) and quiet is not None and now < quiet:
+                return StepResult(
+                    "idle", detail="nothing new since the last try", next_at=quiet, wakeable=True
+                )
             pending = self._pending_until()
             if pending is not None:
                 return StepResult("waiting", detail="a posted root is not active yet", wait_until=pending)
             number = self._next_number()
+            self.closes += 1
             epoch = close_epoch(
                 self.db,
                 number,
@@ -117,13 +145,19 @@ class Oracle:
                 data_uri=f"{self.settings.public_url}/epochs/{number}/data",
             )
             if epoch is None:
-                return StepResult("idle", detail="nothing new to post")
+                self.quiet_until = now + self.settings.epoch_length
+                return StepResult(
+                    "idle", detail="nothing new to post", next_at=self.quiet_until, wakeable=True
+                )
+            self.quiet_until = None
             self._fault("closed")
             unfinished = epoch
         return self.post(unfinished.number, wait=wait)
 
     def run(self, stop: threading.Event) -> None:
-        """Close and post epochs until `stop` is set, surviving chain and database outages."""
+        """Close and post epochs until `stop` is set, surviving chain and database outages.
+
+        Idle, it sleeps until the next epoch is due or `wake` is set, not polling the database."""
         delay = self.settings.poll_interval
         while not stop.is_set():
             try:
@@ -131,6 +165,9 @@ class Oracle:
                 delay = max(self.settings.poll_interval, 1.0)
                 if result.status == EpochStatus.POSTED:
                     log.info("oracle: epoch %s posted", result.epoch)
+                if result.status == "idle" and result.next_at is not None:
+                    self._sleep(stop, result.next_at, wakeable=result.wakeable)
+                    continue
             except ChainError as exc:  # ChainUnavailable is one
                 log.warning("oracle: %s; retrying in %.0f s", exc, delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
@@ -144,6 +181,16 @@ class Oracle:
                 log.exception("oracle: unexpected error; retrying in %.0f s", delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
             stop.wait(delay)
+
+    def _sleep(self, stop: threading.Event, until: float, *, wakeable: bool) -> None:
+        """Wait until wall-clock `until` or `stop`, or `wake` when that could change anything
+        (not before an epoch is due: receipts arriving then wait for the boundary anyway)."""
+        while not stop.is_set() and not (wakeable and self.wake.is_set()):
+            left = until - time.time()
+            if left <= 0:
+                return
+            # Short slices so `stop` is seen too; waiting on an Event costs no database work.
+            (self.wake if wakeable else stop).wait(min(left, 1.0))
 
     # ----- posting -----
 

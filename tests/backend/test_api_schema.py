@@ -50,6 +50,7 @@ def populated(
         deployment_block=deployed.block,
         manifest=manifest,
         confirmations=0,
+        nonce_burst=100_000,  # every generated case signs in again; the limit has tests of its own
     )
     store = Services.open(settings)
     torrent, infohash = make_torrent(tmp_path / "content", SIZE)

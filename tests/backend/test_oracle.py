@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +18,8 @@ from backend.models import Epoch, EpochLeaf
 from backend.oracle import Oracle
 from backend.services import Services
 from backend.settings import Settings, load_settings
-from dev.devnet import Anvil, deploy_marketplace
-from tests.backend.helpers import Market, key, seeder_pool, signed_receipt
+from dev.devnet import Anvil, Deployed, deploy_marketplace
+from tests.backend.helpers import Market, key, seeder_pool, signed_receipt, store_settings
 
 POOL = seeder_pool(10**18)
 
@@ -43,6 +46,91 @@ def test_nothing_is_posted_before_anyone_earned_and_nothing_twice(store: Service
     assert oracle.step(force=True).status == "idle"  # same root: nothing new to post
     assert oracle.step().status == "idle"  # and not due anyway
     assert len(_posted_events(market)) == 1
+
+
+NOTHING_NEW = ("nobody has earned anything yet", "nothing to post")
+
+
+def _nothing_new_lines(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(1 for r in caplog.records if any(text in r.getMessage() for text in NOTHING_NEW))
+
+
+def test_an_epoch_with_nothing_new_is_settled_once_until_a_receipt_wakes_the_oracle(
+    store: Services, market: Market, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    oracle = store.oracle()
+    store.indexer().sync()
+    results = [oracle.step() for _ in range(5)]  # due (no epoch yet), but nobody earned anything
+    assert [r.status for r in results] == ["idle"] * 5
+    assert (oracle.closes, _nothing_new_lines(caplog)) == (1, 1)
+    assert results[-1].detail == "nothing new since the last try"
+
+    product_id, _ = market.list_product(market.accounts[1])
+    purchase = market.buy(market.accounts[2], product_id)
+    store.indexer().sync()  # new chain events wake the oracle: one more try, still nothing earned
+    assert [oracle.step().status for _ in range(3)] == ["idle"] * 3
+    assert (oracle.closes, _nothing_new_lines(caplog)) == (2, 2)
+
+    receipt = signed_receipt(market.domain, purchase, market.accounts[3], 1000, key(2))
+    assert store.sink().store_now([store.verifier().verify(receipt)])[0].status == "accepted"
+    posted = oracle.step()
+    assert (posted.status, posted.epoch, oracle.closes) == ("posted", 1, 3)
+    assert len(_posted_events(market)) == 1
+
+
+def test_a_rejected_receipt_does_not_wake_the_oracle(store: Services, market: Market) -> None:
+    oracle = store.oracle()
+    store.indexer().sync()
+    assert oracle.step().status == "idle" and oracle.closes == 1
+    stranger = signed_receipt(market.domain, 99, market.accounts[3], 1000, key(2))  # no purchase 99
+    assert store.sink().store_now([store.verifier().verify(stranger)])[0].status == "rejected"
+    assert oracle.step().detail == "nothing new since the last try" and oracle.closes == 1
+
+
+def test_an_idle_oracle_tries_again_at_the_next_epoch_boundary(
+    anvil: Anvil, deployed: Deployed, manifest: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    short = load_settings(
+        **{**store_settings(anvil, deployed, sqlite_url, manifest, tmp_path).model_dump(), "epoch_length": 1}
+    )
+    store = Services.open(short)
+    oracle = store.oracle()
+    store.indexer().sync()
+    first = oracle.step()
+    assert first.status == "idle" and first.next_at is not None and oracle.closes == 1
+    time.sleep(max(first.next_at - time.time(), 0) + 0.05)  # wait the boundary out
+    assert oracle.step().status == "idle" and oracle.closes == 2
+    store.close()
+
+
+def test_a_running_idle_oracle_sleeps_until_a_receipt_arrives(
+    store: Services, market: Market, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    store.indexer().sync()
+    oracle = store.oracle()  # the epoch length is an hour: only a wake-up can close a second try
+    stop = threading.Event()
+    worker = threading.Thread(target=oracle.run, args=(stop,), daemon=True)
+    worker.start()
+    try:
+        _wait_for(lambda: oracle.closes == 1)
+        stop.wait(3.0)  # three of the old once-a-second retries
+        assert (oracle.closes, _nothing_new_lines(caplog)) == (1, 1)
+        product_id, _ = market.list_product(market.accounts[1])
+        _earn(store, market, product_id, buyer=2, seeder=3, count=1000)
+        _wait_for(lambda: len(_posted_events(market)) == 1)
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive()
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the oracle did not get there"
+        time.sleep(0.05)
 
 
 def test_a_pending_root_is_waited_out(

@@ -45,7 +45,12 @@ def shop(anvil: Anvil, manifest: Path, tmp_path_factory: pytest.TempPathFactory)
         anvil, deployed, f"sqlite:///{folder / 'store.db'}", manifest, folder
     ).model_copy(update={"public_url": url, "tracker_url": tracker_url})
     env = store_env(
-        settings, api_port=api_port, tracker_port=tracker_port, poll_interval=0.2, epoch_length=86_400
+        settings,
+        api_port=api_port,
+        tracker_port=tracker_port,
+        poll_interval=0.2,
+        epoch_length=86_400,
+        SEEDMARKET_NONCE_BURST=1000,  # one browser signs in for every test of the session
     )
     log_path = folder / "serve.log"
     with log_path.open("w") as log:

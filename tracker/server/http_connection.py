@@ -252,6 +252,7 @@ class Connection(asyncio.Protocol):
 
     def _announce(self, segment: bytes, query: bytes, keep_alive: bool, ip: bytes) -> None:
         tracker = self.tracker
+        tracker.announces += 1
         passkey = parse_passkey(segment)
         request = parse_announce(query)
         now = tracker.now

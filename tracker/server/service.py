@@ -98,6 +98,7 @@ class TrackerServer:
         self.tasks: set[asyncio.Task[None]] = set()
         self.batch_slots = asyncio.Semaphore(MAX_CONCURRENT_BATCHES)
         self.requests = 0
+        self.announces = 0
         self.refusals = 0
         self.internal_errors = 0  # bugs: every one is logged with its traceback
         self._epoch = time.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from backend.api.deps import SESSION_COOKIE, ContextDep, SessionAuthDep
@@ -15,9 +15,11 @@ from tracker.addresses import checksum
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/nonce", response_model=NonceOut)
-def nonce(context: ContextDep) -> NonceOut:
-    """A single-use nonce for an EIP-4361 message, and the domain, URI and chain id it must name."""
+@router.post("/nonce", response_model=NonceOut, responses=documented(429))
+def nonce(context: ContextDep, request: Request) -> NonceOut:
+    """A single-use nonce for an EIP-4361 message, and the domain, URI and chain id it must name.
+    Each client address may ask `nonce_burst` times at once and `nonce_rate` times a second after."""
+    context.nonce_limit.take(request.client.host if request.client is not None else "")
     value, expires = context.auth.issue_nonce()
     return NonceOut(
         nonce=value,

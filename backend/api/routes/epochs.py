@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from backend.api.deps import ServicesDep, SessionDep
+from backend.api.deps import ContextDep, SessionDep
 from backend.api.errors import documented
+from backend.api.published import etag_of, matches
 from backend.api.schemas import MAX_EPOCH, EpochOut, EpochPage
 from backend.epochs import dump_of, publication
 from backend.errors import NotFoundError
@@ -73,10 +74,28 @@ def tree(number: EpochNumber, session: SessionDep) -> JSONResponse:
     return JSONResponse(dump_of(session, _epoch(session, number)))
 
 
-@router.get("/{number}/data", response_model=Publication, responses=documented(404))
-def data(number: EpochNumber, session: SessionDep, services: ServicesDep) -> JSONResponse:
+@router.get(
+    "/{number}/data",
+    response_model=Publication,
+    responses={**documented(404), 304: {"description": "Not modified: the If-None-Match ETag is current"}},
+)
+def data(
+    number: EpochNumber,
+    session: SessionDep,
+    context: ContextDep,
+    if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
     """Everything needed to recompute the epoch's root from the chain: the tree, the frozen
-    purchases and every receipt behind it (`seedmarket verify-epoch`)."""
-    address, _ = services.settings.marketplace
-    published = publication(session, _epoch(session, number), services.settings.chain_id, address)
-    return JSONResponse(published.document())
+    purchases and every receipt behind it (`seedmarket verify-epoch`). It never changes: served
+    with an ETag, 304 to a client that has it."""
+    settings = context.services.settings
+    address, _ = settings.marketplace
+    epoch = _epoch(session, number)
+    etag = etag_of(epoch, settings.chain_id, address)
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
+    if matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    body = context.publications.get(
+        etag, lambda: publication(session, epoch, settings.chain_id, address).document()
+    )
+    return Response(body, media_type="application/json", headers=headers)

@@ -1,12 +1,16 @@
-"""GET /health: is the store up, and how far has it read the chain."""
+"""GET /health: is the store up, and how far has it read the chain; the probes and metrics for
+whoever runs it (`/healthz`, `/readyz`, `/metrics`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import func, select
 
-from backend.api.deps import ServicesDep, SessionDep
-from backend.api.schemas import HealthOut
+from backend.api.deps import ContextDep, ServicesDep, SessionDep
+from backend.api.schemas import HealthOut, ProbeOut
+from backend.metrics import readiness
 from backend.models import Epoch, IndexerCursor
 
 router = APIRouter(tags=["store"])
@@ -25,3 +29,24 @@ def health(services: ServicesDep, session: SessionDep) -> HealthOut:
         indexed_time=cursor.block_timestamp if cursor else None,
         latest_epoch=session.scalar(select(func.max(Epoch.number))),
     )
+
+
+@router.get("/healthz", response_model=ProbeOut)
+def healthz() -> ProbeOut:
+    """Liveness: the process answers (nothing else is checked: restarting would not fix an outage)."""
+    return ProbeOut(status="ok", problems=[])
+
+
+@router.get("/readyz", response_model=ProbeOut, responses={503: {"model": ProbeOut}})
+def readyz(services: ServicesDep) -> JSONResponse:
+    """Readiness: the database and the chain answer and the indexer is not far behind; 503 with
+    the reasons otherwise (a load balancer sends no traffic to it until it is ready)."""
+    state = readiness(services.db, services.chain.head, services.settings.confirmations)
+    body = ProbeOut(status="ready" if state.ready else "unready", problems=state.problems, lag=state.lag)
+    return JSONResponse(body.model_dump(), status_code=200 if state.ready else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(context: ContextDep) -> Response:
+    """Prometheus metrics, in the text exposition format."""
+    return Response(generate_latest(context.metrics), media_type=CONTENT_TYPE_LATEST)
