@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -15,8 +16,18 @@ app = typer.Typer(help="Manage wallets (encrypted keystores).", no_args_is_help=
 
 
 def _prompt(text: str, confirm: bool) -> str:
-    value: str = typer.prompt(text, hide_input=True, confirmation_prompt=confirm, err=True)
-    return value
+    """A secret typed at a hidden prompt in a terminal, else the next line of standard input.
+
+    A hidden prompt reads the controlling terminal (`/dev/tty`), not standard input: `echo KEY |
+    seedmarket wallet import` run from a terminal would wait for typing that never comes. Piped
+    input is a script's, so it is read as is, one line per secret, without a confirmation."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        value: str = typer.prompt(text, hide_input=True, confirmation_prompt=confirm, err=True)
+        return value
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line:
+        raise ClientError(f"no {text.lower()} on standard input (it is not a terminal, so nothing is asked)")
+    return line.rstrip("\r\n")
 
 
 def password(password_file: Path | None, *, confirm: bool = False) -> str:
@@ -40,8 +51,9 @@ def create(name: str, password_file: PasswordFile = None, as_json: JsonFlag = Fa
 
 @app.command("import")
 def import_(name: str, password_file: PasswordFile = None, as_json: JsonFlag = False) -> None:
-    """Import a private key, typed at a hidden prompt (never on the command line)."""
-    key: str = typer.prompt("Private key (hex)", hide_input=True, err=True)
+    """Import a private key, typed at a hidden prompt or piped on standard input (never on the
+    command line); the password follows it on the next line unless $SEEDMARKET_PASSWORD is set."""
+    key = _prompt("Private key (hex)", False)
     _show(wallet.import_key(name, key, password(password_file, confirm=True)), as_json)
 
 
