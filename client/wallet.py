@@ -93,6 +93,15 @@ def list_wallets() -> list[KeystoreInfo]:
     return found
 
 
+def address_of(name: str) -> str:
+    """A wallet's address, read from its keystore (no password: keystores store it in the clear)."""
+    path = keystore_path(name)
+    address = _address_of(_read_keystore(path))
+    if address == "unknown":
+        raise ClientError(f"{path} does not record its address; unlock it with a command that takes --key")
+    return address
+
+
 def _write_keystore(name: str, account: LocalAccount, password: str) -> KeystoreInfo:
     if not password:
         raise ClientError("an empty password would leave the key unprotected; choose one")

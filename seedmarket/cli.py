@@ -15,6 +15,7 @@ from rich.console import Console
 
 from backend import commands as store_commands
 from backend.errors import StoreError
+from client.commands import dev as dev_commands
 from client.commands import library as library_commands
 from client.commands import market as market_commands
 from client.commands import wallet as wallet_commands
@@ -39,6 +40,7 @@ def _root() -> None:
 
 
 app.add_typer(wallet_commands.app, name="wallet")
+app.add_typer(dev_commands.app, name="dev")
 app.command("serve")(store_commands.serve)
 app.command("tracker")(store_commands.tracker)
 app.command("store-seed")(store_commands.store_seed)

@@ -6,10 +6,13 @@ import sys
 from pathlib import Path
 
 import typer
+from eth_utils import to_checksum_address
 
 from client import wallet
+from client.chain import LOCAL_CHAIN_ID, eth, open_node
+from client.connect import rpc_url
 from client.errors import ClientError
-from client.options import JsonFlag, PasswordFile
+from client.options import JsonFlag, PasswordFile, RpcOption
 from client.output import emit
 
 app = typer.Typer(help="Manage wallets (encrypted keystores).", no_args_is_help=True)
@@ -68,3 +71,21 @@ def list_(as_json: JsonFlag = False) -> None:
         raise ClientError("no wallets yet: `seedmarket wallet create NAME`")
     for info in found:
         _show(info, False)
+
+
+@app.command("balance")
+def balance(name: str, rpc: RpcOption = None, as_json: JsonFlag = False) -> None:
+    """Show a wallet's ETH on the chain (what pays for purchases and gas); no password needed."""
+    address = wallet.address_of(name)
+    url = rpc_url(rpc)
+    w3, chain_id = open_node(url)
+    held = int(w3.eth.get_balance(to_checksum_address(address)))
+    hint = ""
+    if held == 0:
+        how = f"seedmarket dev fund {address}" if chain_id == LOCAL_CHAIN_ID else "send it ETH"
+        hint = f"\nit cannot pay for anything yet: {how}"
+    emit(
+        as_json,
+        {"name": name, "address": address, "chainId": chain_id, "balance": str(held)},
+        f"{name}  {address}  holds {eth(held)} on chain {chain_id} ({url}){hint}",
+    )
