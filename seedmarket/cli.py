@@ -7,6 +7,7 @@ the backend, the backend never imports the client (checked by `lint-imports`).
 
 from __future__ import annotations
 
+import json
 import sys
 from importlib.metadata import version
 
@@ -65,7 +66,12 @@ def main() -> None:
     try:
         app(prog_name="seedmarket")  # the same name under `python -m seedmarket`
     except USER_ERRORS as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        if "--json" in sys.argv[1:]:
+            # A script asked for JSON: its error is a JSON object too, on standard output where it
+            # reads the answer, with the same message a person would see.
+            sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
+        else:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
 
 
