@@ -8,9 +8,6 @@ import typer
 from eth_utils import is_address, to_checksum_address
 
 from client.amounts import to_units
-from client.chain import eth
-from client.chain import fund as fund_account
-from client.connect import rpc_url
 from client.errors import ClientError
 from client.options import JsonFlag, RpcOption
 from client.output import emit
@@ -28,6 +25,10 @@ def fund(
     as_json: JsonFlag = False,
 ) -> None:
     """Give an address test ETH on the local chain, so a new wallet can pay for gas and purchases."""
+    from client.chain import eth  # noqa: PLC0415 - web3 only when it runs
+    from client.chain import fund as fund_account  # noqa: PLC0415
+    from client.connect import rpc_url  # noqa: PLC0415
+
     if not is_address(address):
         raise ClientError(f"{address!r} is not an address")
     account = to_checksum_address(address)

@@ -9,8 +9,6 @@ import typer
 from eth_utils import to_checksum_address
 
 from client import wallet
-from client.chain import LOCAL_CHAIN_ID, eth, open_node
-from client.connect import rpc_url
 from client.errors import ClientError
 from client.options import JsonFlag, PasswordFile, RpcOption
 from client.output import emit
@@ -76,6 +74,9 @@ def list_(as_json: JsonFlag = False) -> None:
 @app.command("balance")
 def balance(name: str, rpc: RpcOption = None, as_json: JsonFlag = False) -> None:
     """Show a wallet's ETH on the chain (what pays for purchases and gas); no password needed."""
+    from client.chain import LOCAL_CHAIN_ID, eth, open_node  # noqa: PLC0415 - web3 only when it runs
+    from client.connect import rpc_url  # noqa: PLC0415
+
     address = wallet.address_of(name)
     url = rpc_url(rpc)
     w3, chain_id = open_node(url)
