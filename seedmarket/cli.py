@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from importlib.metadata import version
 
 import typer
 from rich.console import Console
@@ -58,6 +57,8 @@ app.command("sales")(market_commands.sales)
 @app.command("version")
 def show_version() -> None:
     """Print seedmarket's version."""
+    from importlib.metadata import version  # noqa: PLC0415 - 0.2 s that only this command needs
+
     typer.echo(version("seedmarket"))
 
 

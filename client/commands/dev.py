@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from eth_utils import is_address, to_checksum_address
 
 from client.amounts import to_units
 from client.errors import ClientError
@@ -25,6 +24,8 @@ def fund(
     as_json: JsonFlag = False,
 ) -> None:
     """Give an address test ETH on the local chain, so a new wallet can pay for gas and purchases."""
+    from eth_utils import is_address, to_checksum_address  # noqa: PLC0415 - loaded only when it runs
+
     from client.chain import eth  # noqa: PLC0415 - web3 only when it runs
     from client.chain import fund as fund_account  # noqa: PLC0415
     from client.connect import rpc_url  # noqa: PLC0415

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from eth_utils import is_address, to_checksum_address
 from rich.table import Table
 
 from client import wallet
@@ -63,6 +62,8 @@ def buy(
 
 def _account(key: str | None, account: str | None, password_file: Path | None) -> str:
     if account is not None:
+        from eth_utils import is_address, to_checksum_address  # noqa: PLC0415 - loaded when needed
+
         if not is_address(account):
             raise ClientError(f"{account!r} is not an address")
         return to_checksum_address(account)

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import typer
-from eth_utils import to_checksum_address
 
 from client import wallet
 from client.errors import ClientError
@@ -74,6 +73,8 @@ def list_(as_json: JsonFlag = False) -> None:
 @app.command("balance")
 def balance(name: str, rpc: RpcOption = None, as_json: JsonFlag = False) -> None:
     """Show a wallet's ETH on the chain (what pays for purchases and gas); no password needed."""
+    from eth_utils import to_checksum_address  # noqa: PLC0415
+
     from client.chain import LOCAL_CHAIN_ID, eth, open_node  # noqa: PLC0415 - web3 only when it runs
     from client.connect import rpc_url  # noqa: PLC0415
 
