@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 export SOLCX_BINARY_PATH := $(CURDIR)/tools/solc
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install compile test test-long run demo lint format bench clean
+.PHONY: install compile test test-long run reset demo lint format bench clean
 
 $(STAMPS)/venv: pyproject.toml constraints.txt
 	@mkdir -p $(STAMPS)
@@ -70,8 +70,13 @@ test: compile $(STAMPS)/system
 test-long: compile $(STAMPS)/system
 	SEEDMARKET_LONG=1 $(BIN)/pytest $(PYTEST_PARALLEL)
 
+# `make run FRESH=1` (or `make reset` first) starts from an empty chain and store.
 run: compile
-	$(BIN)/python -m dev.devstack run
+	$(BIN)/python -m dev.devstack run $(if $(FRESH),--fresh)
+
+# Forget the local chain, the store's database and the dev users of `make run`.
+reset:
+	rm -rf .data/run
 
 demo: compile
 	$(BIN)/python -m dev.demo

@@ -19,10 +19,52 @@ from web3.exceptions import (
 )
 from web3.types import TxParams, Wei
 
+from client.amounts import from_units
 from client.contract import ERC20_ABI, ETH, MARKETPLACE_ABI, explain_revert, revert_error
 from client.errors import ClientError, TransactionReverted
 
 RECEIPT_TIMEOUT = 120.0
+# The chain id of anvil (and Hardhat) development nodes: the only chains `seedmarket dev fund` touches.
+LOCAL_CHAIN_ID = 31337
+WEI_PER_ETH = 10**18
+
+
+def open_node(rpc_url: str) -> tuple[Web3, int]:
+    """A JSON-RPC node and its chain id; a `ClientError` naming the URL when it does not answer.
+
+    No retries: a node that refuses a connection is reported at once, in one line, instead of after
+    a urllib3 "Max retries exceeded" trace."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}, exception_retry_configuration=None))
+    try:
+        chain_id = int(w3.eth.chain_id)
+    except (OSError, ValueError, Web3Exception):
+        raise ClientError(f"cannot reach the chain node at {rpc_url}: is it running? (--rpc URL)") from None
+    return w3, chain_id
+
+
+def eth(wei: int) -> str:
+    """Wei as ETH for people: '0.01 ETH'."""
+    return f"{from_units(wei)} ETH"
+
+
+def fund(rpc_url: str, address: str, amount: int) -> int:
+    """Add `amount` wei to `address` on a local development chain; its new balance.
+
+    Refused on any chain id but the local one's: the node's own `anvil_setBalance` mints the ETH,
+    which exists only on a development node, and the guard keeps a mistyped `--rpc` pointing at a
+    real network from even trying."""
+    w3, chain_id = open_node(rpc_url)
+    if chain_id != LOCAL_CHAIN_ID:
+        raise ClientError(
+            f"`dev fund` works only on a local development chain (chain id {LOCAL_CHAIN_ID}); "
+            f"{rpc_url} is chain {chain_id}: get ETH there from a faucet or an exchange"
+        )
+    account = to_checksum_address(address)
+    balance = int(w3.eth.get_balance(account)) + amount
+    answer = w3.provider.make_request("anvil_setBalance", [account, hex(balance)])  # type: ignore[arg-type]
+    if answer.get("error"):
+        raise ClientError(f"the node at {rpc_url} cannot set balances (not anvil?): {answer['error']}")
+    return int(w3.eth.get_balance(account))
 
 
 @dataclass(frozen=True)
@@ -56,11 +98,7 @@ class ChainClient:
     def __init__(
         self, rpc_url: str, chain_id: int, contract: str, account: LocalAccount | None = None
     ) -> None:
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
-        try:
-            actual = self.w3.eth.chain_id
-        except (OSError, Web3Exception) as exc:
-            raise ClientError(f"cannot reach the chain at {rpc_url} ({exc})") from None
+        self.w3, actual = open_node(rpc_url)
         if actual != chain_id:
             raise ClientError(f"{rpc_url} is chain {actual}, but the store runs on chain {chain_id}")
         self.chain_id = chain_id
@@ -186,6 +224,7 @@ class ChainClient:
                 "nonce": self.w3.eth.get_transaction_count(account.address, "pending"),
             }
             tx = function.build_transaction(params)
+            self._check_funds(value, int(tx["gas"]) * int(tx.get("maxFeePerGas") or tx.get("gasPrice") or 0))
             signed = account.sign_transaction(tx)  # type: ignore[arg-type]  # TxParams is a valid dict
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT)
@@ -194,12 +233,35 @@ class ChainClient:
         except TimeExhausted:
             raise ClientError(f"the transaction was not mined within {RECEIPT_TIMEOUT:.0f} s") from None
         except (ValueError, Web3RPCError) as exc:  # node errors such as insufficient funds
+            if "insufficient funds" in _node_message(exc).lower():  # e.g. from the gas estimate
+                held = self.native_balance(self._require_account().address)
+                raise self._insufficient(held, value, 0) from None
             raise ClientError(f"the node refused the transaction: {_node_message(exc)}") from None
         except (OSError, Web3Exception) as exc:
             raise ClientError(f"the chain did not answer: {exc}") from None
         if receipt["status"] != 1:
             raise self._mined_revert(tx, receipt)
         return receipt
+
+    def _check_funds(self, value: int, max_gas_cost: int) -> None:
+        """Refuse before signing when the account cannot pay `value` plus the most its gas may cost:
+        the node would say only "insufficient funds for gas * price + value"."""
+        held = self.native_balance(self._require_account().address)
+        if held < value + max_gas_cost:
+            raise self._insufficient(held, value, max_gas_cost)
+
+    def _insufficient(self, held: int, value: int, max_gas_cost: int) -> ClientError:
+        """What the account holds, what the transaction needs, and how to get it locally."""
+        address = self._require_account().address
+        gas = f" + up to {eth(max_gas_cost)} for gas" if max_gas_cost else " + gas"
+        short = value + max_gas_cost - held
+        more = f" ({eth(short)} more)" if short > 0 else ""
+        hint = (
+            f"; on this local chain: seedmarket dev fund {address}" if self.chain_id == LOCAL_CHAIN_ID else ""
+        )
+        return ClientError(
+            f"insufficient funds: {address} holds {eth(held)}, this needs {eth(value)}{gas}{more}{hint}"
+        )
 
     def _mined_revert(self, tx: Any, receipt: Any) -> TransactionReverted:
         """Why a mined transaction reverted: replay it in its block (same timestamp, same roots)."""

@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 
 from client import reachability, wallet
 from client.connect import Connection
-from client.errors import ClientError
+from client.errors import ClientError, TransactionReverted
 from tracker.metainfo import Metainfo, parse_metainfo
 from tracker.peer.announcer import Announcer
 from tracker.peer.credit import ReceiptSigner
@@ -77,6 +77,14 @@ def owned(conn: Connection, product_id: int, buyer: str) -> Owned:
     """The buyer's purchase of a product and its personal torrent (signed in already)."""
     purchase_id = conn.chain.purchase_of(product_id, buyer)
     if purchase_id == 0:
+        try:
+            conn.chain.product(product_id)
+        except TransactionReverted as exc:
+            if exc.error != "UnknownProduct(uint256)":
+                raise
+            raise ClientError(
+                f"there is no product {product_id} on chain {conn.chain_id} (the store's catalog lists them)"
+            ) from None
         raise ClientError(
             f"this wallet has not bought product {product_id}: seedmarket buy {product_id} --key ..."
         )

@@ -116,7 +116,13 @@ class StoreClient:
 
     def product(self, product_id: int) -> dict[str, Any]:
         """One product, with its listing and terms."""
-        result: dict[str, Any] = self._json("GET", f"/products/{product_id}")
+        try:
+            result: dict[str, Any] = self._json("GET", f"/products/{product_id}")
+        except ClientError as exc:
+            if "(HTTP 404)" in str(exc):  # the store's "not found", said as the user would ask it
+                missing = f"there is no product {product_id} in the store at {self.base_url}"
+                raise ClientError(missing) from None
+            raise
         return result
 
     def swarm_health(self, product_id: int) -> dict[str, Any]:

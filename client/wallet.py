@@ -12,13 +12,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from typing import TYPE_CHECKING, Any
 
 from client.errors import ClientError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 PASSWORD_ENV = "SEEDMARKET_PASSWORD"  # noqa: S105 (the variable's name, not a password)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -77,6 +76,8 @@ def _read_keystore(path: Path) -> dict[str, Any]:
 
 
 def _address_of(data: dict[str, Any]) -> str:
+    from eth_utils import to_checksum_address  # noqa: PLC0415 - eth-account and friends load when used
+
     raw = str(data.get("address", ""))
     return to_checksum_address(raw if raw.startswith("0x") else "0x" + raw) if raw else "unknown"
 
@@ -93,6 +94,15 @@ def list_wallets() -> list[KeystoreInfo]:
     return found
 
 
+def address_of(name: str) -> str:
+    """A wallet's address, read from its keystore (no password: keystores store it in the clear)."""
+    path = keystore_path(name)
+    address = _address_of(_read_keystore(path))
+    if address == "unknown":
+        raise ClientError(f"{path} does not record its address; unlock it with a command that takes --key")
+    return address
+
+
 def _write_keystore(name: str, account: LocalAccount, password: str) -> KeystoreInfo:
     if not password:
         raise ClientError("an empty password would leave the key unprotected; choose one")
@@ -100,6 +110,8 @@ def _write_keystore(name: str, account: LocalAccount, password: str) -> Keystore
     if path.exists():
         raise ClientError(f"a wallet named {name!r} already exists at {path}")
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from eth_account import Account  # noqa: PLC0415 - every command starts faster without it
+
     keystore = Account.encrypt(account.key, password, iterations=_KDF_ITERATIONS)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -109,11 +121,15 @@ def _write_keystore(name: str, account: LocalAccount, password: str) -> Keystore
 
 def create_wallet(name: str, password: str) -> KeystoreInfo:
     """Generate a new key and store it encrypted under `name`."""
+    from eth_account import Account  # noqa: PLC0415
+
     return _write_keystore(name, Account.create(), password)
 
 
 def import_key(name: str, private_key: str, password: str) -> KeystoreInfo:
     """Store an existing private key (hex) encrypted under `name`."""
+    from eth_account import Account  # noqa: PLC0415
+
     try:
         account = Account.from_key(private_key.strip())
     except (ValueError, TypeError):
@@ -123,6 +139,8 @@ def import_key(name: str, private_key: str, password: str) -> KeystoreInfo:
 
 def unlock(name: str, password: str) -> LocalAccount:
     """Decrypt a wallet's key."""
+    from eth_account import Account  # noqa: PLC0415
+
     path = keystore_path(name)
     data = _read_keystore(path)
     try:

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -63,6 +64,23 @@ class Ports:
     def free(cls) -> Ports:
         """Ports nobody uses right now (for tests running side by side)."""
         return cls(rpc=free_port(), api=free_port(), tracker=free_port())
+
+    def check(self, *, chain: bool = True) -> None:
+        """Refuse, naming the port and its part, when something already listens on one of them.
+
+        Checked before anything starts: a store that cannot bind its tracker otherwise dies in the
+        background, and the stack reports "running" and then "store stopped" with the reason at
+        the end of a traceback in a log."""
+        parts = [("the local chain (anvil)", self.rpc)] if chain else []
+        parts += [("the store's API and pages", self.api), ("the store's tracker", self.tracker)]
+        for part, port in parts:
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    hint = f"another `make run`? see `ss -ltnp 'sport = {port}'`"
+                    raise ConfigError(f"port {port} for {part} is taken ({hint})") from None
 
 
 @dataclass
@@ -142,6 +160,7 @@ class DevStack:
 
     def start(self, *, sample: bool = True) -> None:
         """Chain, contract, store; then a sample product unless told otherwise."""
+        self.ports.check(chain=self.rpc_url is None)
         self._forget_outdated_state()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
@@ -357,10 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=REPO / ".data" / "run")
     parser.add_argument("--fresh", action="store_true", help="start from an empty chain and store")
     parser.add_argument("--no-sample", action="store_true", help="do not list the sample product")
+    defaults = Ports()
+    parser.add_argument("--rpc-port", type=int, default=defaults.rpc, help="the local chain's port")
+    parser.add_argument("--api-port", type=int, default=defaults.api, help="the store's API and pages")
+    parser.add_argument("--tracker-port", type=int, default=defaults.tracker, help="the store's tracker")
     args = parser.parse_args(argv)
     if args.fresh and args.data_dir.exists():
         shutil.rmtree(args.data_dir)
-    stack = DevStack(args.data_dir)
+    stack = DevStack(args.data_dir, ports=Ports(args.rpc_port, args.api_port, args.tracker_port))
     stopping = False
 
     def _interrupt(*_: object) -> None:
@@ -390,10 +413,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sample_product(stack: DevStack) -> int:
-    """The sample product, listed once per data folder."""
+    """The sample product, listed once per data folder (again if the store does not know it: a run
+    that died half-way must not announce a product that `/products` lacks)."""
     marker = stack.data_dir / "sample-product.json"
     if marker.exists():
-        return int(json.loads(marker.read_text())["product"])
+        product = int(json.loads(marker.read_text())["product"])
+        if httpx.get(f"{stack.store_url}/products/{product}", timeout=10).status_code == 200:
+            return product
     product = stack.list_product(stack.sample_content(), title="seedmarket sample", price="0.01")
     marker.write_text(json.dumps({"product": product}))
     return product

@@ -7,14 +7,15 @@ the backend, the backend never imports the client (checked by `lint-imports`).
 
 from __future__ import annotations
 
+import json
 import sys
-from importlib.metadata import version
 
 import typer
 from rich.console import Console
 
 from backend import commands as store_commands
 from backend.errors import StoreError
+from client.commands import dev as dev_commands
 from client.commands import library as library_commands
 from client.commands import market as market_commands
 from client.commands import wallet as wallet_commands
@@ -39,6 +40,7 @@ def _root() -> None:
 
 
 app.add_typer(wallet_commands.app, name="wallet")
+app.add_typer(dev_commands.app, name="dev")
 app.command("serve")(store_commands.serve)
 app.command("tracker")(store_commands.tracker)
 app.command("store-seed")(store_commands.store_seed)
@@ -55,6 +57,8 @@ app.command("sales")(market_commands.sales)
 @app.command("version")
 def show_version() -> None:
     """Print seedmarket's version."""
+    from importlib.metadata import version  # noqa: PLC0415 - 0.2 s that only this command needs
+
     typer.echo(version("seedmarket"))
 
 
@@ -63,7 +67,12 @@ def main() -> None:
     try:
         app(prog_name="seedmarket")  # the same name under `python -m seedmarket`
     except USER_ERRORS as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        if "--json" in sys.argv[1:]:
+            # A script asked for JSON: its error is a JSON object too, on standard output where it
+            # reads the answer, with the same message a person would see.
+            sys.stdout.write(json.dumps({"error": str(exc)}) + "\n")
+        else:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
 
 

@@ -12,18 +12,16 @@ import asyncio
 import contextlib
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvloop
 from rich.live import Live
 from rich.table import Table
 
-from client import library, wallet
+from client import wallet
 from client.amounts import from_units
-from client.commands import peer as by_torrent
 from client.commands.wallet import password
-from client.connect import connect
 from client.errors import ClientError
 from client.options import (
     ChainOption,
@@ -38,6 +36,9 @@ from client.options import (
     StoreOption,
 )
 from client.output import console
+
+if TYPE_CHECKING:
+    from client import library
 
 
 def _need(value: object, option: str) -> None:
@@ -61,6 +62,12 @@ def download(
     password_file: PasswordFile = None,
 ) -> None:
     """Download a purchase, paying every seeder with signed receipts for the bytes it sent."""
+    # The engine and the chain client load only when a command runs: `--help` and every other
+    # command's start need neither (tracker.peer and web3 cost a second or more to import).
+    from client import library  # noqa: PLC0415
+    from client.commands import peer as by_torrent  # noqa: PLC0415
+    from client.connect import connect  # noqa: PLC0415
+
     if not target.isdigit():
         for value, option in ((purchase, "--purchase"), (chain_id, "--chain-id"), (contract, "--contract")):
             _need(value, option)
@@ -116,6 +123,12 @@ def seed(
     map_port: MapPortOption = True,
 ) -> None:
     """Seed and earn: everything the wallet owns (downloading what is missing), or one .torrent."""
+    # The engine and the chain client load only when a command runs: `--help` and every other
+    # command's start need neither (tracker.peer and web3 cost a second or more to import).
+    from client import library  # noqa: PLC0415
+    from client.commands import peer as by_torrent  # noqa: PLC0415
+    from client.connect import connect  # noqa: PLC0415
+
     if not key:
         raise ClientError("seeding needs a wallet: pass --key (the payout address of your receipts)")
     if torrent_file is not None:

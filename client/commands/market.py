@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from eth_utils import is_address, to_checksum_address
 from rich.table import Table
 
 from client import wallet
 from client.amounts import from_units
-from client.chain import ClaimRequest
 from client.commands.wallet import password
-from client.connect import Connection, connect
 from client.errors import ClientError, TransactionReverted
 from client.options import (
     JsonFlag,
@@ -26,6 +23,10 @@ from client.options import (
 )
 from client.output import console, emit
 
+if TYPE_CHECKING:
+    from client.chain import ClaimRequest
+    from client.connect import Connection
+
 
 def buy(
     product: ProductArg,
@@ -36,6 +37,8 @@ def buy(
     as_json: JsonFlag = False,
 ) -> None:
     """Buy a product: pay its price (approving an ERC-20 first when needed) into the escrow contract."""
+    from client.connect import connect  # noqa: PLC0415 - web3 loads only when a command runs
+
     account = wallet.unlock(key, password(password_file))
     with connect(store, rpc, account) as conn:
         listing = conn.store.product(product)
@@ -59,6 +62,8 @@ def buy(
 
 def _account(key: str | None, account: str | None, password_file: Path | None) -> str:
     if account is not None:
+        from eth_utils import is_address, to_checksum_address  # noqa: PLC0415 - loaded when needed
+
         if not is_address(account):
             raise ClientError(f"{account!r} is not an address")
         return to_checksum_address(account)
@@ -81,6 +86,8 @@ def rewards(
     as_json: JsonFlag = False,
 ) -> None:
     """Show what an account earned by seeding: earned, claimable now, claimed, pending; per token."""
+    from client.connect import connect  # noqa: PLC0415 - web3 loads only when a command runs
+
     address = _account(key, account, password_file)
     with connect(store, rpc) as conn:
         result = conn.store.rewards(address)
@@ -103,6 +110,8 @@ CLAIM_ATTEMPTS = 2
 
 
 def _claim_request(conn: Connection, address: str, token: str) -> ClaimRequest:
+    from client.chain import ClaimRequest  # noqa: PLC0415
+
     proof = conn.store.proof(address, token)
     return ClaimRequest(
         account=proof["account"],
@@ -124,6 +133,8 @@ def claim(
     as_json: JsonFlag = False,
 ) -> None:
     """Claim every token's claimable rewards in one transaction (paid to the account, never the caller)."""
+    from client.connect import connect  # noqa: PLC0415 - web3 loads only when a command runs
+
     signer = wallet.unlock(key, password(password_file))
     address = _account(None, account, password_file) if account else signer.address
     with connect(store, rpc, signer) as conn:
@@ -159,6 +170,8 @@ def sales(
     as_json: JsonFlag = False,
 ) -> None:
     """A seller's products, sales and withdrawable balance per token; `--withdraw` pays it out."""
+    from client.connect import connect  # noqa: PLC0415 - web3 loads only when a command runs
+
     seller = wallet.unlock(key, password(password_file)) if withdraw else None
     address = seller.address if seller is not None else _account(key, None, password_file)
     with connect(store, rpc, seller) as conn:

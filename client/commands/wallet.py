@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
 from client import wallet
 from client.errors import ClientError
-from client.options import JsonFlag, PasswordFile
+from client.options import JsonFlag, PasswordFile, RpcOption
 from client.output import emit
 
 app = typer.Typer(help="Manage wallets (encrypted keystores).", no_args_is_help=True)
 
 
 def _prompt(text: str, confirm: bool) -> str:
-    value: str = typer.prompt(text, hide_input=True, confirmation_prompt=confirm, err=True)
-    return value
+    """A secret typed at a hidden prompt in a terminal, else the next line of standard input.
+
+    A hidden prompt reads the controlling terminal (`/dev/tty`), not standard input: `echo KEY |
+    seedmarket wallet import` run from a terminal would wait for typing that never comes. Piped
+    input is a script's, so it is read as is, one line per secret, without a confirmation."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        value: str = typer.prompt(text, hide_input=True, confirmation_prompt=confirm, err=True)
+        return value
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line:
+        raise ClientError(f"no {text.lower()} on standard input (it is not a terminal, so nothing is asked)")
+    return line.rstrip("\r\n")
 
 
 def password(password_file: Path | None, *, confirm: bool = False) -> str:
@@ -40,8 +51,9 @@ def create(name: str, password_file: PasswordFile = None, as_json: JsonFlag = Fa
 
 @app.command("import")
 def import_(name: str, password_file: PasswordFile = None, as_json: JsonFlag = False) -> None:
-    """Import a private key, typed at a hidden prompt (never on the command line)."""
-    key: str = typer.prompt("Private key (hex)", hide_input=True, err=True)
+    """Import a private key, typed at a hidden prompt or piped on standard input (never on the
+    command line); the password follows it on the next line unless $SEEDMARKET_PASSWORD is set."""
+    key = _prompt("Private key (hex)", False)
     _show(wallet.import_key(name, key, password(password_file, confirm=True)), as_json)
 
 
@@ -56,3 +68,26 @@ def list_(as_json: JsonFlag = False) -> None:
         raise ClientError("no wallets yet: `seedmarket wallet create NAME`")
     for info in found:
         _show(info, False)
+
+
+@app.command("balance")
+def balance(name: str, rpc: RpcOption = None, as_json: JsonFlag = False) -> None:
+    """Show a wallet's ETH on the chain (what pays for purchases and gas); no password needed."""
+    from eth_utils import to_checksum_address  # noqa: PLC0415
+
+    from client.chain import LOCAL_CHAIN_ID, eth, open_node  # noqa: PLC0415 - web3 only when it runs
+    from client.connect import rpc_url  # noqa: PLC0415
+
+    address = wallet.address_of(name)
+    url = rpc_url(rpc)
+    w3, chain_id = open_node(url)
+    held = int(w3.eth.get_balance(to_checksum_address(address)))
+    hint = ""
+    if held == 0:
+        how = f"seedmarket dev fund {address}" if chain_id == LOCAL_CHAIN_ID else "send it ETH"
+        hint = f"\nit cannot pay for anything yet: {how}"
+    emit(
+        as_json,
+        {"name": name, "address": address, "chainId": chain_id, "balance": str(held)},
+        f"{name}  {address}  holds {eth(held)} on chain {chain_id} ({url}){hint}",
+    )

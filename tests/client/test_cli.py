@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,15 @@ def test_a_torrent_download_without_its_purchase_says_what_is_missing(cli: Cli, 
 def test_a_product_id_must_be_positive(cli: Cli) -> None:
     result = cli.run(*cli.on_store("buy", "0", "--key", "alice"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_a_json_error_is_a_json_object_with_the_same_message(cli: Cli) -> None:
+    text = _one_line_error(cli, *cli.on_store("rewards", "--key", "alice"))
+    result = cli.run(*cli.on_store("rewards", "--key", "alice", "--json"))
+    assert result.returncode == 1 and result.stderr == ""
+    assert json.loads(result.stdout) == {"error": text.removeprefix("error: ")}
+
+
+def test_an_unreachable_chain_node_is_named_in_one_line(cli: Cli) -> None:
+    line = _one_line_error(cli, "wallet", "balance", "alice", "--rpc", cli.rpc)
+    assert line == f"error: cannot reach the chain node at {cli.rpc}: is it running? (--rpc URL)"

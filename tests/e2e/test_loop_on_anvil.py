@@ -6,6 +6,7 @@ And on the same store: a wallet that did not pay is kept out."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote_from_bytes, urlencode
@@ -177,6 +178,34 @@ def test_every_wallet_ends_with_exactly_what_it_paid_and_settlement_gave_it(
     assert report["ok"] and report["recomputedRoot"] == report["postedRoot"] == publication["root"], report
 
     check_the_books(store, start, leaves, purchases=3)
+
+
+def test_a_product_that_does_not_exist_is_named_as_such_in_text_and_json(anvil_store: Store) -> None:
+    missing = 999_999
+    nobody = anvil_store.user("nobody", STRANGER)
+    download = nobody.run(*nobody.on_store("download", str(missing), "--key", "nobody"))
+    assert download.returncode == 1
+    assert download.stderr.strip() == (
+        f"error: there is no product {missing} on chain 31337 (the store's catalog lists them)"
+    )
+    buy = nobody.run(*nobody.on_store("buy", str(missing), "--key", "nobody", "--json"))
+    assert buy.returncode == 1 and buy.stderr == ""
+    assert json.loads(buy.stdout) == {
+        "error": f"there is no product {missing} in the store at {anvil_store.url}"
+    }
+
+
+def test_an_unreachable_chain_node_is_named_in_one_line(anvil_store: Store) -> None:
+    nobody = anvil_store.user("offline", STRANGER)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    result = nobody.run(
+        "buy", str(anvil_store.product_id), "--key", "offline", "--store", anvil_store.url, "--rpc", nowhere
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == f"error: cannot reach the chain node at {nowhere}: is it running? (--rpc URL)"
+    )
 
 
 def test_a_wallet_that_did_not_pay_gets_no_torrent_and_no_peers(anvil_store: Store, tmp_path: Path) -> None:
