@@ -6,6 +6,12 @@ ours with receipts off. Each of our peers is its own process (like two libtorren
 Also reports how many receipts the seed journaled per GiB: each is a signature on the leecher and a
 verification and an fsync on the seed, the main cost of receipts.
 
+Then the row for ordinary clients: our seed as the store runs it (TCP and µTP on one port) and a
+libtorrent leecher with its default settings (µTP on, what qBittorrent and Deluge users have),
+against the same leecher with µTP off: the time from `connect_peer` to the first payload byte,
+median of `--first-byte-runs`. A client that had to wait for µTP to fail before trying TCP shows
+here as a ratio far above 1.
+
     python bench/download.py [--size-mib 1024] [--repeat 3] [--dir /tmp/seedmarket-bench-download]
 """
 
@@ -83,7 +89,8 @@ async def serve(torrent_file: str, content_dir: str, port_file: str, receipts: s
     """Seed role (a child process): serve until killed."""
     meta = parse_metainfo(Path(torrent_file).read_bytes())
     journal = ReceiptJournal(Path(port_file).with_suffix(".journal")) if receipts == "on" else None
-    session = Session(host="127.0.0.1", journal=journal, utp=False)  # this bench compares TCP; µTP: utp.py
+    # Receipts on/off compare TCP with TCP (µTP: bench/utp.py); "default" is the store's own seed.
+    session = Session(host="127.0.0.1", journal=journal, utp=receipts == "default")
     await session.start()
     config = TorrentConfig()
     if receipts == "on":
@@ -135,11 +142,69 @@ def run_ours(
         journal.close()
 
 
+def first_byte(raw: bytes, port: int, out_dir: Path, utp: bool) -> float:
+    """Seconds from asking a fresh libtorrent leecher (defaults, or µTP off) to connect to our seed
+    until its first payload byte."""
+    overrides = {"enable_outgoing_utp": True, "enable_incoming_utp": True} if utp else {}
+    session = lt.session(lt_settings(**overrides))
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(lt.bdecode(raw))
+    params.save_path = str(out_dir)
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    handle = session.add_torrent(params)
+    start = time.perf_counter()
+    handle.connect_peer(("127.0.0.1", port))
+    while handle.status().total_payload_download == 0:
+        if time.perf_counter() - start > 60:
+            raise RuntimeError("no byte from our seed in 60 s")
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    session.remove_torrent(handle, lt.session.delete_files)
+    return elapsed
+
+
+def first_byte_rows(
+    raw: bytes, torrent_file: Path, content_dir: Path, work: Path, runs: int
+) -> dict[str, float]:
+    """Median time to first byte, libtorrent defaults against µTP off, from one seed process."""
+    port_file = work / "port-default"
+    port_file.unlink(missing_ok=True)
+    cmd = [
+        sys.executable,
+        __file__,
+        "--serve",
+        str(torrent_file),
+        str(content_dir),
+        str(port_file),
+        "default",
+    ]
+    child = subprocess.Popen(cmd)
+    times: dict[str, list[float]] = {"default": [], "tcp": []}
+    try:
+        while not (port_file.exists() and port_file.read_text()):
+            if child.poll() is not None:
+                raise RuntimeError("the seed process died")
+            time.sleep(0.05)
+        port = int(port_file.read_text())
+        for _ in range(runs):
+            for name, taken in times.items():
+                out = work / "first-byte"
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                taken.append(first_byte(raw, port, out, utp=name == "default"))
+    finally:
+        child.kill()
+        child.wait()
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--dir", default="/tmp/seedmarket-bench-download")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each client; medians are reported")
+    parser.add_argument("--first-byte-runs", type=int, default=7, help="libtorrent connects timed")
     parser.add_argument("--serve", nargs=4)
     args = parser.parse_args()
     if args.serve:
@@ -174,6 +239,7 @@ def main() -> None:
                 rates[name].append(size / elapsed / 2**20)
                 shutil.rmtree(out, ignore_errors=True)
         results = {name: statistics.median(values) for name, values in rates.items()}
+        first = first_byte_rows(raw, torrent_file, work / "content", work, args.first_byte_runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     peer = results["libtorrent"]
@@ -188,6 +254,12 @@ def main() -> None:
     per_gib = statistics.median(receipts) * 1024 / args.size_mib
     print(f"receipts cost {100 * (1 - ours / off):.1f} % of throughput (receipts on vs off)")
     print(f"receipts signed, verified and journaled per GiB: {per_gib:.0f}")
+    first_ratio = first["default"] / first["tcp"]
+    print(
+        f"libtorrent leecher from our seed, time to first byte (median of {args.first_byte_runs}): "
+        f"default settings (µTP on) {1000 * first['default']:.1f} ms, µTP off {1000 * first['tcp']:.1f} ms, "
+        f"{first_ratio:.2f}x (goal <= 1.2x)"
+    )
     summary = {
         "name": "download",
         "ours": round(ours, 1),
@@ -197,6 +269,9 @@ def main() -> None:
         "ours_receipts_off": round(off, 1),
         "receipts_cost_pct": round(100 * (1 - ours / off), 2),
         "receipts_per_gib": round(per_gib),
+        "first_byte_default_ms": round(1000 * first["default"], 1),
+        "first_byte_tcp_ms": round(1000 * first["tcp"], 1),
+        "first_byte_ratio": round(first_ratio, 2),
         "size_mib": args.size_mib,
         "runs": args.repeat,
     }
