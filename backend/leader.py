@@ -31,6 +31,9 @@ from backend.db import Database
 log = logging.getLogger(__name__)
 
 
+STEP_BACK_ROUNDS = 5  # retries a leader that lost its lock waits before it tries to lead again
+
+
 def lock_key(chain_id: int, contract: str) -> int:
     """The advisory lock's key (a signed 64-bit integer) for one Marketplace."""
     digest = hashlib.sha256(f"seedmarket-leader:{chain_id}:{contract.lower()}".encode()).digest()
@@ -126,7 +129,14 @@ def lead(
 ) -> None:
     """Until `stop`: become leader, run `start(stop_workers)`'s threads while leading, and stop
     them (and wait for them) as soon as leadership is lost."""
+    lost = False
     while not stop.is_set():
+        # An instance that just lost the lock (its connection was cut) steps back for a few rounds,
+        # so that a healthy one takes over instead of the one whose database link just failed.
+        if lost:
+            lost = False
+            stop.wait(retry * STEP_BACK_ROUNDS)
+            continue
         if not leadership.try_acquire():
             stop.wait(retry)
             continue
@@ -134,7 +144,10 @@ def lead(
         threads = start(stop_workers)
         try:
             while not stop.wait(retry):
-                if not leadership.still_held() or not any(t.is_alive() for t in threads):
+                if not leadership.still_held():
+                    lost = True
+                    break
+                if not any(t.is_alive() for t in threads):
                     break
         finally:
             stop_workers.set()
