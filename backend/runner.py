@@ -102,15 +102,7 @@ async def serve(
     try:
         stats: SwarmStats
         if tracker:
-            server = await start_tracker(
-                settings.tracker_host,
-                settings.tracker_port,
-                services.policy(),
-                services.sink(),
-                services.verifier(),
-                trusted_proxies=settings.trusted_proxies,
-                connect_check=settings.tracker_connect_check,
-            )
+            server = await _start_store_tracker(settings, services)
             stats = InProcessStats(server)
             log.info("tracker listening on %s:%d", settings.tracker_host, server.port)
         else:
@@ -186,10 +178,9 @@ async def run_store_seed(settings: Settings) -> None:
         services.close()
 
 
-async def run_tracker(settings: Settings) -> None:
-    """The tracker alone, with the database policy and sink, until SIGINT/SIGTERM."""
-    services = Services.open(settings)
-    server = await start_tracker(
+async def _start_store_tracker(settings: Settings, services: Services) -> TrackerServer:
+    """The tracker on the store's database: its access policy, receipt sink and verifier."""
+    return await start_tracker(
         settings.tracker_host,
         settings.tracker_port,
         services.policy(),
@@ -198,6 +189,12 @@ async def run_tracker(settings: Settings) -> None:
         trusted_proxies=settings.trusted_proxies,
         connect_check=settings.tracker_connect_check,
     )
+
+
+async def run_tracker(settings: Settings) -> None:
+    """The tracker alone, with the database policy and sink, until SIGINT/SIGTERM."""
+    services = Services.open(settings)
+    server = await _start_store_tracker(settings, services)
     log.info("tracker listening on %s:%d", settings.tracker_host, server.port)
     try:
         await _until_signalled()
