@@ -28,13 +28,16 @@ import sys
 import time
 from pathlib import Path
 
-import libtorrent as lt
-import uvloop
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the relay lives with the tests (tests/utp/relay.py)
 
-from tests.utp.relay import Impairment, start_relay
-from tracker.metainfo import create_torrent, parse_metainfo
-from tracker.peer.session import Session
-from tracker.peer.torrent import TorrentConfig
+import libtorrent as lt  # noqa: E402
+import uvloop  # noqa: E402
+
+from tests.utp.relay import Impairment, start_relay  # noqa: E402
+from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
+from tracker.peer.session import Session  # noqa: E402
+from tracker.peer.torrent import TorrentConfig  # noqa: E402
 
 CHUNK = 8 * 1024 * 1024
 RELAY_DELAY = 0.020
