@@ -27,6 +27,19 @@ def lt_settings(**overrides: Any) -> dict[str, Any]:
     return settings
 
 
+def lt_add_running(session: Any, torrent: Any, save_path: str | Path) -> Any:
+    """Add `torrent` (a libtorrent torrent_info, or a .torrent path) to a libtorrent session as a
+    torrent that starts at once: not auto-managed (no queueing) and not paused. Its handle."""
+    import libtorrent as lt  # noqa: PLC0415 - only the benchmarks that run libtorrent load it
+
+    params = lt.add_torrent_params()
+    params.ti = torrent if isinstance(torrent, lt.torrent_info) else lt.torrent_info(str(torrent))
+    params.save_path = str(save_path)
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    return session.add_torrent(params)
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far (the kernel's high-water mark), MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

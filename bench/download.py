@@ -35,7 +35,7 @@ import libtorrent as lt  # noqa: E402
 import uvloop  # noqa: E402
 from coincurve import PrivateKey  # noqa: E402
 
-from bench._lib import lt_settings  # noqa: E402
+from bench._lib import lt_add_running, lt_settings  # noqa: E402
 from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
 from tracker.peer.credit import ReceiptSigner  # noqa: E402
 from tracker.peer.journal import ReceiptJournal  # noqa: E402
@@ -67,12 +67,7 @@ def run_libtorrent(raw: bytes, content_dir: Path, out_dir: Path) -> float:
     info = lt.torrent_info(lt.bdecode(raw))
     handles = []
     for session, folder in ((seed, content_dir), (leech, out_dir)):
-        params = lt.add_torrent_params()
-        params.ti = info
-        params.save_path = str(folder)
-        params.flags &= ~lt.torrent_flags.auto_managed
-        params.flags &= ~lt.torrent_flags.paused
-        handles.append(session.add_torrent(params))
+        handles.append(lt_add_running(session, info, folder))
     while not handles[0].status().is_seeding:
         time.sleep(0.05)
     start = time.perf_counter()
@@ -147,12 +142,7 @@ def first_byte(raw: bytes, port: int, out_dir: Path, utp: bool) -> float:
     until its first payload byte."""
     overrides = {"enable_outgoing_utp": True, "enable_incoming_utp": True} if utp else {}
     session = lt.session(lt_settings(**overrides))
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(lt.bdecode(raw))
-    params.save_path = str(out_dir)
-    params.flags &= ~lt.torrent_flags.auto_managed
-    params.flags &= ~lt.torrent_flags.paused
-    handle = session.add_torrent(params)
+    handle = lt_add_running(session, lt.torrent_info(lt.bdecode(raw)), out_dir)
     start = time.perf_counter()
     handle.connect_peer(("127.0.0.1", port))
     while handle.status().total_payload_download == 0:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))  # the relay lives with the tests (tests/utp/relay
 import libtorrent as lt  # noqa: E402
 import uvloop  # noqa: E402
 
+from bench._lib import lt_add_running  # noqa: E402
 from tests.utp.relay import Impairment, start_relay  # noqa: E402
 from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
 from tracker.peer.session import Session  # noqa: E402
@@ -88,12 +89,7 @@ def role_seed(impl: str, transport: str, host: str, torrent_file: str, content: 
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     if impl == "lt":
         ses = lt.session(lt_settings(host, utp))
-        params = lt.add_torrent_params()
-        params.ti = lt.torrent_info(torrent_file)
-        params.save_path = content
-        params.flags &= ~lt.torrent_flags.auto_managed
-        params.flags &= ~lt.torrent_flags.paused
-        handle = ses.add_torrent(params)
+        handle = lt_add_running(ses, torrent_file, content)
         while not handle.status().is_seeding:
             time.sleep(0.02)
         start = cpu_seconds()
@@ -123,12 +119,7 @@ def role_leech(impl: str, transport: str, host: str, torrent_file: str, out: str
     peer_host, peer_port = peer.rsplit(":", 1)
     if impl == "lt":
         ses = lt.session(lt_settings(host, utp))
-        params = lt.add_torrent_params()
-        params.ti = lt.torrent_info(torrent_file)
-        params.save_path = out
-        params.flags &= ~lt.torrent_flags.auto_managed
-        params.flags &= ~lt.torrent_flags.paused
-        handle = ses.add_torrent(params)
+        handle = lt_add_running(ses, torrent_file, out)
         cpu, start = cpu_seconds(), time.perf_counter()
         handle.connect_peer((peer_host, int(peer_port)))
         while not handle.status().is_seeding:
