@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.api.schemas import ErrorOut
@@ -90,6 +91,22 @@ def install(app: FastAPI) -> None:
             return _answer(request, 422, "request body is not valid JSON")
         return _answer(request, exc.status_code, str(exc.detail))
 
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        # The connection broke under the request (the server restarted, the session was ended):
+        # the pool checks connections before it hands them out, so the next request gets a live one.
+        log.warning(
+            "%s %s -> 503: database unavailable (%s)",
+            request.method,
+            request.url.path,
+            type(exc.orig).__name__,
+        )
+        return JSONResponse(
+            {"detail": "the database is unavailable; try again"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -104,7 +121,7 @@ _DESCRIPTIONS = {
     422: "Invalid input",
     429: "Too many requests from this address; see Retry-After",
     502: "The chain answered something unusable",
-    503: "The chain is unreachable",
+    503: "The chain or the database is unreachable",
 }
 
 
