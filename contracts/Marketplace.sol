@@ -482,11 +482,7 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         (bytes32 root, bool fromPending) = _claimableRoot();
         // No leaves prove nothing (OpenZeppelin accepts the empty set with proof == [root]).
         if (leaves.length == 0) return 0;
-        bytes32[] memory hashes = new bytes32[](leaves.length);
-        for (uint256 i; i < leaves.length; ++i) {
-            PayoutLeaf calldata l = leaves[i];
-            hashes[i] = EarningsTree.leaf(l.account, l.token, l.cumulativeAmount);
-        }
+        bytes32[] memory hashes = EarningsTree.hashes(leaves);
         if (!MerkleProof.multiProofVerifyCalldata(proof, proofFlags, root, hashes)) revert InvalidProof();
         return _payAll(leaves, fromPending);
     }
@@ -499,18 +495,20 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         for (uint256 i; i < leaves.length; ++i) {
             PayoutLeaf calldata l = leaves[i];
             address token = l.token;
-            uint256 already = _claimed[l.account][token];
+            uint256 cumulativeAmount = l.cumulativeAmount;
+            mapping(address token => uint256) storage claims = _claimed[l.account];
+            uint256 already = claims[token];
             // Paid up (a duplicate leaf included, once its first copy was paid), or blocked.
-            if (l.cumulativeAmount <= already) continue;
+            if (cumulativeAmount <= already) continue;
             if (token != runToken) {
                 _claimLedgers[runToken].claimed = uint128(runClaimed);
                 (runClaimed, runCap) = _openRun(token, fromPending);
                 runToken = token;
             }
-            uint256 amount = l.cumulativeAmount - already;
+            uint256 amount = cumulativeAmount - already;
             runClaimed += amount;
             if (runClaimed > runCap) revert ClaimExceedsRootTotal(token, runClaimed, runCap);
-            if (_payLeaf(l.account, token, l.cumulativeAmount, already)) {
+            if (_payLeaf(claims, l.account, token, cumulativeAmount, already)) {
                 ++paidCount;
             } else {
                 runClaimed -= amount;
@@ -528,17 +526,20 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
 
     /// @dev Pays one leaf's unpaid part: its `claimed` slot first, then the send; a failed send
     /// puts the slot back (blocked, for ETH). Whether it was paid.
-    function _payLeaf(address account, address token, uint256 cumulativeAmount, uint256 already)
-        private
-        returns (bool paid)
-    {
+    function _payLeaf(
+        mapping(address token => uint256) storage claims,
+        address account,
+        address token,
+        uint256 cumulativeAmount,
+        uint256 already
+    ) private returns (bool paid) {
         uint256 amount = cumulativeAmount - already;
-        _claimed[account][token] = cumulativeAmount;
+        claims[token] = cumulativeAmount;
         paid = _trySend(token, account, amount);
         if (paid) {
             emit Claimed(account, token, amount, cumulativeAmount);
         } else {
-            _claimed[account][token] = token == address(0) ? already | _PAYOUT_BLOCKED : already;
+            claims[token] = token == address(0) ? already | _PAYOUT_BLOCKED : already;
             emit PayoutFailed(account, token, amount);
         }
     }
