@@ -23,7 +23,7 @@ from eth_account.typed_transactions import TypedTransaction
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3.contract.contract import ContractFunction
-from web3.types import TxParams, Wei
+from web3.types import Nonce, TxParams, Wei
 
 from backend.chain import Chain
 from backend.errors import ChainError, ChainUnavailable, OracleError
@@ -88,7 +88,7 @@ class TransactionSender:
             offer = self.first_offer()
         params: TxParams = {
             "from": sender,
-            "nonce": nonce,
+            "nonce": Nonce(nonce),
             "gas": gas,
             "maxFeePerGas": Wei(offer.max_fee),
             "maxPriorityFeePerGas": Wei(offer.tip),
