@@ -236,7 +236,7 @@ class DevStack:
             return
         funder = public_test_account(0)
         base_fee = int(self._rpc("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"], 16)
-        tx = {
+        tx: dict[str, Any] = {
             "type": 2,
             "chainId": self.chain_id,
             "nonce": int(self._rpc("eth_getTransactionCount", [funder.address, "pending"]), 16),
