@@ -191,11 +191,8 @@ class StoreCollector(Collector):
     def _keeper_state(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
         """The keeper's batches by status, the leaves it paid, what its gas cost, its last payout."""
         with self.db.reader() as session:
-            counts = dict(
-                session.execute(
-                    select(PayoutBatch.status, func.count()).group_by(PayoutBatch.status)
-                ).tuples()
-            )
+            by_status = select(PayoutBatch.status, func.count()).group_by(PayoutBatch.status)
+            counts: dict[str, int] = dict(session.execute(by_status).tuples().all())
             paid = session.scalar(
                 select(func.count()).select_from(PayoutLeaf).where(PayoutLeaf.outcome == PayoutOutcome.PAID)
             )

@@ -210,7 +210,8 @@ class Keeper:
 
     def _candidates(self, session: Session, epoch: Epoch) -> list[Candidate]:
         """The root's leaves with what their accounts claimed, confirmed on chain for those that
-        may be due; accounts whose automatic payments are blocked are left out."""
+        may be due (the rest, below their threshold, as the store knows them); accounts whose
+        automatic payments are blocked are left out."""
         leaves = session.execute(
             select(EpochLeaf.account, EpochLeaf.token, EpochLeaf.amount).where(
                 EpochLeaf.epoch == epoch.number
@@ -218,17 +219,21 @@ class Keeper:
         ).tuples()
         known = self._known_claimed(session)
         maybe = []
+        waiting = []  # below their threshold by what the store knows: not worth a chain read
         for account, token, amount in leaves:
             threshold = self.rules.threshold(token)
-            if threshold is not None and amount - known.get((account, token), 0) >= threshold:
+            already = known.get((account, token), 0)
+            if threshold is not None and amount - already >= threshold:
                 maybe.append((account, token, amount))
+            elif amount > already:
+                waiting.append(Candidate(account, token, amount, already))
         if not maybe:
-            return []
+            return waiting
         claimed = self._batch_calls([("claimed", (a, t)) for a, t, _ in maybe])
         accounts = sorted({a for a, _, _ in maybe})
         flags = self._batch_calls([("payoutBlocked", (a,)) for a in accounts])
         blocked = {a for a, flag in zip(accounts, flags, strict=True) if flag}
-        return [
+        return waiting + [
             Candidate(a, t, amount, c)
             for (a, t, amount), c in zip(maybe, claimed, strict=True)
             if a not in blocked and amount > c
