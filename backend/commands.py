@@ -1,4 +1,4 @@
-"""The store operator's commands: `serve`, `tracker`, `oracle`, and anyone's `verify-epoch N`.
+"""The store operator's commands: `serve`, `tracker`, `oracle`, `keeper`, and anyone's `verify-epoch N`.
 
 Settings come from `SEEDMARKET_*` environment variables (see backend/settings.py); the options
 here override the few that are handy on the command line.
@@ -48,13 +48,16 @@ def serve(
     indexer: Annotated[bool, typer.Option(help="Follow the chain in this process.")] = True,
     oracle: Annotated[bool, typer.Option(help="Close and post epochs in this process.")] = True,
     seed: Annotated[bool, typer.Option(help="Run the store's own seed in this process.")] = True,
+    keeper: Annotated[bool, typer.Option(help="Pay seeders automatically in this process.")] = True,
 ) -> None:
-    """Run the store: API, pages, tracker, chain indexer, oracle and the store's seed (Ctrl-C stops)."""
+    """Run the store: API, pages, tracker, indexer, oracle, keeper and the store's seed (Ctrl-C stops)."""
     from backend import runner  # noqa: PLC0415 - see the imports
 
     _logging()
     settings = _settings(api_host=host, api_port=port)
-    asyncio.run(runner.serve(settings, tracker=tracker, indexer=indexer, oracle=oracle, seed=seed))
+    asyncio.run(
+        runner.serve(settings, tracker=tracker, indexer=indexer, oracle=oracle, seed=seed, keeper=keeper)
+    )
 
 
 def store_seed() -> None:
@@ -115,6 +118,53 @@ def oracle(
         typer.echo(f"{epoch}{result.status}{': ' + result.detail if result.detail else ''}")
     if result.status == "failed":
         raise typer.Exit(1)
+
+
+def keeper(
+    once: Annotated[
+        bool, typer.Option("--once", help="One step (index, follow batches, pay what is due), then exit.")
+    ] = False,
+    indexer: Annotated[bool, typer.Option(help="Follow the chain in this process too.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Pay seeders automatically after each root activates; by default a loop, `--once` for one step."""
+    from backend import runner  # noqa: PLC0415 - see the imports
+    from backend.services import Services  # noqa: PLC0415
+
+    _logging()
+    settings = _settings()
+    services = Services.open(settings)
+    try:
+        payer = services.keeper()
+        if payer is None:
+            raise ConfigError("no keeper key: set SEEDMARKET_KEEPER_KEY or SEEDMARKET_KEEPER_KEYSTORE")
+        payer.check()
+        if once:
+            if indexer:
+                services.indexer().sync()
+            result = payer.step()
+    finally:
+        services.close()
+    if not once:
+        runner.run_keeper(settings, indexer=indexer)
+        return
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "status": result.status,
+                    "epoch": result.epoch,
+                    "batches": result.batches,
+                    "payees": result.payees,
+                    "detail": result.detail,
+                    "waitUntil": result.wait_until,
+                }
+            )
+        )
+    else:
+        epoch = f"epoch {result.epoch}: " if result.epoch is not None else ""
+        paid = f" ({result.payees} payees in {result.batches} batches)" if result.payees else ""
+        typer.echo(f"{epoch}{result.status}{paid}{': ' + result.detail if result.detail else ''}")
 
 
 def verify_epoch(

@@ -56,3 +56,7 @@ class RateLimited(StoreError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class KeeperError(StoreError):
+    """A payout batch could not be planned or sent; the message says why and what to do."""

@@ -23,7 +23,15 @@ from sqlalchemy import func, select, text
 
 from backend.db import Database
 from backend.errors import ChainError
-from backend.models import Epoch, EpochStatus, IndexerCursor
+from backend.models import (
+    Epoch,
+    EpochStatus,
+    IndexerCursor,
+    PayoutBatch,
+    PayoutLeaf,
+    PayoutOutcome,
+    PayoutStatus,
+)
 from tracker.policy import ReceiptOutcome
 
 # /readyz fails when the indexer is more than this many blocks behind the confirmed head.
@@ -148,7 +156,7 @@ class StoreCollector(Collector):
             )
         yield from self._database_state()
 
-    def _database_state(self) -> Iterable[GaugeMetricFamily]:
+    def _database_state(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
         with self.db.reader() as session:
             latest = session.scalars(select(Epoch).order_by(Epoch.number.desc()).limit(1)).first()
             sending = session.scalar(
@@ -170,6 +178,7 @@ class StoreCollector(Collector):
                 "Seconds since the newest epoch was closed",
                 value=max(time.time() - latest.created_at, 0.0),
             )
+        yield from self._keeper_state()
         try:
             lag = indexer_lag(self.db, self.head, self.confirmations)
         except ChainError:
@@ -177,6 +186,36 @@ class StoreCollector(Collector):
         if lag is not None:
             yield GaugeMetricFamily(
                 "seedmarket_indexer_lag_blocks", "Confirmed blocks the indexer has not read yet", value=lag
+            )
+
+    def _keeper_state(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        """The keeper's batches by status, the leaves it paid, what its gas cost, its last payout."""
+        with self.db.reader() as session:
+            by_status = select(PayoutBatch.status, func.count()).group_by(PayoutBatch.status)
+            counts: dict[str, int] = dict(session.execute(by_status).tuples().all())
+            paid = session.scalar(
+                select(func.count()).select_from(PayoutLeaf).where(PayoutLeaf.outcome == PayoutOutcome.PAID)
+            )
+            fees = session.scalars(select(PayoutBatch.fee_paid).where(PayoutBatch.fee_paid.is_not(None)))
+            spent = sum(int(f) for f in fees if f is not None)
+            last = session.scalar(select(func.max(PayoutBatch.mined_at)))
+        batches = GaugeMetricFamily(
+            "seedmarket_keeper_batches", "Payout batches by status", labels=["status"]
+        )
+        for status in PayoutStatus:
+            batches.add_metric([status.value], counts.get(status.value, 0))
+        yield batches
+        yield CounterMetricFamily(
+            "seedmarket_keeper_payees_paid", "Leaves the keeper's batches paid", value=paid or 0
+        )
+        yield CounterMetricFamily(
+            "seedmarket_keeper_gas_fees_wei", "What the keeper's mined batches cost in gas (wei)", value=spent
+        )
+        if last is not None:
+            yield GaugeMetricFamily(
+                "seedmarket_keeper_last_payout_age_seconds",
+                "Seconds since the block of the keeper's newest mined batch",
+                value=max(time.time() - last, 0.0),
             )
 
 

@@ -289,3 +289,82 @@ class EpochLeaf(Base):
         Index("ix_epoch_leaves_account", "account", "epoch"),
         UniqueConstraint("epoch", "tree_index", name="uq_epoch_leaves_tree_index"),
     )
+
+
+# ----- the keeper's automatic payouts (store data) -----
+
+
+class PayoutStatus(StrEnum):
+    """How far one payout batch has got (the `payout_batches.status` column)."""
+
+    SENDING = "sending"  # signed and stored; it may or may not have been broadcast
+    MINED = "mined"  # mined and succeeded: its leaves' outcomes are recorded
+    REVERTED = "reverted"  # mined and reverted (a canceled root, paused): its leaves are free again
+    DROPPED = "dropped"  # its nonce went to another transaction and none of its versions was mined
+
+
+PAYOUT_TRANSITIONS: dict[PayoutStatus, frozenset[PayoutStatus]] = {
+    # -> SENDING: a fee replacement (same nonce, higher fees).
+    PayoutStatus.SENDING: frozenset(
+        {PayoutStatus.SENDING, PayoutStatus.MINED, PayoutStatus.REVERTED, PayoutStatus.DROPPED}
+    ),
+    PayoutStatus.MINED: frozenset(),
+    PayoutStatus.REVERTED: frozenset(),
+    PayoutStatus.DROPPED: frozenset(),
+}
+
+
+class PayoutBatch(Base):
+    """One `payout` transaction of the keeper: stored signed before it is broadcast."""
+
+    __tablename__ = "payout_batches"
+
+    id: Mapped[int] = mapped_column(AUTO_ID, primary_key=True, autoincrement=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, index=True)
+    root: Mapped[str] = mapped_column(HASH)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    raw_tx: Mapped[bytes] = mapped_column(LargeBinary)
+    tx_hash: Mapped[str] = mapped_column(HASH)
+    tx_nonce: Mapped[int] = mapped_column(BigInteger)
+    prior_hashes: Mapped[str] = mapped_column(Text, server_default="[]")  # JSON: the versions it replaced
+    gas_limit: Mapped[int] = mapped_column(BigInteger)
+    payees: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    mined_block: Mapped[int | None] = mapped_column(BigInteger)
+    mined_at: Mapped[int | None] = mapped_column(BigInteger)  # the block's timestamp
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    fee_paid: Mapped[int | None] = mapped_column(Uint)  # wei: gas used times the effective price
+    paid_count: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    def move_to(self, status: PayoutStatus) -> None:
+        """Change the status, refusing a change `PAYOUT_TRANSITIONS` does not allow."""
+        current = PayoutStatus(self.status)
+        if status not in PAYOUT_TRANSITIONS[current]:
+            raise OracleError(f"payout batch {self.id} cannot go from {current} to {status}")
+        self.status = status
+        self.updated_at = int(time.time())
+
+
+class PayoutOutcome(StrEnum):
+    """What a mined batch did with one of its leaves."""
+
+    PAID = "paid"
+    SKIPPED = "skipped"  # paid up already (a claim got there first) or the account is blocked
+    FAILED = "failed"  # the ETH send failed: the amount stays claimable, the account is blocked
+
+
+class PayoutLeaf(Base):
+    """One leaf in one payout batch: what it was to pay, and, once mined, what it did."""
+
+    __tablename__ = "payout_leaves"
+
+    batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    token: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    cumulative: Mapped[int] = mapped_column(Uint)
+    amount: Mapped[int] = mapped_column(Uint)  # its unpaid part when the batch was planned
+    outcome: Mapped[str | None] = mapped_column(String(8))
+
+    __table_args__ = (Index("ix_payout_leaves_account", "account", "token"),)

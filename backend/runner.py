@@ -1,7 +1,7 @@
 """Running the store's processes: all in one (`serve`), or the tracker or the oracle alone.
 
-The API (uvicorn) and the tracker share one asyncio event loop; the indexer and the oracle,
-which block on the chain and the database, run in threads. Ctrl-C (SIGINT) or SIGTERM stops
+The API (uvicorn) and the tracker share one asyncio event loop; the indexer, the oracle and the
+keeper, which block on the chain and the database, run in threads. Ctrl-C (SIGINT) or SIGTERM stops
 everything: uvicorn finishes its requests, the tracker its receipt batches, the threads their
 current step.
 """
@@ -60,14 +60,19 @@ def _check_chain(services: Services) -> None:
         log.warning("chain check failed (%s); the indexer and oracle keep retrying", exc)
 
 
-def start_workers(services: Services, *, indexer: bool, oracle: bool) -> Workers:
-    """Start the indexer and/or oracle threads; on PostgreSQL only while this instance leads."""
+def start_workers(services: Services, *, indexer: bool, oracle: bool, keeper: bool = False) -> Workers:
+    """Start the indexer, oracle and/or keeper threads; on PostgreSQL only while this instance leads."""
     workers = Workers()
-    if not (indexer or oracle):
+    if not (indexer or oracle or keeper):
         return workers
     poster = services.oracle() if oracle else None
     if poster is not None:
         poster.check()
+    payer = services.keeper() if keeper else None
+    if keeper and payer is None:
+        log.warning("no keeper key (SEEDMARKET_KEEPER_KEY): seeders are not paid automatically")
+    if payer is not None:
+        payer.check()
 
     def start(stop: threading.Event) -> list[threading.Thread]:
         started = Workers()
@@ -77,6 +82,8 @@ def start_workers(services: Services, *, indexer: bool, oracle: bool) -> Workers
             started.start("indexer", lambda s: follower.run(s, services.settings.poll_interval))
         if poster is not None:
             started.start("oracle", poster.run)
+        if payer is not None:
+            started.start("keeper", payer.run)
         return started.threads
 
     if services.db.is_sqlite:
@@ -90,12 +97,18 @@ def start_workers(services: Services, *, indexer: bool, oracle: bool) -> Workers
 
 
 async def serve(
-    settings: Settings, *, tracker: bool = True, indexer: bool = True, oracle: bool = True, seed: bool = True
+    settings: Settings,
+    *,
+    tracker: bool = True,
+    indexer: bool = True,
+    oracle: bool = True,
+    seed: bool = True,
+    keeper: bool = True,
 ) -> None:
-    """API + tracker + indexer + oracle + the store's seed in one process, until interrupted."""
+    """API + tracker + indexer + oracle + keeper + the store's seed in one process, until interrupted."""
     services = Services.open(settings)
     _check_chain(services)
-    workers = start_workers(services, indexer=indexer, oracle=oracle)
+    workers = start_workers(services, indexer=indexer, oracle=oracle, keeper=keeper)
     server: TrackerServer | None = None
     seeding: asyncio.Task[None] | None = None
     stop_seeding = asyncio.Event()
@@ -206,9 +219,18 @@ async def run_tracker(settings: Settings) -> None:
 
 def run_oracle(settings: Settings, *, indexer: bool = True) -> None:
     """The oracle loop (with its own indexer unless told otherwise), until SIGINT/SIGTERM."""
+    _run_workers(settings, indexer=indexer, oracle=True)
+
+
+def run_keeper(settings: Settings, *, indexer: bool = True) -> None:
+    """The keeper loop (with its own indexer unless told otherwise), until SIGINT/SIGTERM."""
+    _run_workers(settings, indexer=indexer, keeper=True)
+
+
+def _run_workers(settings: Settings, *, indexer: bool, oracle: bool = False, keeper: bool = False) -> None:
     services = Services.open(settings)
     _check_chain(services)
-    workers = start_workers(services, indexer=indexer, oracle=True)
+    workers = start_workers(services, indexer=indexer, oracle=oracle, keeper=keeper)
     stopped = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopped.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

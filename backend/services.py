@@ -6,13 +6,16 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from eth_account.signers.local import LocalAccount
+
 from backend.chain import Chain
 from backend.db import Database
 from backend.errors import ConfigError
 from backend.indexer import Indexer
+from backend.keeper import Keeper
 from backend.metrics import ReceiptCounts
 from backend.oracle import Oracle
-from backend.oracle_key import load_oracle_account
+from backend.oracle_key import load_keeper_account, load_oracle_account
 from backend.receipt_sink import DatabaseReceiptSink
 from backend.settings import Settings
 from backend.tracker_policy import DatabaseSwarmPolicy
@@ -28,6 +31,9 @@ class Services:
     db: Database = field(init=False)
     # Set when receipts or chain events are committed; an idle oracle sleeps until then.
     wake: threading.Event = field(init=False, default_factory=threading.Event)
+    # Set when chain events are committed: an idle keeper sleeps until then (its own event, so
+    # that the oracle clearing its flag never hides a new root from the keeper).
+    keeper_wake: threading.Event = field(init=False, default_factory=threading.Event)
     receipt_counts: ReceiptCounts = field(init=False, default_factory=ReceiptCounts)
 
     def __post_init__(self) -> None:
@@ -60,12 +66,28 @@ class Services:
             deployment_block=block,
             confirmations=self.settings.confirmations,
             batch_blocks=self.settings.log_batch_blocks,
-            on_change=self.wake.set,
+            on_change=self._chain_changed,
         )
+
+    def _chain_changed(self) -> None:
+        self.wake.set()
+        self.keeper_wake.set()
 
     def oracle(self) -> Oracle:
         """The oracle with its signing key."""
         return Oracle(self.db, self.chain, self.settings, load_oracle_account(self.settings), self.wake)
+
+    @cached_property
+    def keeper_account(self) -> LocalAccount | None:
+        """The keeper's account; None when no keeper runs (see `load_keeper_account`)."""
+        return load_keeper_account(self.settings)
+
+    def keeper(self) -> Keeper | None:
+        """The keeper with its own key; None when no keeper runs."""
+        account = self.keeper_account
+        if account is None:
+            return None
+        return Keeper(self.db, self.chain, self.settings, account, self.keeper_wake)
 
     def sink(self) -> DatabaseReceiptSink:
         """The database-backed receipt sink."""

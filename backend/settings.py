@@ -26,6 +26,9 @@ from tracker.server.proxies import TrustedProxies
 DEV_ORACLE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 PUBLIC_TEST_MNEMONIC = "test test test test test test test test test test test junk"
 _PUBLIC_TEST_ACCOUNTS = 10
+# The keeper's development key: the public test mnemonic's account 10, which anvil does not fund
+# by default (the dev stack and the tests fund it), so it shares no nonce with any role's account.
+DEV_KEEPER_INDEX = 10
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -80,6 +83,31 @@ class Settings(BaseSettings):
         1000.0, gt=0, description="the oracle never offers more than this per gas, however long it waits"
     )
 
+    # Keeper (automatic payouts): a key of its own, so it never competes with the oracle for a nonce
+    keeper: bool = Field(True, description="pay seeders automatically after each root activates")
+    keeper_key: SecretStr | None = Field(
+        None, description="default: test account 10 in development, no keeper in production"
+    )
+    keeper_keystore: Path | None = None
+    keeper_keystore_password: SecretStr | None = None
+    keeper_threshold_wei: int = Field(
+        10**15, ge=1, description="an ETH leaf is paid automatically once its unpaid part reaches this"
+    )
+    keeper_gas_fraction: float = Field(
+        0.05, gt=0, le=1, description="a payee's share of its batch's gas may cost at most this part of it"
+    )
+    keeper_batch_gas: int = Field(
+        8_000_000, ge=200_000, description="the gas a payout batch is sized to (well under a block's)"
+    )
+    keeper_token_thresholds: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="ERC-20s paid automatically: token=least unpaid amount (base units), comma-separated",
+    )
+    keeper_token_prices: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict,
+        description="token=wei per base unit, for the gas-fraction rule on ERC-20s (without: threshold only)",
+    )
+
     # The store's own seed
     store_seed_super_seed: bool = Field(
         True, description="offer pieces a few at a time, only those buyers cannot get elsewhere (BEP 16)"
@@ -127,6 +155,27 @@ class Settings(BaseSettings):
                 raise ValueError(f"store account {account!r} is not an address")
         return [account.lower() for account in value]
 
+    @field_validator("keeper_token_thresholds", "keeper_token_prices", mode="before")
+    @classmethod
+    def _split_token_map(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            token, sep, amount = item.partition("=")
+            if not sep:
+                raise ValueError(f"{item!r} is not token=value")
+            pairs[token.strip()] = amount.strip()
+        return pairs
+
+    @field_validator("keeper_token_thresholds", "keeper_token_prices")
+    @classmethod
+    def _lowercase_tokens(cls, value: dict[str, object]) -> dict[str, object]:
+        for token in value:
+            if not is_address(token):
+                raise ValueError(f"token {token!r} is not an address")
+        return {token.lower(): amount for token, amount in value.items()}
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxy_networks(cls, value: list[str]) -> list[str]:
@@ -166,6 +215,17 @@ class Settings(BaseSettings):
                 )
         if self.oracle_keystore is not None and self.oracle_keystore_password is None:
             raise ValueError("SEEDMARKET_ORACLE_KEYSTORE needs SEEDMARKET_ORACLE_KEYSTORE_PASSWORD")
+        if self.keeper_keystore is None and self.keeper_key is not None:
+            try:
+                keeper = Account.from_key(self.keeper_key.get_secret_value()).address
+            except ValueError:
+                raise ValueError("SEEDMARKET_KEEPER_KEY is not a private key") from None
+            if keeper in _public_test_addresses() | {public_test_account(DEV_KEEPER_INDEX).address}:
+                raise ValueError(
+                    "SEEDMARKET_KEEPER_KEY is a public test key; set your own key outside development"
+                )
+        if self.keeper_keystore is not None and self.keeper_keystore_password is None:
+            raise ValueError("SEEDMARKET_KEEPER_KEYSTORE needs SEEDMARKET_KEEPER_KEYSTORE_PASSWORD")
         if not self.store_accounts:
             raise ValueError("set SEEDMARKET_STORE_ACCOUNTS (the store's seeding accounts) in production")
         if not self.public_url.startswith("https://"):

@@ -29,7 +29,7 @@ import httpx
 from backend.chain import load_contract_type
 from backend.deployments import DeploymentError, read_deployment
 from backend.errors import ConfigError
-from backend.settings import public_test_account
+from backend.settings import DEV_KEEPER_INDEX, public_test_account
 from dev.devcli import SEEDMARKET
 from dev.devnet import Anvil, free_port
 
@@ -40,6 +40,8 @@ STARTUP_SECONDS = 60.0
 # clock stands still while nobody transacts, so a posted root would never become active (the
 # oracle waits for it) and no settlement window would ever pass on a quiet store.
 ANVIL_MINING = ("--block-time", "1", "--mixed-mining")
+KEEPER_FUNDS = 100 * 10**18  # wei the dev stack gives the keeper's account for gas
+DEV_KEEPER_THRESHOLD = 10**12  # wei: on a local chain the keeper pays all but dust
 
 
 def dev_key(index: int) -> str:
@@ -85,7 +87,7 @@ class Ports:
 
 @dataclass
 class DevStack:
-    """anvil + Marketplace + `seedmarket serve` (API, pages, tracker, indexer, oracle, store seed)."""
+    """anvil + Marketplace + `seedmarket serve` (API, pages, tracker, indexer, oracle, keeper, store seed)."""
 
     data_dir: Path
     ports: Ports = field(default_factory=Ports)
@@ -95,6 +97,7 @@ class DevStack:
     settle_after: int = 600
     root_delay: int = 10
     confirmations: int = 0
+    keeper: bool = True  # pay seeders automatically (False: they claim, as before issue 13)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     anvil: Anvil | None = None
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -141,6 +144,11 @@ class DevStack:
                 "SEEDMARKET_MANIFEST": str(MANIFEST),
                 "SEEDMARKET_ORACLE_KEY": dev_key(0),
                 "SEEDMARKET_STORE_ACCOUNTS": dev_address(0),
+                # The keeper has an account of its own (never the oracle's: they would fight over
+                # its nonces), funded by `_fund_keeper`; on a local chain any amount is worth paying.
+                "SEEDMARKET_KEEPER": "true" if self.keeper else "false",
+                "SEEDMARKET_KEEPER_KEY": dev_key(DEV_KEEPER_INDEX),
+                "SEEDMARKET_KEEPER_THRESHOLD_WEI": str(DEV_KEEPER_THRESHOLD),
                 "SEEDMARKET_EPOCH_LENGTH": str(self.epoch_length),
                 "SEEDMARKET_SETTLE_AFTER": str(self.settle_after),
                 "SEEDMARKET_CONFIRMATIONS": str(self.confirmations),
@@ -173,6 +181,8 @@ class DevStack:
                     extra=ANVIL_MINING,
                 )
             self._deploy()
+            if self.keeper:
+                self._fund_keeper()
             self.spawn("store", [*SEEDMARKET, "serve"])
             self.wait_for_store()
             if sample:
@@ -217,6 +227,41 @@ class DevStack:
             "--deployments",
             str(self.deployments),
         )
+
+    def _fund_keeper(self) -> None:
+        """Give the keeper's account gas money from development account 0 (a signed transfer:
+        it works on any chain where that account has ether, not only on anvil)."""
+        keeper = dev_address(DEV_KEEPER_INDEX)
+        if int(self._rpc("eth_getBalance", [keeper, "latest"]), 16) >= KEEPER_FUNDS // 2:
+            return
+        funder = public_test_account(0)
+        base_fee = int(self._rpc("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"], 16)
+        tx: dict[str, Any] = {
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": int(self._rpc("eth_getTransactionCount", [funder.address, "pending"]), 16),
+            "to": keeper,
+            "value": KEEPER_FUNDS,
+            "gas": 21_000,
+            "maxFeePerGas": 2 * base_fee + 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        }
+        tx_hash = self._rpc(
+            "eth_sendRawTransaction", ["0x" + funder.sign_transaction(tx).raw_transaction.hex()]
+        )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while self._rpc("eth_getTransactionReceipt", [tx_hash]) is None:
+            if time.monotonic() > deadline:
+                raise ConfigError("the keeper's funding transaction was not mined")
+            time.sleep(0.2)
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        answer = httpx.post(
+            self.rpc, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        ).json()
+        if "error" in answer:
+            raise ConfigError(f"{method} failed: {answer['error']}")
+        return answer["result"]
 
     def _has_code(self, address: str) -> bool:
         answer = httpx.post(

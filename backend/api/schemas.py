@@ -178,6 +178,19 @@ class TokenRewardsOut(Model):
     claimed: Amount
     claimable: Amount
     pending: Amount
+    auto_pay: str = Field(
+        description="where the unpaid part stands with the keeper: due, waiting-for-fees, next-root, "
+        "below-threshold, blocked (claim it), manual (not paid automatically), nothing"
+    )
+    auto_pay_threshold: Amount | None = Field(
+        None, description="the least unpaid amount the keeper pays (null: it does not pay this token)"
+    )
+    auto_pay_expected_at: int | None = Field(
+        None, description="next-root: roughly when (Unix time) the root that makes it due activates"
+    )
+    paid_automatically_at: int | None = Field(None, description="the last automatic payment's block time")
+    paid_automatically_tx: str | None = Field(None, description="the last automatic payment's transaction")
+    paid_automatically_amount: Amount | None = None
 
 
 class RewardsOut(Model):

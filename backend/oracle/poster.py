@@ -298,32 +298,26 @@ class Oracle:
         if self._posted_on_chain(epoch):
             self._mark(epoch.number, EpochStatus.POSTED)
             return StepResult(EpochStatus.POSTED, epoch.number, "found on chain")
-        receipt = self.sender.receipt(epoch.tx_hash)
-        if receipt is not None:
-            result = self._settle_receipt(epoch, receipt)
-            return None if result.status == EpochStatus.CLOSED else result
-        known = self.sender.known(epoch.tx_hash)
-        if not known and epoch.tx_nonce is not None and self.sender.nonce_used(epoch.tx_nonce):
+        assert epoch.tx_nonce is not None
+        followed = self.sender.follow(
+            SignedTx(epoch.raw_tx, epoch.tx_hash, epoch.tx_nonce),
+            # Unmined for long (fees rose, or a node dropped it as underpriced): raise the fees.
+            stale=time.time() - epoch.updated_at >= self.replace_after,
+            store=lambda signed: self._store_replacement(epoch, signed),
+            wait=wait,
+        )
+        if followed.lost:
             # Our nonce went to another transaction and ours never posted: sign anew.
             self._mark(epoch.number, EpochStatus.CLOSED, error="transaction replaced; signing again")
             return None
-        # Unmined for long (fees rose, or a node dropped it as underpriced): raise the fees.
-        replaced = self._replace(epoch) if time.time() - epoch.updated_at >= self.replace_after else None
-        if replaced is not None:
-            epoch = replaced
-        elif not known:
-            assert epoch.raw_tx is not None
-            log.info("oracle: re-broadcasting epoch %d's transaction %s", epoch.number, epoch.tx_hash)
-            self.sender.broadcast(epoch.raw_tx)
-        return self._await(epoch, wait=wait)
+        if followed.receipt is None:
+            detail = f"waiting for {followed.tx.hash} to be mined"
+            return StepResult(EpochStatus.SENDING, epoch.number, detail)
+        result = self._settle_receipt(epoch, followed.receipt)
+        return None if result.status == EpochStatus.CLOSED else result
 
-    def _replace(self, epoch: Epoch) -> Epoch | None:
-        """The stored transaction replaced by one with the same nonce and higher fees, stored
-        before it is broadcast; None when that would cross the fee ceiling."""
-        assert epoch.raw_tx is not None and epoch.tx_hash is not None and epoch.tx_nonce is not None
-        signed = self.sender.replacement(SignedTx(epoch.raw_tx, epoch.tx_hash, epoch.tx_nonce))
-        if signed is None:
-            return None
+    def _store_replacement(self, epoch: Epoch, signed: SignedTx) -> None:
+        """Store a fee replacement of the epoch's transaction (before the sender broadcasts it)."""
         with self.db.writer() as session:
             row = session.get(Epoch, epoch.number)
             assert row is not None
@@ -333,11 +327,6 @@ class Oracle:
             row.raw_tx = signed.raw
             row.tx_hash = signed.hash
         log.warning("oracle: epoch %d's transaction is now %s", epoch.number, signed.hash)
-        self.sender.broadcast(signed.raw)
-        with self.db.reader() as session:
-            fresh = session.get(Epoch, epoch.number)
-        assert fresh is not None
-        return fresh
 
     def _posted_on_chain(self, epoch: Epoch) -> bool:
         topic_epoch = "0x" + epoch.number.to_bytes(32, "big").hex()

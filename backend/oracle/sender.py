@@ -1,16 +1,20 @@
 """Durable transactions: sign, broadcast, await, re-broadcast and replace one key's transactions.
 
 The sender holds no state of its own. Its caller stores each signed transaction (raw bytes, hash,
-nonce) durably *before* broadcasting it, and after a crash asks the chain what became of it
-(`receipt`, `known`, `nonce_used`), broadcasting the same bytes again or a fee replacement with
-the same nonce. The oracle keeps its transaction in the epoch's row; the automatic-payouts keeper
-can keep its own the same way. The fee rules are backend.oracle.fees.
+nonce) durably *before* broadcasting it, and then, after a crash as well as in its normal course,
+hands it to `follow`, which asks the chain what became of it: mined (the receipt), its nonce taken
+by another transaction (lost), or still unmined: then the same bytes are broadcast again when the
+node forgot them, or, once it has waited long enough, a fee replacement with the same nonce is
+signed, handed to the caller to store, and only then broadcast. This is the one implementation of
+durable transactions: the oracle keeps its transaction in the epoch's row, the keeper in its
+payout batch's row. The fee rules are backend.oracle.fees.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +23,7 @@ from eth_account.typed_transactions import TypedTransaction
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3.contract.contract import ContractFunction
-from web3.types import TxParams, Wei
+from web3.types import Nonce, TxParams, Wei
 
 from backend.chain import Chain
 from backend.errors import ChainError, ChainUnavailable, OracleError
@@ -37,6 +41,16 @@ class SignedTx:
     raw: bytes
     hash: str  # 0x-hex
     nonce: int
+
+
+@dataclass(frozen=True, slots=True)
+class Followed:
+    """What `follow` found: the receipt once mined (of `tx`, the version that was mined), or
+    `lost` (the nonce went to a transaction that is none of ours), or neither (still unmined)."""
+
+    tx: SignedTx
+    receipt: dict[str, Any] | None = None
+    lost: bool = False
 
 
 class TransactionSender:
@@ -57,14 +71,24 @@ class TransactionSender:
         tip = self.chain.call(lambda: self.chain.w3.eth.max_priority_fee)
         return int(block.get("baseFeePerGas") or 0), int(tip)
 
-    def sign(self, function: ContractFunction, gas: int) -> SignedTx:
-        """The call signed with the account's next nonce and a first offer (not broadcast)."""
+    def next_nonce(self) -> int:
+        """The account's next nonce as the node sees it (its pending transactions counted)."""
         sender = self.account.address
-        nonce = self.chain.call(lambda: self.chain.w3.eth.get_transaction_count(sender, "pending"))
-        offer = first_offer(*self.fees_now(), self.max_fee)
+        return int(self.chain.call(lambda: self.chain.w3.eth.get_transaction_count(sender, "pending")))
+
+    def sign(
+        self, function: ContractFunction, gas: int, *, nonce: int | None = None, offer: Offer | None = None
+    ) -> SignedTx:
+        """The call signed with `nonce` (default: the account's next) and a first offer (not
+        broadcast); a caller signing several at once passes consecutive nonces and one offer."""
+        sender = self.account.address
+        if nonce is None:
+            nonce = self.next_nonce()
+        if offer is None:
+            offer = self.first_offer()
         params: TxParams = {
             "from": sender,
-            "nonce": nonce,
+            "nonce": Nonce(nonce),
             "gas": gas,
             "maxFeePerGas": Wei(offer.max_fee),
             "maxPriorityFeePerGas": Wei(offer.tip),
@@ -73,6 +97,10 @@ class TransactionSender:
         tx = function.build_transaction(params)
         signed = self.account.sign_transaction(tx)  # type: ignore[arg-type]
         return SignedTx(bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex(), nonce)
+
+    def first_offer(self) -> Offer:
+        """What a transaction signed now offers per gas."""
+        return first_offer(*self.fees_now(), self.max_fee)
 
     def replacement(self, previous: SignedTx) -> SignedTx | None:
         """`previous` signed again with the same nonce and higher fees (not broadcast); None when
@@ -107,6 +135,41 @@ class TransactionSender:
             offer.max_fee / GWEI,
         )
         return SignedTx(bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex(), previous.nonce)
+
+    def follow(
+        self,
+        stored: SignedTx,
+        *,
+        stale: bool,
+        store: Callable[[SignedTx], None],
+        prior: Sequence[str] = (),
+        wait: bool = True,
+    ) -> Followed:
+        """Drive a stored transaction towards being mined: see the module's docstring.
+
+        `stale`: it has been unmined long enough to replace it with higher fees; `store` must make
+        the replacement durable (and raise if the caller's state changed) before it is broadcast;
+        `prior`: hashes of versions it replaced, any of which may be the one that was mined."""
+        receipt = self.receipt(stored.hash)
+        if receipt is not None:
+            return Followed(stored, receipt)
+        known = self.known(stored.hash)
+        if not known and self.nonce_used(stored.nonce):
+            for old in prior:
+                receipt = self.receipt(old)
+                if receipt is not None:
+                    return Followed(SignedTx(stored.raw, old, stored.nonce), receipt)
+            return Followed(stored, lost=True)
+        current = stored
+        replacement = self.replacement(stored) if stale else None
+        if replacement is not None:
+            store(replacement)
+            self.broadcast(replacement.raw)
+            current = replacement
+        elif not known:
+            log.info("re-broadcasting transaction %s", stored.hash)
+            self.broadcast(stored.raw)
+        return Followed(current, self.await_receipt(current.hash, wait=wait))
 
     def broadcast(self, raw: bytes) -> None:
         """Send a signed transaction; a node that has it already is not an error."""

@@ -22,6 +22,7 @@ from backend.api.deps import ContextDep
 from backend.catalog import CatalogEntry, get_product, list_products, may_download
 from backend.chain import ZERO_ADDRESS
 from backend.errors import ChainError, ConfigError
+from backend.keeper.status import auto_payouts
 from backend.passkeys import passkey_for
 from backend.rewards import rewards_of
 from backend.sales import library_of, magnet_link, seller_summary
@@ -220,7 +221,11 @@ def rewards(
     try:
         with context.services.db.reader() as session:
             epoch, tokens = rewards_of(session, context.services.chain, who, context.store_account)
-        standing = [(t, web.token(t.token)) for t in tokens]
+            keeper = context.services.keeper_account is not None
+            auto = auto_payouts(
+                session, context.services.chain, context.services.settings, who, tokens, keeper=keeper
+            )
+        standing = [(t, web.token(t.token), auto[t.token]) for t in tokens]
     except (ChainError, ConfigError) as exc:
         log.warning("rewards of %s: %s", who, exc)
         return render(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,13 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
 
+def _utc(timestamp: int | None) -> str:
+    """A Unix time as the pages show it (UTC, to the minute)."""
+    if timestamp is None:
+        return ""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 class WebState:
     """Built once per app; the chain-derived parts on first use, so a page can report a dead chain."""
 
@@ -26,6 +34,7 @@ class WebState:
         self.context = context
         self.templates = Jinja2Templates(directory=TEMPLATES)
         self.templates.env.filters["checksum"] = checksum
+        self.templates.env.filters["utc"] = _utc
 
     @cached_property
     def config(self) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -96,14 +97,53 @@ def rewards(
         emit(as_json, result, f"{address} has earned nothing yet: keep seeding (seedmarket seed --key ...)")
         return
     table = Table(title=f"rewards of {address} (active epoch {result.get('activeEpoch')})")
-    for column in ("token", "earned", "claimable", "claimed", "pending"):
-        table.add_column(column, justify="left" if column == "token" else "right")
+    for column in ("token", "earned", "claimable", "claimed", "pending", "paid automatically"):
+        table.add_column(
+            column, justify="right" if column in ("earned", "claimable", "claimed", "pending") else "left"
+        )
     for entry, symbol, decimals in tokens:
         table.add_row(
             symbol,
             *(from_units(int(entry[f]), decimals) for f in ("earned", "claimable", "claimed", "pending")),
+            _automatic(entry, symbol, decimals),
         )
     console.print(table)
+
+
+def _utc(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _automatic(entry: dict[str, Any], symbol: str, decimals: int) -> str:
+    """The keeper's column: the last automatic payment, and where the unpaid rest stands."""
+    lines = []
+    if entry.get("paidAutomaticallyAt"):
+        amount = from_units(int(entry["paidAutomaticallyAmount"] or 0), decimals)
+        lines.append(
+            f"paid automatically on {_utc(entry['paidAutomaticallyAt'])}: {amount} {symbol}, "
+            f"tx {entry['paidAutomaticallyTx']}"
+        )
+    state = entry.get("autoPay", "manual")
+    threshold = entry.get("autoPayThreshold")
+    if state == "due":
+        lines.append("being paid automatically now")
+    elif state == "waiting-for-fees":
+        lines.append("paid automatically once gas is cheaper")
+    elif state == "next-root":
+        expected = entry.get("autoPayExpectedAt")
+        lines.append(
+            "paid automatically after the next root" + (f", around {_utc(expected)}" if expected else "")
+        )
+    elif state == "below-threshold" and threshold is not None:
+        lines.append(
+            f"below the automatic threshold ({from_units(int(threshold), decimals)} {symbol}): "
+            "paid once it reaches it, or claim it"
+        )
+    elif state == "blocked":
+        lines.append("an automatic payment failed: claim it")
+    elif state == "manual":
+        lines.append("not paid automatically: claim it")
+    return "\n".join(lines)
 
 
 CLAIM_ATTEMPTS = 2

@@ -1,0 +1,451 @@
+"""The keeper: after each root activates, pays the leaves the rules allow, in batches, crash-safe.
+
+A step first follows the batches in flight (`payout_batches` rows in "sending"), through the same
+durable-transaction code as the oracle (`TransactionSender.follow`): each batch is signed with its
+own nonce and stored *before* it is broadcast; after a crash the stored bytes are broadcast again,
+a batch unmined for `tx_replace_after` seconds is replaced with higher fees under `max_fee_gwei`,
+and one whose nonce went elsewhere is marked dropped. Only when none is in flight does it read the
+claimable root (`activeRoot()`), the unpaid part of each of its leaves (`claimed` and
+`payoutBlocked` on chain, for the leaves the indexed claims leave above their threshold) and plan
+new batches (backend.keeper.plan). Nothing is paid twice: the contract skips a leaf already paid
+up, so a batch sent again after a crash, or racing a seeder's own claim, pays each leaf once.
+A root canceled after the keeper read it makes its batch revert (the proof no longer matches the
+claimable root); the batch is marked reverted and its leaves are planned again from the root that
+is claimable then.
+
+The keeper signs with a key of its own (`keeper_key`), never the oracle's: both pick their next
+nonce from the node, and two writers of one account's nonces would replace each other's
+transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+from web3.contract.contract import ContractFunction
+
+from backend.chain import Chain
+from backend.db import Database
+from backend.epochs import tree_of
+from backend.errors import ChainError, ConfigError, ContractRevert, KeeperError
+from backend.keeper.plan import Batch, Candidate, Plan, Rules, plan
+from backend.models import (
+    ChainEvent,
+    Epoch,
+    EpochLeaf,
+    PayoutBatch,
+    PayoutLeaf,
+    PayoutOutcome,
+    PayoutStatus,
+    table,
+)
+from backend.oracle.fees import GWEI
+from backend.oracle.poster import FAULT_ENV
+from backend.oracle.sender import SignedTx, TransactionSender
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF = 60.0
+_CALLS_PER_REQUEST = 500  # eth_calls in one JSON-RPC batch
+
+
+def rules_of(settings: Settings) -> Rules:
+    """The payout rules the settings give."""
+    return Rules(
+        eth_threshold=settings.keeper_threshold_wei,
+        gas_fraction=settings.keeper_gas_fraction,
+        batch_gas=settings.keeper_batch_gas,
+        token_thresholds=dict(settings.keeper_token_thresholds),
+        token_prices=dict(settings.keeper_token_prices),
+    )
+
+
+@dataclass(frozen=True)
+class KeeperResult:
+    """What one keeper step did."""
+
+    status: str  # "sending" (batches in flight), "sent", "idle"
+    epoch: int | None = None
+    batches: int = 0
+    payees: int = 0
+    detail: str = ""
+    wait_until: int | None = None  # chain time a pending root becomes claimable
+
+
+class Keeper:
+    """Pays the claimable root's leaves with the keeper's key."""
+
+    def __init__(
+        self,
+        db: Database,
+        chain: Chain,
+        settings: Settings,
+        account: LocalAccount,
+        wake: threading.Event | None = None,
+    ) -> None:
+        self.db = db
+        self.chain = chain
+        self.settings = settings
+        self.account = account
+        self.rules = rules_of(settings)
+        self.replace_after = settings.tx_replace_after
+        self.margin = settings.gas_limit_margin
+        self.sender = TransactionSender(
+            chain, account, max_fee=int(settings.max_fee_gwei * GWEI), confirmations=settings.confirmations
+        )
+        # Set by the indexer when chain events are committed (a root posted or activated).
+        self.wake = wake if wake is not None else threading.Event()
+        self.done: tuple[int, str] | None = None  # (epoch, root) whose due leaves are all settled
+        self.last_plan: Plan | None = None
+
+    @property
+    def max_fee(self) -> int:
+        """The fee ceiling, wei per gas (`max_fee_gwei`)."""
+        return self.sender.max_fee
+
+    @max_fee.setter
+    def max_fee(self, value: int) -> None:
+        self.sender.max_fee = value
+
+    def check(self) -> None:
+        """Refuse to run with the oracle's account (they would fight over its nonces)."""
+        oracle = to_checksum_address(self.chain.view("oracle"))
+        if oracle == self.account.address:
+            raise ConfigError(
+                "the keeper's key is the contract's oracle: give the keeper an account of its own"
+            )
+
+    # ----- the loop -----
+
+    def step(self, *, wait: bool = True) -> KeeperResult:
+        """Follow the batches in flight; when none is, pay what the claimable root makes due."""
+        self.wake.clear()  # before reading: whatever is committed after this wakes the next step
+        in_flight = self._follow_all(wait=wait)
+        if in_flight:
+            return KeeperResult("sending", batches=in_flight, detail="payout batches are not mined yet")
+        root, number = self.chain.view("activeRoot")
+        root_hex = "0x" + bytes(root).hex()
+        if number == 0:
+            return KeeperResult("idle", detail="no root is claimable yet", wait_until=self._pending_at())
+        if self.done == (number, root_hex):
+            return KeeperResult("idle", number, detail="paid what is due", wait_until=self._pending_at())
+        with self.db.reader() as session:
+            epoch = session.get(Epoch, int(number))
+            if epoch is None or epoch.root != root_hex:
+                log.warning("keeper: the claimable root (epoch %s) is not one this store computed", number)
+                return KeeperResult("idle", number, detail="the claimable root is not ours")
+            candidates = self._candidates(session, epoch)
+        base_fee, tip = self.sender.fees_now()
+        self.last_plan = planned = plan(candidates, self.rules, base_fee + tip)
+        if not planned.batches:
+            self.done = (epoch.number, epoch.root)
+            return KeeperResult(
+                "idle",
+                epoch.number,
+                detail=f"nothing due ({len(planned.below_threshold)} below the threshold, "
+                f"{len(planned.too_costly)} too dear at {(base_fee + tip) / GWEI:.2f} gwei)",
+                wait_until=self._pending_at(),
+            )
+        self._send(epoch, planned.batches)
+        self._follow_all(wait=wait)
+        return KeeperResult("sent", epoch.number, len(planned.batches), planned.payees)
+
+    def run(self, stop: threading.Event) -> None:
+        """Pay until `stop` is set, surviving chain and database outages; idle, it sleeps until
+        the indexer commits something new or a pending root's delay runs out."""
+        delay = self.settings.poll_interval
+        while not stop.is_set():
+            try:
+                result = self.step()
+                delay = max(self.settings.poll_interval, 1.0)
+                if result.status == "sent":
+                    log.info(
+                        "keeper: epoch %s: %d payees in %d batches",
+                        result.epoch,
+                        result.payees,
+                        result.batches,
+                    )
+                    continue
+                if result.status == "idle":
+                    self._sleep(stop, result.wait_until)
+                    continue
+            except ChainError as exc:  # ChainUnavailable is one
+                log.warning("keeper: %s; retrying in %.0f s", exc, delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+            except KeeperError as exc:
+                log.error("keeper: %s", exc)
+                delay = min(delay * 2, _MAX_BACKOFF)
+            except ConfigError as exc:
+                log.error("keeper stopped: %s", exc)
+                return
+            except Exception:  # a bug or a database outage: log it, keep the loop alive
+                log.exception("keeper: unexpected error; retrying in %.0f s", delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+            stop.wait(delay)
+
+    def _sleep(self, stop: threading.Event, wait_until: int | None) -> None:
+        """Until `wake`, `stop`, or a pending root's activation (chain time, read as wall time)."""
+        until = None
+        if wait_until is not None:
+            until = time.time() + max(wait_until - self._chain_time(), 0) + 1
+        while not stop.is_set() and not self.wake.is_set():
+            if until is not None and time.time() >= until:
+                return
+            self.wake.wait(1.0)  # short slices so `stop` is seen; an Event costs no database work
+
+    # ----- planning -----
+
+    def _candidates(self, session: Session, epoch: Epoch) -> list[Candidate]:
+        """The root's leaves with what their accounts claimed, confirmed on chain for those that
+        may be due (the rest, below their threshold, as the store knows them); accounts whose
+        automatic payments are blocked are left out."""
+        leaves = session.execute(
+            select(EpochLeaf.account, EpochLeaf.token, EpochLeaf.amount).where(
+                EpochLeaf.epoch == epoch.number
+            )
+        ).tuples()
+        known = self._known_claimed(session)
+        maybe = []
+        waiting = []  # below their threshold by what the store knows: not worth a chain read
+        for account, token, amount in leaves:
+            threshold = self.rules.threshold(token)
+            already = known.get((account, token), 0)
+            if threshold is not None and amount - already >= threshold:
+                maybe.append((account, token, amount))
+            elif amount > already:
+                waiting.append(Candidate(account, token, amount, already))
+        if not maybe:
+            return waiting
+        claimed = self._batch_calls([("claimed", (a, t)) for a, t, _ in maybe])
+        accounts = sorted({a for a, _, _ in maybe})
+        flags = self._batch_calls([("payoutBlocked", (a,)) for a in accounts])
+        blocked = {a for a, flag in zip(accounts, flags, strict=True) if flag}
+        return waiting + [
+            Candidate(a, t, amount, c)
+            for (a, t, amount), c in zip(maybe, claimed, strict=True)
+            if a not in blocked and amount > c
+        ]
+
+    def _known_claimed(self, session: Session) -> dict[tuple[str, str], int]:
+        """What the store knows was claimed: indexed `Claimed` events and its own paid leaves."""
+        known: dict[tuple[str, str], int] = {}
+        for raw in session.scalars(select(ChainEvent.args).where(ChainEvent.name == "Claimed")):
+            args = json.loads(raw)
+            key = (str(args["account"]).lower(), str(args["token"]).lower())
+            known[key] = max(known.get(key, 0), int(args["cumulativeAmount"]))
+        for account, token, cumulative in session.execute(
+            select(PayoutLeaf.account, PayoutLeaf.token, PayoutLeaf.cumulative).where(
+                PayoutLeaf.outcome == PayoutOutcome.PAID
+            )
+        ).tuples():
+            known[(account, token)] = max(known.get((account, token), 0), cumulative)
+        return known
+
+    def _batch_calls(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[int]:
+        """Views returning one uint or bool, many to a JSON-RPC request; results as ints."""
+        requests = []
+        for name, args in calls:
+            data = self.chain.contract.encode_abi(name, args=[to_checksum_address(a) for a in args])
+            requests.append(("eth_call", [{"to": self.chain.address, "data": data}, "latest"]))
+        results: list[int] = []
+        for start in range(0, len(requests), _CALLS_PER_REQUEST):
+            results.extend(int(r, 16) for r in self.chain.batch(requests[start : start + _CALLS_PER_REQUEST]))
+        return results
+
+    def _pending_at(self) -> int | None:
+        """When a posted root becomes claimable (chain time), if one is waiting."""
+        root, _epoch, active_at = self.chain.view("pendingRoot")
+        return None if int.from_bytes(bytes(root), "big") == 0 else int(active_at)
+
+    def _chain_time(self) -> int:
+        block = self.chain.rpc("eth_getBlockByNumber", ["latest", False])
+        return int(block["timestamp"], 16)
+
+    # ----- sending -----
+
+    def _send(self, epoch: Epoch, batches: list[Batch]) -> None:
+        """Sign every batch (consecutive nonces, one offer), store them all, then broadcast them."""
+        with self.db.reader() as session:
+            tree = tree_of(session, epoch)
+        offer = self.sender.first_offer()
+        nonce = self.sender.next_nonce()
+        rows: list[tuple[SignedTx, int, Batch]] = []
+        for batch in batches:
+            indices = []
+            for payee in batch.payees:
+                index = tree.find(payee.account, payee.token)
+                if index is None:
+                    raise KeeperError(f"{payee.account} has no leaf in epoch {epoch.number}'s tree")
+                indices.append(index)
+            multiproof = tree.multiproof(indices)
+            leaves = [(leaf.account, leaf.token, leaf.cumulative_amount) for leaf in multiproof.leaves]
+            function = self.chain.contract.functions.payout(leaves, multiproof.proof, multiproof.proof_flags)
+            try:
+                gas = self._estimate(function)
+            except ContractRevert as exc:
+                # The root changed under us (canceled, paused): plan again from what is claimable.
+                self.done = None
+                raise KeeperError(
+                    f"epoch {epoch.number}'s payout would revert: {exc}; planning again"
+                ) from None
+            gas_limit = int(gas * self.margin)
+            rows.append((self.sender.sign(function, gas_limit, nonce=nonce, offer=offer), gas_limit, batch))
+            nonce += 1
+        self._store(epoch, rows)
+        self._fault("payout-signed")
+        for signed, _, _ in rows:
+            self.sender.broadcast(signed.raw)
+        log.info(
+            "keeper: epoch %d: %d batches sent (%d payees)",
+            epoch.number,
+            len(rows),
+            sum(len(b.payees) for _, _, b in rows),
+        )
+        self._fault("payout-sent")
+
+    def _estimate(self, function: ContractFunction) -> int:
+        return int(self.chain.call(lambda: function.estimate_gas({"from": self.account.address})))
+
+    def _store(self, epoch: Epoch, rows: list[tuple[SignedTx, int, Batch]]) -> None:
+        now = int(time.time())
+        with self.db.writer() as session:
+            for signed, gas_limit, batch in rows:
+                row = PayoutBatch(
+                    epoch=epoch.number,
+                    root=epoch.root,
+                    status=PayoutStatus.SENDING,
+                    raw_tx=signed.raw,
+                    tx_hash=signed.hash,
+                    tx_nonce=signed.nonce,
+                    prior_hashes="[]",
+                    gas_limit=gas_limit,
+                    payees=len(batch.payees),
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                session.flush()
+                session.execute(
+                    insert(table(PayoutLeaf)),
+                    [
+                        {
+                            "batch_id": row.id,
+                            "account": c.account,
+                            "token": c.token,
+                            "cumulative": c.cumulative,
+                            "amount": c.unpaid,
+                            "outcome": None,
+                        }
+                        for c in batch.payees
+                    ],
+                )
+
+    # ----- following -----
+
+    def _follow_all(self, *, wait: bool) -> int:
+        """Follow every batch in flight, oldest nonce first; how many are still unmined."""
+        with self.db.reader() as session:
+            rows = list(
+                session.scalars(
+                    select(PayoutBatch)
+                    .where(PayoutBatch.status == PayoutStatus.SENDING)
+                    .order_by(PayoutBatch.tx_nonce)
+                )
+            )
+        return sum(1 for row in rows if not self._follow(row, wait=wait))
+
+    def _follow(self, row: PayoutBatch, *, wait: bool) -> bool:
+        """Drive one batch; whether it is settled (mined, reverted or dropped)."""
+        followed = self.sender.follow(
+            SignedTx(row.raw_tx, row.tx_hash, row.tx_nonce),
+            stale=time.time() - row.updated_at >= self.replace_after,
+            store=lambda signed: self._store_replacement(row, signed),
+            prior=json.loads(row.prior_hashes),
+            wait=wait,
+        )
+        if followed.lost:
+            self._mark(row.id, PayoutStatus.DROPPED, error="its nonce went to another transaction")
+            log.warning(
+                "keeper: batch %d dropped (nonce %d taken); its leaves are planned again",
+                row.id,
+                row.tx_nonce,
+            )
+            return True
+        if followed.receipt is None:
+            return False
+        self._fault("payout-mined")
+        self._settle(row, followed.tx.hash, followed.receipt)
+        return True
+
+    def _store_replacement(self, row: PayoutBatch, signed: SignedTx) -> None:
+        """Store a fee replacement (before the sender broadcasts it), keeping the replaced hash."""
+        with self.db.writer() as session:
+            fresh = session.get(PayoutBatch, row.id)
+            assert fresh is not None
+            if fresh.status != PayoutStatus.SENDING or fresh.tx_hash != row.tx_hash:
+                raise KeeperError(f"payout batch {row.id} changed state under us ({fresh.status})")
+            fresh.move_to(PayoutStatus.SENDING)
+            fresh.prior_hashes = json.dumps([*json.loads(fresh.prior_hashes), fresh.tx_hash])
+            fresh.raw_tx, fresh.tx_hash = signed.raw, signed.hash
+        log.warning("keeper: batch %d's transaction is now %s", row.id, signed.hash)
+
+    def _settle(self, row: PayoutBatch, tx_hash: str, receipt: dict[str, Any]) -> None:
+        """Record a mined batch: which leaves it paid, skipped or failed to pay; or its revert."""
+        block = int(receipt["blockNumber"], 16)
+        if int(receipt["status"], 16) != 1:
+            self._mark(row.id, PayoutStatus.REVERTED, tx_hash=tx_hash, mined_block=block, error="reverted")
+            self.done = None
+            log.warning("keeper: batch %d reverted in block %d; its leaves are planned again", row.id, block)
+            return
+        self.sender.wait_confirmations(block)
+        outcomes: dict[tuple[str, str], PayoutOutcome] = {}
+        for entry in receipt["logs"]:
+            event = self.chain.codec.decode_log(entry)
+            if event is None or event.name not in ("Claimed", "PayoutFailed"):
+                continue
+            key = (str(event.args["account"]).lower(), str(event.args["token"]).lower())
+            outcomes[key] = PayoutOutcome.PAID if event.name == "Claimed" else PayoutOutcome.FAILED
+        header = self.chain.headers([block])[block]
+        price = int(receipt.get("effectiveGasPrice", "0x0"), 16)
+        gas_used = int(receipt["gasUsed"], 16)
+        with self.db.writer() as session:
+            for leaf in session.scalars(select(PayoutLeaf).where(PayoutLeaf.batch_id == row.id)):
+                leaf.outcome = outcomes.get((leaf.account, leaf.token), PayoutOutcome.SKIPPED)
+            fresh = session.get(PayoutBatch, row.id)
+            assert fresh is not None
+            fresh.move_to(PayoutStatus.MINED)
+            fresh.tx_hash = tx_hash
+            fresh.mined_block = block
+            fresh.mined_at = header[1] if header is not None else int(time.time())
+            fresh.gas_used = gas_used
+            fresh.fee_paid = gas_used * price
+            fresh.paid_count = sum(1 for o in outcomes.values() if o == PayoutOutcome.PAID)
+        log.info("keeper: batch %d mined in block %d (%d gas)", row.id, block, gas_used)
+
+    def _mark(self, batch_id: int, status: PayoutStatus, *, error: str | None = None, **fields: Any) -> None:
+        with self.db.writer() as session:
+            row = session.get(PayoutBatch, batch_id)
+            assert row is not None
+            row.move_to(status)
+            row.error = error
+            for name, value in fields.items():
+                setattr(row, name, value)
+
+    def _fault(self, step: str) -> None:
+        """Crash tests: die here, hard, when asked to (a real SIGKILL, nothing cleaned up)."""
+        if os.environ.get(FAULT_ENV) == step:
+            log.warning("keeper: killed at %r for a crash test", step)
+            os.kill(os.getpid(), signal.SIGKILL)
