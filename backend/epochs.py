@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from backend import running_totals
 from backend.db import Database
 from backend.errors import OracleError
 from backend.merkle import DUMP_FORMAT, LEAF_ENCODING, MerkleTree, proof_at
@@ -68,6 +69,8 @@ def take_cut(db: Database, number: int, settle_after: int, store_account: str) -
             select(Purchase.id)
             .outerjoin(FrozenPurchase, FrozenPurchase.purchase_id == Purchase.id)
             .where(
+                # Below the last epoch's open_from every purchase is frozen: an index range, not history.
+                Purchase.id >= running_totals.open_from(session, number),
                 Purchase.block_number <= block,
                 Purchase.timestamp <= cutoff - settle_after,
                 FrozenPurchase.purchase_id.is_(None),
@@ -152,17 +155,27 @@ def leaf_amounts(session: Session, number: int) -> dict[tuple[str, str], int]:
     return {(account, token): amount for account, token, amount in rows}
 
 
+def full_earnings(db: Database, cut: Cut, store_account: str) -> dict[tuple[str, str], int]:
+    """An epoch's earnings recomputed from every purchase and receipt ever: the reference the
+    incremental settlement must equal (tests and `bench/settlement.py`; memory grows with history)."""
+    with db.reader() as session:
+        return compute(load_terms(session, cut), load_credits(session, cut.receipt_cut), store_account)
+
+
 def close_epoch(
     db: Database, number: int, *, settle_after: int, store_account: str, data_uri: str
 ) -> Epoch | None:
-    """Compute and store epoch `number`; None when nobody earned anything new since the last one."""
+    """Compute and store epoch `number`; None when nobody earned anything new since the last one.
+
+    Earnings come from the previous epoch's settled totals, the purchases frozen since and the
+    open ones (`backend.running_totals`), never from all history."""
     started = time.perf_counter()
     cut = take_cut(db, number, settle_after, store_account)
     with db.reader() as session:
-        terms = load_terms(session, cut)
-        earnings = compute(terms, load_credits(session, cut.receipt_cut), store_account)
+        settlement = running_totals.settle_cut(session, cut, store_account)
         previous = latest_epoch(session, (EpochStatus.POSTED,))
         previous_amounts = leaf_amounts(session, previous.number) if previous else {}
+    earnings = settlement.earnings
     tree = build_tree(earnings)
     if tree is None:
         log.info("epoch %d: nobody has earned anything yet", number)
@@ -173,6 +186,7 @@ def close_epoch(
                 f"epoch {number} would lower {key[0]}'s earnings in {key[1]} below epoch "
                 f"{previous.number if previous else '?'}'s ({earnings.get(key, 0)} < {amount}); refusing"
             )
+    del previous_amounts
     root = "0x" + tree.root.hex()
     now = int(time.time())
     with db.writer() as session:
@@ -200,25 +214,23 @@ def close_epoch(
         )
         session.add(epoch)
         session.flush()
-        session.execute(
-            insert(table(EpochLeaf)),
-            [
-                {
-                    "epoch": number,
-                    "account": leaf.account.lower(),
-                    "token": leaf.token.lower(),
-                    "amount": leaf.cumulative_amount,
-                    "tree_index": tree.tree_index(i),
-                }
+        running_totals.bulk_insert(
+            session,
+            table(EpochLeaf),
+            ("epoch", "account", "token", "amount", "tree_index"),
+            (
+                (number, leaf.account.lower(), leaf.token.lower(), leaf.cumulative_amount, tree.tree_index(i))
                 for i, leaf in enumerate(tree.leaves)
-            ],
+            ),
         )
+        running_totals.store_settled(session, settlement)
     log.info(
-        "epoch %d closed: root %s, %d leaves, %d purchases, in %.2f s",
+        "epoch %d closed: root %s, %d leaves, %d purchases settled (%d newly frozen), in %.2f s",
         number,
         root,
         len(tree.leaves),
-        len(terms),
+        settlement.purchases,
+        len(settlement.newly_frozen),
         time.perf_counter() - started,
     )
     return epoch

@@ -10,9 +10,12 @@ the same leaves and the same root, bit for bit, in the oracle and in `verify-epo
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from backend.merkle import Leaf, MerkleTree
 from tracker.addresses import checksum
@@ -104,3 +107,88 @@ def build_tree(earnings: Mapping[tuple[str, str], int]) -> MerkleTree | None:
     """The standard Merkle tree of the earnings, or None when nobody has earned anything yet."""
     leaves = leaves_of(earnings)
     return MerkleTree(leaves) if leaves else None
+
+
+def add_into(total: Earnings, more: Mapping[tuple[str, str], int]) -> None:
+    """Add `more` into `total`, in place."""
+    for key, amount in more.items():
+        total[key] = total.get(key, 0) + amount
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What the purchases frozen as of an epoch paid out, in total: the base the next epoch builds on.
+
+    A frozen purchase's payout never changes, so epoch N's earnings are epoch M's settled totals,
+    plus the payouts of the purchases frozen since, plus what the open purchases have earned so
+    far. Which purchases are already in the totals is said compactly: every id below `open_from`,
+    and the few at or above it listed in `frozen_above` (freezing goes in purchase order, so
+    normally none). Its `digest` chains the epochs' publications.
+    """
+
+    epoch: int  # 0: before any epoch
+    open_from: int
+    frozen_above: frozenset[int] = frozenset()
+    totals: Earnings = field(default_factory=dict)  # (account, token) -> amount, lowercase
+
+    def covers(self, purchase_id: int) -> bool:
+        """Whether the purchase's payout is in the totals already."""
+        return purchase_id < self.open_from or purchase_id in self.frozen_above
+
+    def document(self) -> dict[str, Any]:
+        """The canonical JSON form: totals as [account, token, amount] ordered by token, account."""
+        ordered = sorted(self.totals.items(), key=lambda item: (item[0][1], item[0][0]))
+        return {
+            "epoch": self.epoch,
+            "openFrom": self.open_from,
+            "frozenAbove": sorted(self.frozen_above),
+            "totals": [[account, token, str(amount)] for (account, token), amount in ordered],
+        }
+
+    def digest(self) -> str:
+        """sha256 of the canonical document, 0x-hex: what the next epoch names as `previous`."""
+        return digest_of(self.document())
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Settled:
+        """The totals from their JSON form (addresses lowercased)."""
+        totals: Earnings = {}
+        for account, token, amount in document["totals"]:
+            totals[(str(account).lower(), str(token).lower())] = int(amount)
+        return cls(
+            int(document["epoch"]),
+            int(document["openFrom"]),
+            frozenset(int(p) for p in document["frozenAbove"]),
+            totals,
+        )
+
+
+EMPTY = Settled(0, 0)
+
+
+def digest_of(document: Mapping[str, Any]) -> str:
+    """sha256 of a document's canonical JSON (sorted keys, no spaces), 0x-hex."""
+    encoded = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    return "0x" + hashlib.sha256(encoded).hexdigest()
+
+
+def advance(
+    base: Settled, number: int, scanned: Iterable[int], newly_frozen: Iterable[int], payouts: Earnings
+) -> Settled:
+    """Epoch `number`'s settled totals: `base` plus the `payouts` of the purchases `newly_frozen`.
+
+    `scanned` is every purchase id at or above `base.open_from` that the epoch covers; the new
+    `open_from` is the lowest of them still open (past the highest when none is).
+    """
+    frozen = set(newly_frozen) | set(base.frozen_above)
+    open_from = base.open_from
+    lowest_open = None
+    for purchase_id in scanned:
+        open_from = max(open_from, purchase_id + 1)
+        if not base.covers(purchase_id) and purchase_id not in frozen:
+            lowest_open = purchase_id if lowest_open is None else min(lowest_open, purchase_id)
+    if lowest_open is not None:
+        open_from = lowest_open
+    totals = dict(base.totals)
+    add_into(totals, payouts)
+    return Settled(number, open_from, frozenset(p for p in frozen if p >= open_from), totals)
