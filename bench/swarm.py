@@ -14,7 +14,8 @@ median buyer's download time (its arrival to its last piece). The plot goes to
 bench/results/swarm.png.
 
     python bench/swarm.py [--size-mib 16] [--buyers 5,10,20,50] [--gap 0.5] [--price 0.01]
-                          [--discount 20] [--fee 20] [--utp] [--plot bench/results/swarm.png]
+                          [--discount 20] [--fee 20] [--repeat 1] [--utp]
+                          [--plot bench/results/swarm.png]
 
 Peers talk TCP unless --utp: on a loaded machine our µTP's retransmission timers, not the seed,
 set the buyers' pace (late buyers took ~30 s with any seed).
@@ -352,63 +353,75 @@ def print_swarm(buyers: int, outcomes: dict[str, Outcome]) -> None:
         )
 
 
-def plot(path: Path, sizes: list[int], results: dict[int, dict[str, Outcome]], title: str) -> None:
-    """The store's share of upload, the buyers' time and the store's income against the number of
-    seeding buyers."""
-    fig, (share_ax, time_ax, income_ax) = plt.subplots(1, 3, figsize=(14, 4.2))
+def plot(
+    path: Path, sizes: list[int], results: dict[int, dict[str, Outcome]], title: str, gap: float
+) -> None:
+    """Against the number of seeding buyers: the store's share of upload and its income (top), the
+    median buyer's download time and the time until every buyer is done (bottom)."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    (share_ax, income_ax), (median_ax, done_ax) = axes
     for mode in MODES:
         style, label = STYLES[mode], LABELS[mode]
         share_ax.plot(sizes, [100 * results[n][mode].store_share for n in sizes], style, label=label)
-        line = time_ax.plot(
-            sizes, [results[n][mode].median_download for n in sizes], style, label=f"{label}: median buyer"
-        )
-        time_ax.plot(
-            sizes,
-            [results[n][mode].seconds for n in sizes],
-            style[0],
-            color=line[0].get_color(),
-            alpha=0.45,
-            label=f"{label}: every buyer done",
-        )
         income_ax.plot(sizes, [results[n][mode].store_income / WEI for n in sizes], style, label=label)
+        median_ax.plot(sizes, [results[n][mode].median_download for n in sizes], style, label=label)
+        done_ax.plot(sizes, [results[n][mode].seconds for n in sizes], style, label=label)
     fees = [results[n]["full"].fees / WEI for n in sizes]
     income_ax.plot(sizes, fees, ":", color="grey", label="operator fees alone")
     share_ax.axhline(100 * GOAL_SHARE, color="grey", linewidth=0.8, linestyle=":", label="goal at 20 buyers")
-    share_ax.set(xlabel="seeding buyers", ylabel="store's share of all upload (%)", ylim=(0, None))
-    share_ax.set_title("What the store uploads")
-    time_ax.set(xlabel="seeding buyers", ylabel="seconds", ylim=(0, None))
-    time_ax.set_title("Buyers' time: median download, every buyer done")
-    income_ax.set(xlabel="seeding buyers", ylabel="store's income (ETH)", ylim=(0, None))
-    income_ax.set_title("Fees + own seeding + unearned pool")
-    for ax in (share_ax, time_ax, income_ax):
+    median_ax.plot(
+        sizes,
+        [GOAL_SLOWDOWN * results[n]["full"].median_download for n in sizes],
+        ":",
+        color="grey",
+        linewidth=0.8,
+        label=f"goal: {GOAL_SLOWDOWN:g}× the full-speed seed's",
+    )
+    last_arrival = [(n - 1) * gap for n in sizes]
+    done_ax.plot(sizes, last_arrival, ":", color="grey", linewidth=0.8, label="last buyer arrives")
+    share_ax.set(ylabel="store's share of all upload (%)", title="What the store uploads")
+    income_ax.set(ylabel="store's income (ETH)", title="Fees + own seeding + unearned pool")
+    median_ax.set(ylabel="seconds", title="Median buyer: arrival to last piece")
+    done_ax.set(ylabel="seconds", title="First arrival until every buyer is done")
+    for ax in axes.flat:
+        ax.set(xlabel="seeding buyers", ylim=(0, None))
         ax.set_xticks(sizes)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
 async def run_all(
     args: argparse.Namespace, work: Path, meta: Metainfo, terms: Terms
 ) -> dict[int, dict[str, Outcome]]:
+    """Every size and mode, `args.repeat` times (the modes interleaved, so that a change in the
+    machine's load falls on all three); per size and mode the middle run by median buyer time."""
     results: dict[int, dict[str, Outcome]] = {}
     for buyers in args.sizes:
-        results[buyers] = {}
-        for mode in MODES:
-            folder = work / f"n{buyers}-{mode}"
-            folder.mkdir()
-            outcome = await run_swarm(meta, work / "content", folder, buyers, args.gap, mode, terms, args.utp)
-            results[buyers][mode] = outcome
-            shutil.rmtree(folder, ignore_errors=True)
-            print(
-                f"  {buyers} buyers, {mode}: store share {outcome.store_share:.1%},"
-                f" median buyer {outcome.median_download:.2f} s, all done {outcome.seconds:.1f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+        runs: dict[str, list[Outcome]] = {mode: [] for mode in MODES}
+        for repeat in range(args.repeat):
+            for mode in MODES:
+                folder = work / f"n{buyers}-{mode}-{repeat}"
+                folder.mkdir()
+                outcome = await run_swarm(
+                    meta, work / "content", folder, buyers, args.gap, mode, terms, args.utp
+                )
+                runs[mode].append(outcome)
+                shutil.rmtree(folder, ignore_errors=True)
+                print(
+                    f"  {buyers} buyers, {mode}: store share {outcome.store_share:.1%},"
+                    f" median buyer {outcome.median_download:.2f} s, all done {outcome.seconds:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        results[buyers] = {
+            mode: sorted(outcomes, key=lambda o: o.median_download)[len(outcomes) // 2]
+            for mode, outcomes in runs.items()
+        }
     return results
 
 
@@ -443,6 +456,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=16)
     parser.add_argument("--buyers", default="5,10,20,50", help="swarm sizes, comma-separated")
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between arrivals")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per size and mode; the middle one counts")
     parser.add_argument("--price", type=float, default=0.01, help="ETH")
     parser.add_argument("--discount", type=float, default=20.0, help="percent of the price for the pool")
     parser.add_argument("--fee", type=float, default=20.0, help="operator's percent of the pool")
@@ -472,7 +486,8 @@ def main() -> None:
     print(
         f"economics of a swarm: {args.size_mib} MiB"
         f" ({meta.piece_count} pieces of {meta.piece_length // 1024} KiB),"
-        f" buyers arriving every {args.gap} s and seeding on; price {args.price} ETH, discount"
+        f" buyers arriving every {args.gap} s and seeding on; middle of {args.repeat} run(s);"
+        f" price {args.price} ETH, discount"
         f" {args.discount:g} %, operator fee {args.fee:g} % of it; adaptive = the store seed as it runs"
         " (ours), super = BEP 16 throughout, full = full speed (baseline)"
     )
@@ -480,7 +495,7 @@ def main() -> None:
         print_swarm(buyers, results[buyers])
     print_table(args.sizes, results)
     title = f"{args.size_mib} MiB product, a buyer arriving every {args.gap:g} s and seeding on (loopback)"
-    plot(Path(args.plot), args.sizes, results, title)
+    plot(Path(args.plot), args.sizes, results, title, args.gap)
     largest = max(args.sizes)
     ours, base = results[largest]["adaptive"], results[largest]["full"]
     share_met = ours.store_share <= GOAL_SHARE if largest >= 20 else None
@@ -511,6 +526,7 @@ def main() -> None:
         },
         "size_mib": args.size_mib,
         "gap_s": args.gap,
+        "repeat": args.repeat,
         "load_average": [round(load_before, 2), round(load_after, 2)],
     }
     print(json.dumps(summary))
