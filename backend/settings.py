@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         True, description="offer pieces a few at a time, only those buyers cannot get elsewhere (BEP 16)"
     )
     store_seed_upload_rate: int = Field(0, ge=0, description="bytes a second it uploads at most; 0: no cap")
+    store_seed_target_rate: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="a buyer's expected download rate, bytes a second: the super-seed serves at full"
+        " speed while buyers get less (or the swarm lacks complete copies); 0: super-seed throughout",
+    )
 
     # HTTP
     api_host: str = "127.0.0.1"

@@ -5,9 +5,11 @@ passkey. Content it lacks it downloads from whoever has it (the seller hands new
 this way, see `scripts/list_product.py`), then serves everyone, receipts or not, and bills
 receipt-speaking leechers like any seeder: journaled, then handed to the tracker.
 
-The store minimizes its own traffic: by default it super-seeds (`tracker.peer.superseed`), giving
-out only pieces no buyer in the swarm has yet, so buyers get the rest from each other and earn
-for it; a buyer nobody else serves is still served. `store_seed_upload_rate` caps its upload.
+The store minimizes its own traffic without making buyers wait: by default it super-seeds
+(`tracker.peer.superseed`), giving out only pieces no buyer in the swarm has yet, so buyers get
+the rest from each other and earn for it — but only once the swarm can serve them
+(`tracker.peer.seedpolicy`): while buyers lack complete copies, or download below
+`store_seed_target_rate`, it serves them at full speed. `store_seed_upload_rate` caps its upload.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def seed_config(settings: Settings, wallet: bytes, verifier: ReceiptVerifier) ->
         enforce_credit=False,
         plain_peers=PlainPeers.SERVE,
         super_seed=settings.store_seed_super_seed,
+        seed_target_rate=settings.store_seed_target_rate or None,
     )
 
 

@@ -40,3 +40,14 @@ def test_a_negative_upload_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("SEEDMARKET_STORE_SEED_UPLOAD_RATE", "-1")
     with pytest.raises(ConfigError, match="store_seed_upload_rate"):
         load_settings()
+
+
+def test_the_store_seed_adapts_to_buyers_rate_by_default_and_a_zero_target_super_seeds_throughout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SEEDMARKET_STORE_SEED_TARGET_RATE", raising=False)
+    assert seed_config(load_settings(), WALLET, VERIFIER).seed_target_rate == 1024 * 1024
+    monkeypatch.setenv("SEEDMARKET_STORE_SEED_TARGET_RATE", "0")
+    config = seed_config(load_settings(), WALLET, VERIFIER)
+    assert config.super_seed
+    assert config.seed_target_rate is None

@@ -3,7 +3,8 @@
 Every RECHOKE_INTERVAL the fastest peers keep their slots (tit-for-tat: the rate they send to us
 while we leech, the rate we send to them once we seed) and one slot rotates optimistically so
 newcomers get a chance. Receipt-paying peers can be put before ordinary clients, which then only
-get the slots paying peers leave free.
+get the slots paying peers leave free. Urgent peers (those the store seed's policy serves at full
+speed, `tracker.peer.seedpolicy`) come before everyone.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Candidate:
     peer: Hashable
     paying: bool
     rate: float  # bytes per second, the tit-for-tat figure
+    urgent: bool = False  # served before anyone else (a starved leecher of an adaptive seed)
 
 
 class Choker:
@@ -51,8 +53,8 @@ class Choker:
 
     def _order(self, candidates: Sequence[Candidate]) -> list[Candidate]:
         if self.policy is PlainPeers.AFTER_PAYING:
-            return sorted(candidates, key=lambda c: (not c.paying, -c.rate))
-        return sorted(candidates, key=lambda c: -c.rate)
+            return sorted(candidates, key=lambda c: (not c.urgent, not c.paying, -c.rate))
+        return sorted(candidates, key=lambda c: (not c.urgent, -c.rate))
 
     def choose(self, candidates: Sequence[Candidate]) -> set[Hashable]:
         """The peers to have unchoked after this round."""

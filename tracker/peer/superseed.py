@@ -17,20 +17,30 @@ we advertised holds all of it. To know who holds what, a super-seed stays connec
 counts a seed that hung up on it (as a peer does once it has every piece, the super-seed looking
 like a seed by then) as holding everything for SEED_MEMORY_SECONDS: it seeds on for other peers
 and re-announces, connecting to us again, well within that time.
+
+With a policy (`tracker.peer.seedpolicy`, the store's adaptive seed) it also decides, once a
+second, whom to serve at full speed: such a peer is "opened", told about every piece it lacks at
+once (the rarest first) and served like a plain seed's peer. In full-speed mode every leecher is
+opened; in super-seeding mode only those the swarm starves. Opening is for good (a peer cannot be
+made to forget a `have`), so a peer opened while the swarm was thin is served to the end; the
+seed holds back with the peers that arrive once buyers can serve each other.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tracker.peer import wire
+from tracker.peer.seedpolicy import Decision, Mode, PeerView, SeedPolicy, SwarmView
 
 if TYPE_CHECKING:
     from tracker.peer.connection import PeerConnection
     from tracker.peer.torrent import Torrent
 
+log = logging.getLogger(__name__)
 OFFER_BYTES = 1024 * 1024  # offered to one peer at a time, in whole pieces
 MAX_OFFERS = 64  # pieces offered to one peer at a time, however small they are
 STALL_SECONDS = 3.0  # a peer with no piece from anyone else for this long is served regardless
@@ -48,15 +58,27 @@ class _Lead:
     """What a super-seed told one peer about, and what it saw of the peer."""
 
     progress_at: float  # when the peer last announced a piece we did not offer it
+    joined: float  # when it connected
     offered: set[int] = field(default_factory=set)  # advertised to it, not taken yet
     taken: dict[int, float] = field(default_factory=dict)  # taken, not passed on yet: since when
+    opened: bool = False  # told about every piece: served at full speed
+    got: int = 0  # bytes of pieces it announced that we had not offered it (from other peers)
+    mark: int = 0  # got + what we sent it, at the last rate update
+    rate: float = 0.0  # bytes a second it downloads from anyone, smoothed
 
 
 class SuperSeeder:
     """The super-seeding side of a complete torrent: which pieces each peer is told about."""
 
-    def __init__(self, torrent: Torrent, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, torrent: Torrent, rng: random.Random | None = None, policy: SeedPolicy | None = None
+    ) -> None:
         self.t = torrent
+        self.policy = policy
+        self.decision: Decision | None = None  # the policy's latest; None: plain BEP 16, nobody opened
+        self.mode_changes: list[tuple[float, Mode]] = []  # when the policy switched, and to what
+        self.opened_count = 0  # peers opened so far
+        self._ticked_at: float | None = None
         self.offers = offers_per_peer(torrent.meta.piece_length)
         self.leads: dict[PeerConnection, _Lead] = {}
         self.holders: list[int] = []  # per piece: connected peers that hold it
@@ -75,7 +97,8 @@ class SuperSeeder:
             return False
         if not self.active:
             self._activate()
-        self.leads[conn] = _Lead(progress_at=self.t.session.now())
+        now = self.t.session.now()
+        self.leads[conn] = _Lead(progress_at=now, joined=now)
         self.absent_seeds.pop(conn.peer_id, None)  # counted as connected from now on
         return True
 
@@ -96,21 +119,27 @@ class SuperSeeder:
                     self._took(conn, lead, piece, now)
                 else:
                     lead.progress_at = now
+                    lead.got += self.t.meta.piece_size(piece)
         for piece in pieces:
             self._passed_on(piece, conn)
         if lead is not None:
             self._offer(conn, lead)
 
     def not_interested(self, conn: PeerConnection) -> None:
-        """The peer lost interest in us: it holds every piece we offered it."""
+        """The peer lost interest in us: it holds every piece we offered it (every piece, once
+        opened)."""
         lead = self.leads.get(conn)
         if lead is None or not self.active:
             return
         now = self.t.session.now()
         offered = list(lead.offered)
-        conn.infer_pieces(offered)
-        for piece in offered:
+        flags = conn.flags
+        held = [i for i, flag in enumerate(flags) if not flag] if lead.opened else offered
+        new = [piece for piece in held if not flags[piece]]
+        conn.infer_pieces(held)
+        for piece in new:
             self.holders[piece] += 1
+        for piece in offered:
             self._took(conn, lead, piece, now)
         self._offer(conn, lead)
 
@@ -134,17 +163,84 @@ class SuperSeeder:
             self._offer(other, other_lead)
 
     def tick(self, now: float) -> None:
-        """Once a second: free offers nobody passed on, serve stalled peers."""
+        """Once a second: free offers nobody passed on, serve stalled peers, ask the policy."""
         if not self.active:
             return
         for peer_id, since in list(self.absent_seeds.items()):
             if now - since > SEED_MEMORY_SECONDS:
                 del self.absent_seeds[peer_id]
+        if self.policy is not None:
+            self._measure(now)
+            self._decide(self.policy, now)
         for conn, lead in list(self.leads.items()):
             for piece, since in list(lead.taken.items()):
                 if now - since > RELEASE_SECONDS:
                     self._release(conn, lead, piece)
             self._offer(conn, lead)
+
+    # ----- the policy: whom to serve at full speed -----
+
+    def serves(self, conn: PeerConnection) -> bool:
+        """Whether the policy has `conn` served at full speed (unchoked before other peers): it
+        was opened, or is about to be."""
+        decision = self.decision
+        if decision is None or conn.is_seed:
+            return False
+        lead = self.leads.get(conn)
+        return (lead is not None and lead.opened) or decision.mode is Mode.FULL or conn in decision.serve
+
+    @property
+    def holding_back(self) -> bool:
+        """Whether the policy has us super-seed (serving at full speed only the starved)."""
+        return self.decision is not None and self.decision.mode is Mode.SUPER
+
+    def view(self, now: float) -> SwarmView:
+        """What we observed of the swarm, for the policy."""
+        absent = len(self.absent_seeds)
+        return SwarmView(
+            now=now,
+            availability=[count + absent for count in self.holders],
+            complete_copies=sum(1 for conn in self.t.connections if conn.is_seed) + absent,
+            peers=[
+                PeerView(conn, conn.is_seed, lead.rate, now - lead.joined, lead.opened)
+                for conn, lead in self.leads.items()
+                if not conn.closed
+            ],
+        )
+
+    def _measure(self, now: float) -> None:
+        """Each peer's download rate: pieces it announced from elsewhere plus what we sent it."""
+        elapsed = now - self._ticked_at if self._ticked_at is not None else 0.0
+        self._ticked_at = now
+        for conn, lead in self.leads.items():
+            progress = lead.got + conn.up.uploaded
+            if elapsed > 0:
+                instant = (progress - lead.mark) / elapsed
+                lead.rate = instant if now - lead.joined <= elapsed else (lead.rate + instant) / 2
+            lead.mark = progress
+
+    def _decide(self, policy: SeedPolicy, now: float) -> None:
+        decision = policy.decide(self.view(now))
+        if self.decision is None or decision.mode is not self.decision.mode:
+            self.mode_changes.append((now, decision.mode))
+            log.info("%s: seeding at %s: %s", self.t.meta.name, decision.mode.value, decision.reason)
+        self.decision = decision
+
+    def _open(self, conn: PeerConnection, lead: _Lead) -> None:
+        """Tell `conn` about every piece it lacks, the rarest first: it is served like a plain
+        seed's peer from now on."""
+        flags = conn.flags
+        lacking = [
+            (self.holders[piece] + self.pending[piece], piece)
+            for piece, flag in enumerate(flags)
+            if not flag and piece not in lead.offered
+        ]
+        self._rng.shuffle(lacking)
+        lacking.sort(key=lambda candidate: candidate[0])
+        lead.opened = True
+        self.opened_count += 1
+        if lacking:
+            conn.send(b"".join(wire.have(piece) for _, piece in lacking))
 
     # ----- offers -----
 
@@ -158,6 +254,8 @@ class SuperSeeder:
                 for piece, flag in enumerate(conn.flags):
                     self.holders[piece] += flag
         self.active = True
+        if self.policy is not None:
+            self._decide(self.policy, self.t.session.now())
 
     def _took(self, conn: PeerConnection, lead: _Lead, piece: int, now: float) -> None:
         """`conn` holds a piece we offered it: wait for the swarm to pass it on, unless nobody needs to."""
@@ -196,7 +294,10 @@ class SuperSeeder:
 
     def _offer(self, conn: PeerConnection, lead: _Lead) -> None:
         """Advertise pieces to `conn` up to its share of offers."""
-        if conn.closed or conn.is_seed or conn.flags is None:
+        if conn.closed or conn.is_seed or conn.flags is None or lead.opened:
+            return
+        if self.serves(conn):
+            self._open(conn, lead)
             return
         room = self.offers - len(lead.offered) - len(lead.taken)
         if room <= 0:

@@ -54,6 +54,9 @@ class TorrentConfig:
     plain_peers: PlainPeers = PlainPeers.AFTER_PAYING
     upload: bool = True  # serve pieces at all
     super_seed: bool = False  # once complete, offer pieces few at a time (tracker.peer.superseed)
+    # with super_seed: adapt (tracker.peer.seedpolicy), at full speed while leechers get less
+    # than this many bytes a second or the swarm lacks copies; None: super-seed throughout
+    seed_target_rate: float | None = None
     upload_slots: int = UPLOAD_SLOTS
     max_connections: int = MAX_CONNECTIONS
     max_buffer_bytes: int = MAX_BUFFER_BYTES

@@ -21,6 +21,7 @@ from tracker.peer.cache import PieceCache
 from tracker.peer.choker import Candidate, Choker
 from tracker.peer.credit import CREDIT_GRACE, CreditAccount
 from tracker.peer.errors import PeerError, ProtocolError
+from tracker.peer.seedpolicy import SeedPolicy
 from tracker.peer.superseed import SuperSeeder
 
 if TYPE_CHECKING:
@@ -62,7 +63,10 @@ class Uploads:
         self.loading: dict[int, list[PeerConnection]] = {}  # pieces coming off the disk, and who waits
         self.choker = Choker(torrent.config.upload_slots, torrent.config.plain_peers)
         self.last_rechoke = 0.0
-        self.superseed = SuperSeeder(torrent) if torrent.config.super_seed else None
+        self.superseed: SuperSeeder | None = None
+        if torrent.config.super_seed:
+            target = torrent.config.seed_target_rate
+            self.superseed = SuperSeeder(torrent, policy=SeedPolicy(target) if target else None)
         self.sent = 0  # block bytes handed to sockets
 
     def bill(self, conn: PeerConnection, account: CreditAccount) -> None:
@@ -302,6 +306,8 @@ class Uploads:
             self._unchoked(), conn.up.account is not None, waiting_paying - (conn.up.account is not None)
         ):
             self._unchoke(conn)
+        elif self.superseed is not None and self.superseed.holding_back and self.superseed.serves(conn):
+            self.rechoke()  # a leecher the swarm starves: it goes before those the swarm serves
 
     def fill_slots(self) -> None:
         """Give free slots to waiting interested peers, receipt-paying ones first."""
@@ -332,7 +338,10 @@ class Uploads:
             return
         candidates = [
             Candidate(
-                conn, conn.up.account is not None, conn.up.rate_up if self.t.complete else conn.down.rate_down
+                conn,
+                conn.up.account is not None,
+                conn.up.rate_up if self.t.complete else conn.down.rate_down,
+                self.superseed is not None and self.superseed.serves(conn),
             )
             for conn in self.t.connections
             if conn.peer_interested and not conn.up.credit_blocked
