@@ -1,11 +1,14 @@
-"""The seller's path as `make run` prints it: the `ape run list_product` line of its welcome, typed
-as it stands (with the seller's own folder for `./my-album`), lists, registers and hands over a
-product to the running store without a single question."""
+"""The paths `make run` prints, typed as they stand: the seller's `ape run list_product` line (with
+the seller's own folder for `./my-album`) lists, registers and hands over a product without a
+single question; the buyer's lines buy and download it; and the hint after `download --out DIR`
+seeds DIR instead of downloading the product again."""
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,6 +90,73 @@ def test_the_printed_seller_command_lists_a_product_without_asking(
     assert "the store's seed has product 1" in result.stdout
     listing = httpx.get(f"{store}/products/1", timeout=10).json()
     assert listing["title"] == "My album", json.dumps(listing)
+
+
+def _buyer_script(lines: list[str]) -> str:
+    """The buyer's lines of the welcome as a shell script: up to `seed` (which runs until Ctrl-C),
+    the key pasted where the line says "# paste KEY"."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("Try it from another terminal"))
+    script = []
+    for line in lines[start + 1 :]:
+        command, _, comment = line.strip().partition("  #")
+        if not command or " seed " in command:
+            break
+        if comment.strip().startswith("paste "):
+            command = f"echo {comment.split()[-1]} | {command}"
+        script.append(command.strip())
+    return "set -e\n" + "\n".join(script)
+
+
+def test_the_printed_buyer_lines_buy_and_download_and_the_hint_seeds_where_it_downloaded(
+    welcome: tuple[list[str], str], tmp_path: Path
+) -> None:
+    lines, _ = welcome
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDMARKET_")}
+    env.update(SEEDMARKET_HOME=str(tmp_path / "home"), SEEDMARKET_MAP_PORT="0", COLUMNS="200")
+    result = subprocess.run(
+        ["/bin/bash", "-c", _buyer_script(lines)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bought product 1" in result.stdout and "downloaded my-album" in result.stdout
+    exports = dict(
+        pair.split("=", 1)
+        for line in lines
+        if line.strip().startswith("export ")
+        for pair in line.split()[1:]
+    )
+    env.update(exports)
+    seedmarket = shlex.split(next(line for line in lines if " buy 1 " in line))[0]
+
+    out = tmp_path / "elsewhere"
+    downloaded = subprocess.run(
+        [seedmarket, "download", "1", "--key", "buyer", "--out", str(out), "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    done = json.loads(downloaded.stdout.strip().splitlines()[-1])
+    assert done["event"] == "done" and done["path"] == str(out.resolve() / "my-album")
+    assert done["seed"] == f"seedmarket seed --key buyer --out {out.resolve()}"
+
+    # The hint, with --json: its first report already holds the whole product, read from DIR (the
+    # library's copy of the printed lines is gone: a hint without --out would download it again).
+    shutil.rmtree(tmp_path / "home" / "library" / "my-album")
+    hint = [seedmarket, *shlex.split(done["seed"])[1:], "--json"]
+    seeding = subprocess.Popen(hint, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert seeding.stdout is not None
+        report = json.loads(seeding.stdout.readline())
+    finally:
+        seeding.send_signal(signal.SIGINT)
+        seeding.wait(timeout=30)
+    assert report["event"] == "seeding"
+    assert [(p["product"], p["have"]) for p in report["products"]] == [(1, done["total"])]
+    assert not (tmp_path / "home" / "library" / "my-album").exists()
 
 
 def test_on_the_default_ports_the_seller_names_the_chain_as_ape_config_does(tmp_path: Path) -> None:
