@@ -8,6 +8,7 @@ infohash must be the listed one, its total length the listed size, and it must b
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import exists, func, select
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from backend.db import Database
 from backend.errors import ForbiddenError, InvalidInput, NotFoundError
-from backend.models import Listing, Product, Purchase
+from backend.models import Credit, Listing, Product, Purchase
 from backend.tracker_policy import INFOHASH_PADDING
 from tracker.metainfo import MetainfoError, parse_metainfo, with_announce
 from tracker.server.announce import announce_url
@@ -46,11 +47,31 @@ def _entries(session: Session, products: list[Product]) -> list[CatalogEntry]:
     return [CatalogEntry(p, listings.get(p.id)) for p in products]
 
 
+MAX_SEARCH = 100
+
+
 def list_products(
-    session: Session, *, offset: int, limit: int, active: bool | None, registered: bool | None
+    session: Session,
+    *,
+    offset: int,
+    limit: int,
+    active: bool | None,
+    registered: bool | None,
+    search: str | None = None,
 ) -> tuple[int, list[CatalogEntry]]:
-    """A page of products, newest first, and how many match in total."""
+    """A page of products, newest first, and how many match in total; `search`: words that must
+    all appear in the title or the description (case-insensitive; registered products only)."""
     query = select(Product)
+    words = (search or "")[:MAX_SEARCH].split()
+    if words:
+        matching = select(Listing.product_id)
+        for word in words:
+            pattern = "%" + word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            matching = matching.where(
+                func.lower(Listing.title).like(pattern, escape="\\")
+                | func.lower(Listing.description).like(pattern, escape="\\")
+            )
+        query = query.where(Product.id.in_(matching))
     if active is not None:
         query = query.where(Product.active == active)
     if registered is not None:
@@ -122,6 +143,22 @@ def may_download(session: Session, product: Product, wallet: str, store_accounts
     return bool(
         session.scalar(select(exists().where(Purchase.product_id == product.id, Purchase.buyer == wallet)))
     )
+
+
+def completed_downloads(session: Session, product: Product) -> int:
+    """Purchases of `product` whose downloads finished, by the receipts their buyers signed (the
+    bytes credited to all seeders reach the size). Kept in the database, so the count outlives a
+    restart of the tracker, whose own "completed" is in memory; downloads by ordinary clients,
+    which sign no receipts, are not in it."""
+    signed: dict[int, int] = defaultdict(int)
+    rows = session.execute(
+        select(Credit.purchase_id, Credit.signed_bytes)
+        .join(Purchase, Purchase.id == Credit.purchase_id)
+        .where(Purchase.product_id == product.id)
+    ).tuples()
+    for purchase_id, count in rows:  # summed here: Uint columns are decimal text in the database
+        signed[purchase_id] += count
+    return sum(1 for total in signed.values() if total >= product.size)
 
 
 def personal_torrent(listing: Listing, announce_base: str, passkey: str) -> bytes:

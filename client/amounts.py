@@ -27,3 +27,13 @@ def from_units(units: int, decimals: int = ETH_DECIMALS) -> str:
     """10**16 -> '0.01' (exact, no trailing zeros)."""
     text = format(Decimal(units).scaleb(-decimals).normalize(), "f")
     return text
+
+
+def rounded(units: int, decimals: int = ETH_DECIMALS, places: int = 6) -> str:
+    """10**16 + 8408203125 -> '0.01' at 6 places: for a glance (exact amounts: from_units); a
+    non-zero amount too small to show says so ('<0.000001')."""
+    value = Decimal(units).scaleb(-decimals)
+    shown = value.quantize(Decimal(1).scaleb(-places)).normalize()
+    if shown == 0 and units:
+        return "<" + format(Decimal(1).scaleb(-places), "f")
+    return format(shown, "f")

@@ -2,7 +2,8 @@
 
 Keystores live in `$SEEDMARKET_HOME/keystores/<name>.json` (default `~/.seedmarket`). An ape account
 (`ape accounts generate/import`) is the same keystore format and is named `ape:<alias>`. The password
-comes from `SEEDMARKET_PASSWORD`, a password file, or a hidden prompt.
+comes from a password file, `SEEDMARKET_PASSWORD` (an ape account's from ape's own
+`APE_ACCOUNTS_<alias>_PASSPHRASE`: the two keystores rarely share a password), or a hidden prompt.
 """
 
 from __future__ import annotations
@@ -137,8 +138,15 @@ def import_key(name: str, private_key: str, password: str) -> KeystoreInfo:
     return _write_keystore(name, account, password)
 
 
-def unlock(name: str, password: str) -> LocalAccount:
-    """Decrypt a wallet's key."""
+def password_env(name: str) -> str:
+    """The environment variable holding the password of wallet `name`."""
+    if name.startswith("ape:"):
+        return f"APE_ACCOUNTS_{name[4:]}_PASSPHRASE"
+    return PASSWORD_ENV
+
+
+def unlock(name: str, password: str, *, source: str = "") -> LocalAccount:
+    """Decrypt a wallet's key (`source`: where the password came from, for the error)."""
     from eth_account import Account  # noqa: PLC0415
 
     path = keystore_path(name)
@@ -146,21 +154,31 @@ def unlock(name: str, password: str) -> LocalAccount:
     try:
         key = Account.decrypt(data, password)
     except ValueError:
-        raise ClientError(f"wrong password for {path}") from None
+        raise ClientError(f"wrong password for {path}{f' (from {source})' if source else ''}") from None
     account: LocalAccount = Account.from_key(key)
     return account
 
 
-def read_password(password_file: Path | None, prompt: Any = None, *, confirm: bool = False) -> str:
-    """The password from a file, `SEEDMARKET_PASSWORD`, or `prompt(text, confirm)`."""
+def read_password(
+    password_file: Path | None, prompt: Any = None, *, confirm: bool = False, env: str = PASSWORD_ENV
+) -> str:
+    """The password from a file, the environment variable `env`, or `prompt(text, confirm)`."""
+    return password_and_source(password_file, prompt, confirm=confirm, env=env)[0]
+
+
+def password_and_source(
+    password_file: Path | None, prompt: Any = None, *, confirm: bool = False, env: str = PASSWORD_ENV
+) -> tuple[str, str]:
+    """`read_password`, and where the password came from ("" for a prompt)."""
     if password_file is not None:
         try:
-            return password_file.read_text().rstrip("\n")
+            return password_file.read_text().rstrip("\n"), str(password_file)
         except OSError as exc:
             raise ClientError(f"cannot read the password file: {exc}") from None
-    if PASSWORD_ENV in os.environ:
-        return os.environ[PASSWORD_ENV]
+    if env in os.environ:
+        return os.environ[env], f"${env}"
     if prompt is None:
-        raise ClientError(f"no password: set {PASSWORD_ENV} or pass --password-file")
-    value: str = prompt("Wallet password", confirm)
-    return value
+        raise ClientError(f"no password: set {env} or pass --password-file")
+    text = "Wallet password" if env == PASSWORD_ENV else "Passphrase of the ape account"
+    value: str = prompt(text, confirm)
+    return value, ""

@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -42,6 +43,10 @@ STARTUP_SECONDS = 60.0
 ANVIL_MINING = ("--block-time", "1", "--mixed-mining")
 KEEPER_FUNDS = 100 * 10**18  # wei the dev stack gives the keeper's account for gas
 DEV_KEEPER_THRESHOLD = 10**12  # wei: on a local chain the keeper pays all but dust
+# What `make run` listens on by default; ape-config.yaml's `ethereum:local:node` is LOCAL_NODE.
+LOCAL_NODE = "http://127.0.0.1:8545"
+DEFAULT_STORE = "http://127.0.0.1:8000"
+SELLER_ACCOUNT = "TEST::1"  # ape's test account #1: anvil's development account #1
 
 
 def dev_key(index: int) -> str:
@@ -366,7 +371,7 @@ class DevStack:
         output = self.run_ape(
             "list_product",
             "--account",
-            f"TEST::{seller_index}",
+            f"TEST::{seller_index}",  # SELLER_ACCOUNT by default
             "--path",
             str(path),
             "--price",
@@ -387,8 +392,39 @@ class DevStack:
         raise ConfigError(f"ape run list_product did not report a product id:\n{output}")
 
 
+def _bin(program: str) -> str:
+    """How to call a program of this venv from the repository (relative when the venv is in it)."""
+    path = Path(sys.executable).parent / program
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def seller_command(stack: DevStack, content: str = "./my-album") -> list[str]:
+    """The `ape run list_product` a seller types against this stack (run from the repository):
+    anvil's development account #1, the chain as ape-config.yaml names it when it is the default
+    one, else by URL."""
+    network = "ethereum:local:node" if stack.rpc == LOCAL_NODE else stack.rpc
+    command = [_bin("ape"), "run", "list_product", "--network", network, "--account", SELLER_ACCOUNT]
+    if stack.store_url != DEFAULT_STORE:
+        command += ["--store", stack.store_url]
+    return [
+        *command,
+        "--path",
+        content,
+        "--price",
+        "0.01",
+        "--title",
+        "My album",
+        "--description",
+        "Ten songs",
+    ]
+
+
 def _print_welcome(stack: DevStack, product: int | None) -> None:
     buyer = dev_key(2)
+    seedmarket = _bin("seedmarket")
     lines = [
         "",
         f"seedmarket is running: {stack.store_url}",
@@ -398,15 +434,19 @@ def _print_welcome(stack: DevStack, product: int | None) -> None:
     ]
     if product is not None:
         lines.append(f"  product    #{product}: the sample, seeded by the store")
+    lines += ["", "Try it from another terminal (anvil's development account #2 as a buyer):"]
+    if stack.store_url != DEFAULT_STORE or stack.rpc != LOCAL_NODE:
+        lines.append(f"  export SEEDMARKET_STORE_URL={stack.store_url} SEEDMARKET_RPC_URL={stack.rpc}")
     lines += [
-        "",
-        "Try it from another terminal (anvil's development account #2 as a buyer):",
         "  export SEEDMARKET_PASSWORD=dev",
-        f"  .venv/bin/seedmarket wallet import buyer      # paste {buyer}",
-        "  .venv/bin/seedmarket buy 1 --key buyer",
-        "  .venv/bin/seedmarket download 1 --key buyer",
-        "  .venv/bin/seedmarket seed --key buyer          # keep seeding, earn from later buyers",
-        "  .venv/bin/seedmarket rewards --key buyer",
+        f"  {seedmarket} wallet import buyer      # paste {buyer}",
+        f"  {seedmarket} buy 1 --key buyer",
+        f"  {seedmarket} download 1 --key buyer",
+        f"  {seedmarket} seed --key buyer          # keep seeding, earn from later buyers",
+        f"  {seedmarket} rewards --key buyer",
+        "",
+        "Sell a file or folder (anvil's development account #1 as the seller, from this folder):",
+        "  " + shlex.join(seller_command(stack)),
         "",
         "Or open the store in a browser with a wallet on this chain. Ctrl-C stops everything.",
     ]

@@ -1,8 +1,14 @@
 """List a product: make its private torrent, list it on chain, register it with the store, and hand
 the content to the store's seed.
 
-    ape run list_product --network ethereum:local:foundry --account TEST::1 \\
+    ape run list_product --network ethereum:local:node --account TEST::1 \\
         --path ./my-album --price 0.01 --discount 20% --title "My album" --description "..."
+
+`ethereum:local:node` is the chain of `make run` (ape-config.yaml: http://127.0.0.1:8545, chain id
+31337); any other node is `--network http://HOST:PORT`. `TEST::1` is anvil's development account #1;
+a keystore account (`ape accounts import seller`, then `--account seller`) asks for its passphrase
+once (or reads `APE_ACCOUNTS_seller_PASSPHRASE`) and then signs the sign-in and the listing without
+a y/N prompt for each.
 
 Safe to run again after any failure: a product this seller already listed with the same content
 is picked up where it stopped (registration, hand-over); nothing is listed twice.
@@ -11,7 +17,10 @@ is picked up where it stopped (registration, hand-over); nothing is listed twice
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -19,7 +28,17 @@ from ape import Contract, project
 from ape.api import AccountAPI, ProviderAPI
 from ape.cli import ConnectedProviderCommand, account_option
 from ape.exceptions import ApeException
+from ape_accounts import KeyfileAccount
 from eth_utils import to_checksum_address
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from client.amounts import to_units
 from client.errors import ClientError
@@ -36,6 +55,31 @@ INDEXING_SECONDS = 180
 
 def _fail(message: str) -> click.ClickException:
     return click.ClickException(message)
+
+
+@contextmanager
+def _bar(what: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on the terminal (on stderr: the script's output lines stay parseable); a
+    function taking the bytes done so far."""
+    with Progress(
+        TextColumn(what),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def _sign_without_asking(account: AccountAPI) -> None:
+    """A keystore account asks for its passphrase once here (unless APE_ACCOUNTS_<alias>_PASSPHRASE
+    holds it), instead of a passphrase, a "leave unlocked?" and a "Sign:" y/N for every signature:
+    the command line itself says what to sign."""
+    if isinstance(account, KeyfileAccount):
+        account.set_autosign(True)
 
 
 @click.command(cls=ConnectedProviderCommand)
@@ -71,10 +115,18 @@ def cli(
     store: str,
 ) -> None:
     """List a file or folder for sale."""
+    # ape's warnings about an unlocked key ("Danger! ...", "Using cached key") are what this
+    # script asked for; its errors still show.
+    ape_logger = logging.getLogger("ape")
+    level = ape_logger.level
+    ape_logger.setLevel(logging.ERROR)
     try:
+        _sign_without_asking(account)
         _list(provider, account, content, price, token, discount, title, description, handover_timeout, store)
     except (ClientError, TrackerError) as exc:
         raise _fail(str(exc)) from None
+    finally:
+        ape_logger.setLevel(level)
 
 
 def _list(
@@ -109,7 +161,8 @@ def _list(
         announce = store.me()["announceUrl"]
 
         click.echo(f"hashing {content} ...")
-        torrent = create_torrent(content, announce, comment=title)
+        with _bar("hashing", _size(content)) as hashed:
+            torrent = create_torrent(content, announce, comment=title, progress=lambda done, _: hashed(done))
         meta = parse_metainfo(torrent)
         infohash32 = meta.info_hash.ljust(32, b"\0")
 
@@ -134,16 +187,24 @@ def _list(
         if handover_timeout > 0:
             personal = parse_metainfo(store.torrent(product_id))
             folder = content.resolve().parent
-            click.echo("handing the content to the store's seed ...")
-            sent = asyncio.run(
-                hand_over(
-                    personal,
-                    folder,
-                    lambda: _handed_over(store, product_id),
-                    timeout=handover_timeout,
+            click.echo("handing the content to the store's seed (run again to resume if stopped) ...")
+            with _bar("sent to the store's seed", personal.total_length) as sent_so_far:
+                sent = asyncio.run(
+                    hand_over(
+                        personal,
+                        folder,
+                        lambda: _handed_over(store, product_id),
+                        timeout=handover_timeout,
+                        progress=sent_so_far,
+                    )
                 )
-            )
             click.echo(f"the store's seed has product {product_id} ({sent} bytes sent by you)")
+
+
+def _size(content: Path) -> int:
+    if content.is_file():
+        return content.stat().st_size
+    return sum(path.stat().st_size for path in content.rglob("*") if path.is_file())
 
 
 def _own_listing(market, account, infohash32, provider) -> int | None:  # type: ignore[no-untyped-def]

@@ -108,3 +108,13 @@ def split_of(price: int, discount_bps: int, operator_fee_bps: int) -> Split:
     pool = price * discount_bps // BPS
     fee = pool * operator_fee_bps // BPS
     return Split(seller=price - pool, operator_fee=fee, seeders=pool - fee)
+
+
+def human_size(size: int) -> str:
+    """Bytes as a shopper reads them: 48000 -> "46.9 KiB", 4194304 -> "4.0 MiB" (binary units)."""
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size:,} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

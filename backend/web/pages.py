@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -19,10 +20,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from backend.api.deps import ContextDep
-from backend.catalog import CatalogEntry, get_product, list_products, may_download
+from backend.catalog import (
+    MAX_SEARCH,
+    CatalogEntry,
+    completed_downloads,
+    get_product,
+    list_products,
+    may_download,
+)
 from backend.chain import ZERO_ADDRESS
+from backend.epochs import latest_epoch
 from backend.errors import ChainError, ConfigError
 from backend.keeper.status import auto_payouts
+from backend.models import EpochStatus
 from backend.passkeys import passkey_for
 from backend.rewards import rewards_of
 from backend.sales import library_of, magnet_link, seller_summary
@@ -30,6 +40,7 @@ from backend.swarm_stats import Health
 from backend.web.money import split_of
 from backend.web.state import WebState, web_state
 from tracker.addresses import checksum
+from tracker.metainfo import MetainfoError, parse_metainfo
 from tracker.server.announce import announce_url
 
 log = logging.getLogger(__name__)
@@ -99,25 +110,57 @@ async def _health(context: ContextDep, entry: CatalogEntry) -> Health | None:
     return await context.stats.stats(bytes.fromhex(entry.info_hash))
 
 
+def _with_completed(health: Health | None, finished: int) -> Health | None:
+    """The tracker's health with "completed" never below the downloads the receipts prove (the
+    tracker counts in memory and starts from zero after a restart)."""
+    if health is None or health.completed >= finished:
+        return health
+    return health._replace(completed=finished)
+
+
+def _files(entry: CatalogEntry) -> list[tuple[str, int]]:
+    """The product's files (path inside the download, size) from its registered torrent."""
+    if entry.listing is None:
+        return []
+    try:
+        meta = parse_metainfo(entry.listing.torrent)
+    except MetainfoError:
+        return []
+    return [("/".join(f.path), f.length) for f in meta.files if not f.padding]
+
+
 @router.get("/", response_class=HTMLResponse)
 async def catalog(
-    request: Request, web: WebDep, context: ContextDep, wallet: SignedInDep, page: str = "1"
+    request: Request, web: WebDep, context: ContextDep, wallet: SignedInDep, page: str = "1", q: str = ""
 ) -> HTMLResponse:
-    """The catalog: products open for sale, newest first, with price and seeding health."""
+    """The catalog: products open for sale, newest first, with price and seeding health; `q`
+    keeps those whose title or description holds every word of it."""
+    q = q.strip()[:MAX_SEARCH]
     if not _PAGE.fullmatch(page) or int(page) > MAX_PAGE:
         return await run_in_threadpool(
             _problem, web, request, wallet, 404, "No such page", "The catalog has no page by that number."
         )
     number = int(page)
 
-    def read() -> tuple[int, list[CatalogEntry]]:
+    def read() -> tuple[int, list[CatalogEntry], list[int]]:
         with context.services.db.reader() as session:
-            return list_products(
-                session, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE, active=True, registered=True
+            total, entries = list_products(
+                session,
+                offset=(number - 1) * PAGE_SIZE,
+                limit=PAGE_SIZE,
+                active=True,
+                registered=True,
+                search=q,
             )
+            return total, entries, [completed_downloads(session, e.product) for e in entries]
 
-    total, entries = await run_in_threadpool(read)
-    healths = await asyncio.gather(*(_health(context, e) for e in entries))
+    total, entries, finished = await run_in_threadpool(read)
+    healths = [
+        _with_completed(health, done)
+        for health, done in zip(
+            await asyncio.gather(*(_health(context, e) for e in entries)), finished, strict=True
+        )
+    ]
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     return await run_in_threadpool(
         lambda: render(
@@ -130,6 +173,7 @@ async def catalog(
             items=list(zip(entries, healths, strict=True)),
             page=number,
             pages=pages,
+            q=q,
         )
     )
 
@@ -142,18 +186,18 @@ async def item(
     if not _ID.fullmatch(product_id):
         return await run_in_threadpool(_problem, web, request, wallet, 404, "Not found", NO_PRODUCT)
 
-    def read() -> tuple[CatalogEntry | None, bool]:
+    def read() -> tuple[CatalogEntry | None, bool, int]:
         with context.services.db.reader() as session:
             entry = get_product(session, int(product_id))
             owned = bool(
                 entry and wallet and may_download(session, entry.product, wallet, context.store_accounts)
             )
-            return entry, owned
+            return entry, owned, completed_downloads(session, entry.product) if entry else 0
 
-    entry, owned = await run_in_threadpool(read)
+    entry, owned, finished = await run_in_threadpool(read)
     if entry is None:
         return await run_in_threadpool(_problem, web, request, wallet, 404, "Not found", NO_PRODUCT)
-    health = await _health(context, entry)
+    health = _with_completed(await _health(context, entry), finished)
 
     def page() -> HTMLResponse:
         product = entry.product
@@ -177,6 +221,7 @@ async def item(
             fee_bps=fee_bps,
             token=token,
             owned=owned,
+            files=_files(entry),
         )
 
     return await run_in_threadpool(page)
@@ -238,7 +283,31 @@ def rewards(
             problem=CHAIN_DOWN,
             **common,
         )
+    if any(t.pending > 0 for t in tokens):
+        common["claimable_in"] = _claimable_in(context)
     return render(web, request, "rewards.html", wallet=wallet, standing=standing, epoch=epoch, **common)
+
+
+def _claimable_in(context: ContextDep) -> str | None:
+    """Roughly when pending earnings become claimable, as "about N minutes": the next epoch closes
+    `epoch_length` after the last one, its root is posted, and claims open `rootDelay` later."""
+    try:
+        root_delay = int(context.services.chain.view("rootDelay"))
+    except (ChainError, ConfigError):
+        return None
+    with context.services.db.reader() as session:
+        last = latest_epoch(session, tuple(EpochStatus))
+    now = time.time()
+    closes = now if last is None else max(now, last.created_at + context.services.settings.epoch_length)
+    return _about(closes + root_delay - now)
+
+
+def _about(seconds: float) -> str:
+    minutes = max(round(seconds / 60), 1)
+    if minutes < 90:
+        return f"about {minutes} minute{'s' if minutes != 1 else ''}"
+    hours = round(minutes / 60)
+    return f"about {hours} hours" if hours < 36 else f"about {round(hours / 24)} days"
 
 
 @router.get("/sell", response_class=HTMLResponse)

@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
 from backend.api.deps import SESSION_COOKIE, AppContext
-from backend.web.money import TokenBook, TokenInfo, format_units
+from backend.web.money import TokenBook, TokenInfo, format_units, human_size
 from backend.web.wallet_config import wallet_config
 from tracker.addresses import checksum
 
@@ -35,6 +35,7 @@ class WebState:
         self.templates = Jinja2Templates(directory=TEMPLATES)
         self.templates.env.filters["checksum"] = checksum
         self.templates.env.filters["utc"] = _utc
+        self.templates.env.filters["size"] = human_size
 
     @cached_property
     def config(self) -> dict[str, Any]:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import signal
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,13 +22,13 @@ import uvloop
 from rich.live import Live
 from rich.table import Table
 
-from client import wallet
-from client.amounts import from_units
-from client.commands.wallet import password
+from client.amounts import rounded
+from client.commands.wallet import unlock
 from client.errors import ClientError
 from client.options import (
     ChainOption,
     ContractOption,
+    JsonFlag,
     KeyOption,
     MapPortOption,
     OutOption,
@@ -41,9 +44,15 @@ if TYPE_CHECKING:
     from client import library
 
 
-def _need(value: object, option: str) -> None:
-    if value is None:
-        raise ClientError(f"with a .torrent file, {option} is required (or give a product id instead)")
+def _missing(meta_name: str, given: Mapping[str, object], path: Path) -> None:
+    """Every option a .torrent needs and did not get, in one error (the file is read first: a
+    missing or broken file is the first thing to say)."""
+    missing = [option for option, value in given.items() if value is None]
+    if missing:
+        raise ClientError(
+            f"{path} is a .torrent ({meta_name}); without the store it also needs "
+            f"{' '.join(f'{option} ...' for option in missing)} (or give the product id instead)"
+        )
 
 
 def download(
@@ -60,6 +69,7 @@ def download(
     port: PortOption = 0,
     peer: PeerOption = None,
     password_file: PasswordFile = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Download a purchase, paying every seeder with signed receipts for the bytes it sent."""
     # The engine and the chain client load only when a command runs: `--help` and every other
@@ -69,10 +79,11 @@ def download(
     from client.connect import connect  # noqa: PLC0415
 
     if not target.isdigit():
-        for value, option in ((purchase, "--purchase"), (chain_id, "--chain-id"), (contract, "--contract")):
-            _need(value, option)
+        meta = by_torrent.load_torrent(Path(target))
+        given = {"--purchase": purchase, "--chain-id": chain_id, "--contract": contract}
+        _missing(meta.name, given, Path(target))
         by_torrent.download_torrent(
-            Path(target),
+            meta,
             key=key,
             purchase=purchase or 0,
             chain_id=chain_id or 0,
@@ -81,19 +92,38 @@ def download(
             port=port,
             peer=peer or [],
             password_file=password_file,
+            as_json=as_json,
         )
         return
     product_id = int(target)
-    account = wallet.unlock(key, password(password_file))
+    account = unlock(key, password_file)
     with connect(store, rpc, pinned_contract=contract) as conn:
         library.sign_in(conn, account)
         item = library.owned(conn, product_id, account.address)
         config = library.download_config(library.domain_of(conn), item, account)
     folder = out or library.library_folder()
     peers = [by_torrent.peer_address(text) for text in peer or []]
-    by_torrent.run_download(item.meta, folder, config, peers, port)
+    by_torrent.run_download(item.meta, folder, config, peers, port, as_json=as_json)
+    # Seeding reads the folder it was downloaded to: a hint without --out would download the
+    # whole product again into the library.
+    hint = f"seedmarket seed --key {key}" + (f" --out {shlex.quote(str(folder.resolve()))}" if out else "")
+    where = (folder / item.meta.name).resolve()
+    if as_json:
+        by_torrent.json_line(
+            {
+                "event": "done",
+                "product": product_id,
+                "name": item.meta.name,
+                "path": str(where),
+                "total": item.meta.total_length,
+                "seed": hint,
+            }
+        )
+        return
     console.print(
-        f"downloaded {item.meta.name} into {folder.resolve()}; keep it seeding: seedmarket seed --key {key}"
+        f"downloaded {item.meta.name} into {folder.resolve()}; keep it seeding: {hint}",
+        soft_wrap=True,
+        highlight=False,
     )
 
 
@@ -121,6 +151,7 @@ def seed(
     peer: PeerOption = None,
     password_file: PasswordFile = None,
     map_port: MapPortOption = True,
+    as_json: JsonFlag = False,
 ) -> None:
     """Seed and earn: everything the wallet owns (downloading what is missing), or one .torrent."""
     # The engine and the chain client load only when a command runs: `--help` and every other
@@ -132,10 +163,10 @@ def seed(
     if not key:
         raise ClientError("seeding needs a wallet: pass --key (the payout address of your receipts)")
     if torrent_file is not None:
-        if path is None:
-            raise ClientError("with a .torrent file, give the content's path too")
-        _need(chain_id, "--chain-id")
-        _need(contract, "--contract")
+        meta = by_torrent.load_torrent(torrent_file)
+        given = {"PATH (the content or its folder)": path, "--chain-id": chain_id, "--contract": contract}
+        _missing(meta.name, given, torrent_file)
+        assert path is not None  # for mypy: _missing refused a missing path
         by_torrent.seed_torrent(
             torrent_file,
             path,
@@ -151,7 +182,7 @@ def seed(
             map_port=map_port,
         )
         return
-    account = wallet.unlock(key, password(password_file))
+    account = unlock(key, password_file)
     folder = out or library.library_folder()
     journal_path = journal or library.journal_path(bytes.fromhex(account.address[2:]))
     with connect(store, rpc, pinned_contract=contract) as conn:
@@ -163,10 +194,16 @@ def seed(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            with Live(console=console, auto_refresh=False) as live:
+            rates = _Rates()
+            with (
+                contextlib.nullcontext(None) if as_json else Live(console=console, auto_refresh=False) as live
+            ):
 
                 def show(report: library.SeedingReport) -> None:
-                    live.update(_table(report, account.address, symbols), refresh=True)
+                    if live is None:
+                        by_torrent.json_line(_json_report(report, symbols, rates))
+                    else:
+                        live.update(_table(report, account.address, symbols, rates), refresh=True)
 
                 await library.seed_library(
                     conn,
@@ -196,10 +233,25 @@ class _TokenNames:
         return self._known[token]
 
 
-def _table(report: library.SeedingReport, address: str, names: _TokenNames) -> Table:
+class _Rates:
+    """Upload rate per product between two reports of `seed`."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[float, int]] = {}
+
+    def __call__(self, product_id: int, uploaded: int) -> float:
+        now = time.monotonic()
+        before = self._last.get(product_id)
+        self._last[product_id] = (now, uploaded)
+        if before is None or now <= before[0]:
+            return 0.0
+        return max(uploaded - before[1], 0) / (now - before[0])
+
+
+def _table(report: library.SeedingReport, address: str, names: _TokenNames, rates: _Rates) -> Table:
     table = Table(title=f"seeding as {address} (Ctrl-C stops)")
-    for column in ("product", "name", "have", "peers", "uploaded"):
-        table.add_column(column, justify="right" if column in ("have", "peers", "uploaded") else "left")
+    for column in ("product", "name", "have", "peers", "uploaded", "rate"):
+        table.add_column(column, justify="left" if column in ("product", "name") else "right")
     for product_id, torrent in sorted(report.torrents.items()):
         total = torrent.meta.total_length
         table.add_row(
@@ -208,6 +260,7 @@ def _table(report: library.SeedingReport, address: str, names: _TokenNames) -> T
             f"{100 * (total - torrent.left) // max(total, 1)} %",
             str(len(torrent.connections)),
             f"{torrent.uploaded / 2**20:.1f} MiB",
+            f"{rates(product_id, torrent.uploaded) / 2**20:.2f} MiB/s",
         )
     if not report.torrents:
         table.caption = "nothing to seed yet: buy something (seedmarket buy ...)"
@@ -215,10 +268,32 @@ def _table(report: library.SeedingReport, address: str, names: _TokenNames) -> T
     for token, entry in report.rewards.items():
         symbol, decimals = names(token)
         earned.append(
-            f"{from_units(int(entry['earned']), decimals)} {symbol} earned, "
-            f"{from_units(int(entry['claimable']), decimals)} claimable"
+            f"{rounded(int(entry['earned']), decimals)} {symbol} earned, "
+            f"{rounded(int(entry['claimable']), decimals)} claimable"
         )
     if earned:
         table.caption = "; ".join(earned)
     table.caption = f"{table.caption}\n{report.reachability}" if table.caption else report.reachability
     return table
+
+
+def _json_report(report: library.SeedingReport, names: _TokenNames, rates: _Rates) -> dict[str, object]:
+    """One `seed --json` line: per product what is here and sent, and the earnings (exact units)."""
+    products = []
+    for product_id, torrent in sorted(report.torrents.items()):
+        products.append(
+            {
+                "product": product_id,
+                "name": torrent.meta.name,
+                "have": torrent.meta.total_length - torrent.left,
+                "total": torrent.meta.total_length,
+                "peers": len(torrent.connections),
+                "uploaded": torrent.uploaded,
+                "rate": round(rates(product_id, torrent.uploaded)),
+            }
+        )
+    rewards = {
+        token: {"symbol": names(token)[0], **{k: str(v) for k, v in entry.items()}}
+        for token, entry in report.rewards.items()
+    }
+    return {"event": "seeding", "products": products, "rewards": rewards, "reachability": report.reachability}

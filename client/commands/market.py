@@ -11,7 +11,7 @@ from rich.table import Table
 
 from client import wallet
 from client.amounts import from_units
-from client.commands.wallet import password
+from client.commands.wallet import unlock
 from client.errors import ClientError, TransactionReverted
 from client.options import (
     JsonFlag,
@@ -40,7 +40,7 @@ def buy(
     """Buy a product: pay its price (approving an ERC-20 first when needed) into the escrow contract."""
     from client.connect import connect  # noqa: PLC0415 - web3 loads only when a command runs
 
-    account = wallet.unlock(key, password(password_file))
+    account = unlock(key, password_file)
     with connect(store, rpc, account) as conn:
         listing = conn.store.product(product)
         if not listing.get("registered"):
@@ -73,7 +73,7 @@ def _account(key: str | None, account: str | None, password_file: Path | None) -
     found = next((w for w in wallet.list_wallets() if w.name == key), None)
     if found is not None and found.address != "unknown":
         return found.address
-    return wallet.unlock(key, password(password_file)).address
+    return unlock(key, password_file).address
 
 
 def rewards(
@@ -175,7 +175,7 @@ def claim(
     """Claim every token's claimable rewards in one transaction (paid to the account, never the caller)."""
     from client.connect import connect  # noqa: PLC0415 - web3 loads only when a command runs
 
-    signer = wallet.unlock(key, password(password_file))
+    signer = unlock(key, password_file)
     address = _account(None, account, password_file) if account else signer.address
     with connect(store, rpc, signer) as conn:
         for attempt in range(CLAIM_ATTEMPTS):
@@ -212,7 +212,7 @@ def sales(
     """A seller's products, sales and withdrawable balance per token; `--withdraw` pays it out."""
     from client.connect import connect  # noqa: PLC0415 - web3 loads only when a command runs
 
-    seller = wallet.unlock(key, password(password_file)) if withdraw else None
+    seller = unlock(key, password_file) if withdraw else None
     address = seller.address if seller is not None else _account(key, None, password_file)
     with connect(store, rpc, seller) as conn:
         report = conn.store.sales(address)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,6 +12,9 @@ from client import wallet
 from client.errors import ClientError
 from client.options import JsonFlag, PasswordFile, RpcOption
 from client.output import emit
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 app = typer.Typer(help="Manage wallets (encrypted keystores).", no_args_is_help=True)
 
@@ -33,6 +37,13 @@ def _prompt(text: str, confirm: bool) -> str:
 def password(password_file: Path | None, *, confirm: bool = False) -> str:
     """The wallet password from a file, the environment, or a hidden prompt."""
     return wallet.read_password(password_file, _prompt, confirm=confirm)
+
+
+def unlock(key: str, password_file: Path | None) -> LocalAccount:
+    """Wallet `key` unlocked with its password (an ape account's from ape's passphrase variable,
+    never $SEEDMARKET_PASSWORD); a wrong one is named with where it came from."""
+    secret, source = wallet.password_and_source(password_file, _prompt, env=wallet.password_env(key))
+    return wallet.unlock(key, secret, source=source)
 
 
 def _as_dict(info: wallet.KeystoreInfo) -> dict[str, str]:

@@ -9,6 +9,7 @@ import pytest
 
 from dev.devcli import Cli
 from dev.devnet import free_port
+from tracker.metainfo import create_torrent
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +49,30 @@ def test_an_unknown_wallet_says_how_to_make_one(cli: Cli) -> None:
     assert "seedmarket wallet create" in line
 
 
-def test_a_torrent_download_without_its_purchase_says_what_is_missing(cli: Cli, tmp_path: Path) -> None:
-    torrent = tmp_path / "x.torrent"
-    torrent.write_bytes(b"d4:infode")
-    assert "--purchase is required" in _one_line_error(cli, "download", str(torrent), "--key", "alice")
+def test_a_torrent_download_names_everything_it_still_needs_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "album").mkdir()
+    (tmp_path / "album" / "song.bin").write_bytes(b"x" * 40_000)
+    torrent = tmp_path / "album.torrent"
+    torrent.write_bytes(create_torrent(tmp_path / "album", "http://127.0.0.1:1/announce"))
+    line = _one_line_error(cli, "download", str(torrent), "--key", "alice")
+    assert "(album)" in line and "--purchase ... --chain-id ... --contract ..." in line
+    line = _one_line_error(cli, "download", str(torrent), "--key", "alice", "--purchase", "1")
+    assert "--purchase" not in line and "--chain-id ... --contract ..." in line
+
+
+def test_a_torrent_file_is_read_before_anything_is_asked(cli: Cli, tmp_path: Path) -> None:
+    line = _one_line_error(cli, "download", str(tmp_path / "missing.torrent"), "--key", "alice")
+    assert "cannot read" in line and "--purchase" not in line
+    broken = tmp_path / "broken.torrent"
+    broken.write_bytes(b"d4:infode")
+    assert "--purchase" not in _one_line_error(cli, "download", str(broken), "--key", "alice")
+
+
+def test_download_and_seed_accept_json(cli: Cli) -> None:
+    for command in (("download", "1"), ("seed",)):
+        result = cli.run(*cli.on_store(*command, "--key", "alice", "--json"))
+        assert result.returncode == 1 and result.stderr == "", result
+        assert "cannot reach the store" in json.loads(result.stdout)["error"]
 
 
 def test_a_product_id_must_be_positive(cli: Cli) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from eth_utils import function_signature_to_4byte_selector
 
-from client.amounts import from_units, to_units
+from client.amounts import from_units, rounded, to_units
 from client.contract import MARKETPLACE_ABI, REVERT_REASONS, explain_revert
 from client.errors import ClientError
 
@@ -57,3 +57,17 @@ def test_amounts_convert_exactly(text: str, decimals: int, units: int) -> None:
 def test_bad_amounts_are_refused(text: str) -> None:
     with pytest.raises(ClientError):
         to_units(text, 18)
+
+
+@pytest.mark.parametrize(
+    ("units", "shown"),
+    [
+        (8408203125 * 10**6, "0.008408"),
+        (10**16, "0.01"),
+        (0, "0"),
+        (10**11, "<0.000001"),
+        (15 * 10**17, "1.5"),
+    ],
+)
+def test_earnings_at_a_glance_are_rounded_to_six_places(units: int, shown: str) -> None:
+    assert rounded(units) == shown

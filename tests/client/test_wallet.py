@@ -79,3 +79,22 @@ def test_password_comes_from_file_then_environment(tmp_path: Path, monkeypatch: 
     monkeypatch.delenv(wallet.PASSWORD_ENV)
     with pytest.raises(ClientError, match="no password"):
         wallet.read_password(None)
+
+
+def test_an_ape_account_takes_apes_passphrase_variable_not_seedmarkets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from client.commands.wallet import unlock  # noqa: PLC0415 - the command layer's unlock
+
+    ape_dir = tmp_path / "ape" / "accounts"
+    ape_dir.mkdir(parents=True)
+    (ape_dir / "seller.json").write_text(json.dumps(Account.encrypt(KEY, "ape-pw", iterations=2)))
+    monkeypatch.setenv(wallet.PASSWORD_ENV, "dev")  # exported for the seedmarket wallets
+    monkeypatch.setattr("sys.stdin", None)  # nothing to prompt
+    with pytest.raises(ClientError, match="no passphrase of the ape account on standard input"):
+        unlock("ape:seller", None)
+    monkeypatch.setenv("APE_ACCOUNTS_seller_PASSPHRASE", "wrong")
+    with pytest.raises(ClientError, match=r"wrong password for .*seller.json \(from \$APE_ACCOUNTS_seller"):
+        unlock("ape:seller", None)
+    monkeypatch.setenv("APE_ACCOUNTS_seller_PASSPHRASE", "ape-pw")
+    assert unlock("ape:seller", None).address == Account.from_key(KEY).address

@@ -14,6 +14,7 @@ from backend.api.deps import ContextDep, ServicesDep, SessionDep, WalletDep
 from backend.api.errors import documented
 from backend.api.schemas import MAX_DB_ID, ListingIn, ProductOut, ProductPage, SwarmHealthOut
 from backend.catalog import (
+    MAX_SEARCH,
     CatalogEntry,
     get_product,
     list_products,
@@ -59,9 +60,13 @@ def products(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     active: bool | None = None,
     registered: bool | None = None,
+    q: Annotated[str | None, Query(max_length=MAX_SEARCH)] = None,
 ) -> ProductPage:
-    """Listed products, newest first; filter by `active` (open for purchases) and `registered`."""
-    total, entries = list_products(session, offset=offset, limit=limit, active=active, registered=registered)
+    """Listed products, newest first; filter by `active` (open for purchases), `registered`, and
+    `q` (words of the title or description)."""
+    total, entries = list_products(
+        session, offset=offset, limit=limit, active=active, registered=registered, search=q
+    )
     return ProductPage(total=total, items=[product_out(entry) for entry in entries])
 
 

@@ -1,7 +1,7 @@
 """Incremental settlement: each epoch's running totals of frozen purchases.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-04
 """
 
@@ -38,6 +38,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Back to 0003."""
+    """Back to 0004."""
     op.drop_table("epoch_settlements")
     op.drop_table("settled_totals")

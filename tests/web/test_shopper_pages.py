@@ -1,0 +1,131 @@
+"""What a shopper expects of a store's pages: a search box, sizes in KiB/MiB, the file list, the
+description on the catalog's cards, a hint to sign in for an owner who is signed out, and a
+"Completed" count that the receipts keep (the tracker counts in memory only)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+
+import httpx
+import pytest
+from playwright.sync_api import Page
+
+from backend.models import Credit
+from tests.backend.api_helpers import make_torrent, sign_in
+from tests.web.helpers import Shop, Visit, goto
+
+SELLER = 5  # lists the product of this module only
+BUYER = 6  # buys it; its receipts say it finished
+SIZE = 3 * 2**20 + 12_345
+TITLE = "Night trains"
+DESCRIPTION = "Field recordings of sleeper trains crossing the Alps, 1998."
+
+
+@pytest.fixture(scope="module")
+def product(shop: Shop, tmp_path_factory: pytest.TempPathFactory) -> int:
+    """A product of its own (so the counts here are nobody else's), with a description."""
+    folder = tmp_path_factory.mktemp("night-trains")
+    torrent, infohash = make_torrent(folder, SIZE, name="night-trains.flac")
+    product_id, _ = shop.market.list_product(shop.account(SELLER), size=SIZE, price=10**16, infohash=infohash)
+    shop.until(lambda: shop.client.get(f"/products/{product_id}").status_code == 200, "the listing indexed")
+    body = {"title": TITLE, "description": DESCRIPTION, "torrent": base64.b64encode(torrent).decode()}
+    answer = shop.client.put(
+        f"/products/{product_id}/listing", json=body, headers=sign_in(shop.client, SELLER)
+    )
+    assert answer.status_code == 200, answer.text
+    return product_id
+
+
+@pytest.fixture
+def tab(visit: Callable[..., Visit]) -> Page:
+    """A browser page with no wallet account."""
+    return visit().page
+
+
+def _titles(page: Page, path: str) -> list[str]:
+    goto(page, path)
+    return page.locator(".products h2").all_inner_texts()
+
+
+def test_the_catalog_finds_products_by_words_of_their_title_or_description(
+    shop: Shop, product: int, tab: Page
+) -> None:
+    assert _titles(tab, f"{shop.url}/?q=night") == [TITLE]
+    assert _titles(tab, f"{shop.url}/?q=ALPS+sleeper") == [TITLE]  # every word, any case
+    assert TITLE not in _titles(tab, f"{shop.url}/?q=alps+jazz")
+    assert _titles(tab, f"{shop.url}/?q=%25") == []  # a literal %, not a wildcard
+    assert "Nothing matches" in tab.locator("main").inner_text()
+    assert TITLE in _titles(tab, f"{shop.url}/")
+    found = httpx.get(f"{shop.url}/products", params={"q": "sleeper"}, timeout=30).json()
+    assert [item["id"] for item in found["items"]] == [product] and found["total"] == 1
+
+
+def test_cards_show_the_description_and_a_human_size(shop: Shop, product: int, tab: Page) -> None:
+    goto(tab, f"{shop.url}/?q=night")
+    card = tab.locator(".card").first.inner_text()
+    assert DESCRIPTION in card and "3.0 MiB" in card
+
+
+def test_the_product_page_lists_its_files_with_human_sizes(shop: Shop, product: int, tab: Page) -> None:
+    goto(tab, f"{shop.url}/item/{product}")
+    assert tab.locator("[data-size]").inner_text() == "3.0 MiB"
+    rows = [row.locator("td").all_inner_texts() for row in tab.locator("table.files tbody tr").all()]
+    assert rows == [["night-trains.flac", "3.0 MiB"]]
+    assert "bytes" not in tab.locator("dl.facts").first.inner_text()
+
+
+def test_a_signed_out_visitor_is_offered_to_sign_in_before_buying_again(
+    shop: Shop, product: int, tab: Page
+) -> None:
+    goto(tab, f"{shop.url}/item/{product}")
+    hint = tab.locator(".owner-hint")
+    assert "Already bought it?" in hint.inner_text()
+    assert hint.get_by_role("button", name="Sign in with Ethereum").count() == 1
+    signed_in = httpx.get(
+        f"{shop.url}/item/{product}", cookies={"seedmarket_session": shop.session_token(BUYER)}, timeout=30
+    )
+    assert signed_in.status_code == 200 and "Already bought it?" not in signed_in.text
+
+
+def test_completed_counts_finished_downloads_from_the_receipts(shop: Shop, product: int, tab: Page) -> None:
+    def completed() -> str:
+        goto(tab, f"{shop.url}/item/{product}")
+        return tab.locator("[data-health=completed]").inner_text()
+
+    assert completed() == "0"
+    purchase = shop.market.buy(shop.account(BUYER), product)
+    shop.indexed_purchase(BUYER, product)
+    # The buyer's receipts to two seeders add up to the whole product: a finished download, though
+    # the tracker (which never saw it complete) still counts none.
+    with shop.services.db.writer() as session:
+        for n, (seeder, count) in enumerate(((shop.account(9), SIZE - 1000), (shop.account(3), 1000))):
+            session.add(
+                Credit(
+                    purchase_id=purchase,
+                    seeder=seeder.lower(),
+                    signer=shop.account(BUYER).lower(),
+                    signed_bytes=count,
+                    credited=count,
+                    receipt_id=10**12 + 2 * purchase + n,
+                )
+            )
+    assert completed() == "1"
+
+
+def test_the_search_box_at_phone_and_desktop_widths(
+    visit: Callable[..., Visit], shop: Shop, product: int
+) -> None:
+    for width in (375, 1280):
+        tab = visit(width=width)
+        goto(tab.page, shop.url)
+        tab.page.get_by_label("Search by title or description").fill("night trains")
+        tab.page.get_by_role("button", name="Search").click()
+        tab.page.wait_for_url(re.compile(r"q=night"))
+        assert tab.page.locator(".products h2").all_inner_texts() == [TITLE]
+        tab.shot(f"catalog-search-{width}")
+        tab.page.get_by_role("link", name=TITLE).click()
+        tab.page.wait_for_selector("table.files")
+        tab.shot(f"product-files-{width}")
+        assert tab.errors == []
