@@ -283,6 +283,7 @@ class Keeper:
         offer = self.sender.first_offer()
         nonce = self.sender.next_nonce()
         rows: list[tuple[SignedTx, int, Batch]] = []
+        need = 0
         for batch in batches:
             indices = []
             for payee in batch.payees:
@@ -302,8 +303,16 @@ class Keeper:
                     f"epoch {epoch.number}'s payout would revert: {exc}; planning again"
                 ) from None
             gas_limit = int(gas * self.margin)
+            need += gas_limit * offer.max_fee
             rows.append((self.sender.sign(function, gas_limit, nonce=nonce, offer=offer), gas_limit, batch))
             nonce += 1
+        balance = int(self.chain.rpc("eth_getBalance", [self.account.address, "latest"]), 16)
+        if balance < need:
+            # Signed and stored, they would wait in "sending" until someone funds the account.
+            raise KeeperError(
+                f"the keeper's account {self.account.address} holds {balance / 10**18:.6f} ETH, the "
+                f"{len(rows)} batches due may cost {need / 10**18:.6f}: fund it"
+            )
         self._store(epoch, rows)
         self._fault("payout-signed")
         for signed, _, _ in rows:
