@@ -10,6 +10,7 @@ and `StandardMerkleTree.load` reads it; `MerkleProof.verifyCalldata` in the cont
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,15 @@ _MAX_UINT256 = (1 << 256) - 1
 
 class MerkleError(ValueError):
     """A leaf, proof or dump that does not make a valid standard tree."""
+
+
+@dataclass(frozen=True, slots=True)
+class MultiProof:
+    """Leaves proven together: `Marketplace.payout(leaves, proof, proof_flags)` takes them in this order."""
+
+    leaves: list[Leaf]
+    proof: list[bytes]
+    proof_flags: list[bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +93,70 @@ def proof_at(tree: Sequence[bytes], tree_index: int) -> list[bytes]:
     return path
 
 
+def multiproof_at(
+    tree: Sequence[bytes], tree_indices: Sequence[int]
+) -> tuple[list[int], list[bytes], list[bool]]:
+    """OpenZeppelin's multiproof of the leaves at `tree_indices` of a tree laid out as `dump()["tree"]`:
+    (their tree indices in the order the proof consumes them, the proof, the proof flags)."""
+    first_leaf = len(tree) // 2
+    for index in tree_indices:
+        if not first_leaf <= index < len(tree):
+            raise MerkleError(f"tree index {index} is not a leaf")
+    indices = sorted(tree_indices, reverse=True)
+    if len(set(indices)) != len(indices):
+        raise MerkleError("cannot prove a leaf twice")
+    queue = deque(indices)
+    proof: list[bytes] = []
+    flags: list[bool] = []
+    while queue and queue[0] > 0:
+        index = queue.popleft()
+        sibling = index + 1 if index % 2 else index - 1
+        if queue and queue[0] == sibling:
+            flags.append(True)
+            queue.popleft()
+        else:
+            flags.append(False)
+            proof.append(tree[sibling])
+        queue.append((index - 1) // 2)
+    if not indices:
+        proof.append(tree[0])
+    return indices, proof, flags
+
+
+def process_multiproof(leaf_hashes: Sequence[bytes], proof: Sequence[bytes], flags: Sequence[bool]) -> bytes:
+    """The root a multiproof leads to, as OpenZeppelin's `MerkleProof.processMultiProof` computes it
+    (and with its checks: every proof node used, nothing left over)."""
+    if len(leaf_hashes) + len(proof) != len(flags) + 1:
+        raise MerkleError("the multiproof's lengths do not add up")
+    hashes = [bytes(_WORD)] * len(flags)  # read before written is zero, as in the contract
+    leaf_pos = hash_pos = proof_pos = 0
+
+    def take() -> bytes:
+        nonlocal leaf_pos, hash_pos
+        if leaf_pos < len(leaf_hashes):
+            leaf_pos += 1
+            return leaf_hashes[leaf_pos - 1]
+        hash_pos += 1
+        return hashes[hash_pos - 1]
+
+    try:
+        for i, flag in enumerate(flags):
+            a = take()
+            if flag:
+                b = take()
+            else:
+                b = proof[proof_pos]
+                proof_pos += 1
+            hashes[i] = hash_pair(a, b)
+    except IndexError:  # the contract's array bounds check reverts
+        raise MerkleError("the multiproof reads past its proof or its hashes") from None
+    if flags:
+        if proof_pos != len(proof):
+            raise MerkleError("the multiproof leaves proof nodes unused")
+        return hashes[-1]
+    return leaf_hashes[0] if leaf_hashes else proof[0]
+
+
 def layout(hashes: Sequence[bytes]) -> tuple[list[bytes], list[int]]:
     """The tree over leaf hashes as OpenZeppelin lays it out: leaves sorted by hash and placed from
     the end of one array, each inner node the sorted-pair hash of its children, the root first.
@@ -122,6 +196,17 @@ class MerkleTree:
     def proof(self, value_index: int) -> list[bytes]:
         """The sibling path from the leaf at `value_index` (input order) up to the root."""
         return proof_at(self.tree, self._tree_index[value_index])
+
+    def multiproof(self, value_indices: Sequence[int]) -> MultiProof:
+        """One proof of the leaves at `value_indices` (input order), as `getMultiProof` of
+        `@openzeppelin/merkle-tree` gives it: the leaves come back in the order the proof needs.
+        Leaves next to each other in the tree (close `tree_index`) share most of their proof."""
+        for value_index in value_indices:
+            if not 0 <= value_index < len(self.leaves):
+                raise MerkleError(f"no leaf at {value_index}")
+        indices, proof, flags = multiproof_at(self.tree, [self._tree_index[i] for i in value_indices])
+        by_tree_index = {self._tree_index[i]: i for i in value_indices}
+        return MultiProof([self.leaves[by_tree_index[i]] for i in indices], proof, flags)
 
     def tree_index(self, value_index: int) -> int:
         """Where the leaf at `value_index` (input order) sits in the tree array."""

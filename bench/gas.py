@@ -17,12 +17,14 @@ import json
 import os
 import random
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ape
 from ape.logging import LogLevel, logger
+from eth_utils import to_checksum_address
 
 from backend.merkle import Leaf, MerkleTree, layout, proof_at
 from tracker.hashing import keccak256
@@ -41,6 +43,11 @@ GOALS = {
     "first claim, depth 20, ERC-20": 95_000,
     "postRoot, later": 80_000,
 }
+# Issue 13: gas per payee of a batch of 100 first payouts in a 100,000-leaf tree.
+PAYOUT_GOALS = [
+    ("payout per payee, 100 first ETH payouts", "payout_eth_100", 40_000),
+    ("payout per payee, 100 first ERC-20 payouts", "payout_erc20_100", 60_000),
+]
 
 
 @dataclass
@@ -86,6 +93,8 @@ class Bench:
         self.epoch = 0
         self.totals = dict.fromkeys(self.tokens, 0)
         self.earned: dict[tuple[str, str], int] = {}
+        self.claimed_topic = "0x" + keccak256(b"Claimed(address,address,uint256,uint256)").hex()
+        self.payout_parts: dict[str, tuple[int, float]] = {}
 
     def record(self, name: str, receipt: Any, note: str = "") -> int:
         self.rows.append(
@@ -265,6 +274,94 @@ class Bench:
             gas.append(self.record(name, receipt, f"{size:,} leaves"))
         return gas[0], gas[1]
 
+    # ----- batch payouts -----
+
+    def send_raw(self, method: Any, *args: Any) -> dict[str, Any]:
+        """Send a transaction through the node itself with all the block's gas: a batch of 1,000
+        outlasts ape's 20 s wait under anvil's step tracing. Its receipt."""
+        provider = ape.chain.provider
+        tx = {
+            "from": str(self.keeper.address),
+            "to": str(self.market.address),
+            "data": method.encode_input(*args).to_0x_hex(),
+            "gas": hex(ape.chain.blocks.head.gas_limit),
+        }
+        sent = provider.make_request("eth_sendTransaction", [tx])
+        deadline = time.monotonic() + 600
+        while (receipt := provider.make_request("eth_getTransactionReceipt", [sent])) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"payout {sent} not mined")
+            time.sleep(0.1)
+        if receipt["status"] != "0x1":
+            raise RuntimeError(f"payout {sent} reverted")
+        return dict(receipt)
+
+    def payout(self, tree: MerkleTree, indices: list[int], name: str, note: str = "") -> Row:
+        """Pay the leaves at `indices` of `tree` in one batch sent by the keeper; the row is per payee."""
+        multi = tree.multiproof(indices)
+        leaves = [(leaf.account, leaf.token, leaf.cumulative_amount) for leaf in multi.leaves]
+        args = (leaves, multi.proof, multi.proof_flags)
+        receipt = self.send_raw(self.market.payout, *args)
+        paid = sum(1 for log in receipt["logs"] if log["topics"][0] == self.claimed_topic)
+        assert paid == len(indices), f"{name}: paid {paid} of {len(indices)}"
+        data = bytes(self.market.payout.encode_input(*args))
+        count = len(indices)
+        row = Row(
+            f"{name}, {count:,} leaves: per payee",
+            int(receipt["gasUsed"], 16) // count,
+            calldata_gas(data) // count,
+            note or f"proof {len(multi.proof):,} nodes, {len(multi.proof_flags):,} flags",
+        )
+        self.rows.append(row)
+        self.payout_parts[row.name] = (
+            calldata_gas(data[4 + 4 * 32 : 4 + 4 * 32 + 96 * count]) // count,  # the leaves
+            (len(multi.proof) + len(multi.proof_flags)) / count,  # proof nodes and flags
+        )
+        return row
+
+    def payouts(self) -> dict[str, int]:
+        """Batch payouts from a 100,000-leaf root where half the leaves are ETH and half the ERC-20:
+        every seeder's first payout. The keeper takes leaves of one token in tree order (as it does
+        when it pays everyone due); "scattered" takes 100 ETH leaves anywhere in the tree. Payees
+        are existing accounts (they hold some ETH) but hold none of the token: an ERC-20 payout
+        creates their balance, as in Uniswap's figure."""
+        rng = random.Random(7)
+        provider = ape.chain.provider
+        reward = 10**12
+        leaves = [Leaf(account, token, amount) for (account, token), amount in self.earned.items()]
+        fresh = [
+            Leaf(to_checksum_address(rng.randbytes(20)), self.tokens[i % 2], reward)
+            for i in range(100_000 - len(leaves))
+        ]
+        tree = MerkleTree(leaves + fresh)
+        self.post(tree)
+        in_order = sorted(range(len(leaves), len(tree.leaves)), key=tree.tree_index)
+        eth = [i for i in in_order if tree.leaves[i].token == ETH]
+        erc20 = [i for i in in_order if tree.leaves[i].token != ETH]
+        batches, start = [], 0
+        for size in (1, 10, 100, 1_000):
+            batches.append(eth[start : start + size])
+            start += size
+        scattered = rng.sample(eth[start:], 100)
+        for i in [*(i for batch in batches for i in batch), *scattered]:
+            provider.make_request("anvil_setBalance", [tree.leaves[i].account, hex(ETHER // 100)])
+        limit = ape.chain.blocks.head.gas_limit
+        provider.set_block_gas_limit(200_000_000)  # a batch of 1,000 passes mainnet's 36 million
+        ape.chain.mine()
+        found = {}
+        for batch in batches:
+            row = self.payout(tree, batch, "payout, first ETH", "leaves side by side in the tree")
+            found[f"payout_eth_{len(batch)}"] = row.gas
+        found["payout_eth_100_scattered"] = self.payout(
+            tree, scattered, "payout, first ETH, scattered", "100 ETH leaves anywhere in the tree"
+        ).gas
+        found["payout_erc20_100"] = self.payout(
+            tree, erc20[:100], "payout, first ERC-20, the seeders' first tokens"
+        ).gas
+        provider.set_block_gas_limit(limit)
+        ape.chain.mine()
+        return found
+
     def root_size_does_not_matter(self) -> tuple[int, int]:
         """Post a 10-leaf and a 100,000-leaf root from the same state with the same totals: one
         seeder earns a reward, the other leaves are zero."""
@@ -311,6 +408,26 @@ def why_an_eth_claim_costs(row: Row) -> str:
     return "\n".join([f"{row.name}: {row.gas:,} gas =", *lines])
 
 
+def why_a_payout_costs(row: Row, leaf_calldata: int, nodes: float, count: int) -> str:
+    """Where a payee's gas goes in a batch of first ETH payouts (EIP-2929 and EIP-2200 prices)."""
+    parts = [
+        (f"transaction base, shared by {count}", 21_000 // count),
+        ("calldata: the leaf (account, token, amount)", leaf_calldata),
+        (
+            f"calldata: its share of the multiproof ({nodes:.1f} nodes and flags) and ABI heads",
+            row.calldata - leaf_calldata,
+        ),
+        ("new `claimed` slot of the payee (cold read, zero to nonzero)", 22_100),
+        ("ETH to the payee (value 9,000, cold account 2,600, stipend back -2,300)", 9_000 + 2_600 - 2_300),
+        ("Claimed event (3 topics, 64 bytes)", 375 + 3 * 375 + 8 * 64),
+        ("status slot, root, the token's books: once per batch, shared", (3 * 2_100 + 2_900) // count),
+    ]
+    known = sum(gas for _, gas in parts)
+    parts.append(("leaf hashing, multiproof hashing, ABI decoding, the loop: the rest", row.gas - known))
+    lines = [f"  {gas:>7,}  {what}" for what, gas in parts]
+    return "\n".join([f"{row.name}: {row.gas:,} gas =", *lines])
+
+
 def main() -> int:
     os.chdir(REPO)  # ape finds the project (and its compiled contracts) in the working directory
     logger.set_level(LogLevel.WARNING)  # keep ape's progress lines out of the table and the JSON line
@@ -321,6 +438,7 @@ def main() -> int:
         small, large = bench.root_size_does_not_matter()
         yardstick_two, yardstick_wide = bench.yardstick()
         found["purchase, ETH"] = next(r.gas for r in bench.rows if r.name == "purchase, ETH")
+        payouts = bench.payouts()
 
     print("Marketplace gas on anvil (real transactions; claims sent by the seeder unless noted)\n")
     print(table(bench.rows))
@@ -330,7 +448,13 @@ def main() -> int:
     print(f"{UNISWAP_TWO_LEAVES:,} and {UNISWAP_100K_LEAVES:,}.\n")
     print(why_an_eth_claim_costs(next(r for r in bench.rows if r.name == "first claim, ETH (depth 20)")))
     print()
+    hundred = next(r for r in bench.rows if r.name == "payout, first ETH, 100 leaves: per payee")
+    print(why_a_payout_costs(hundred, *bench.payout_parts[hundred.name], 100))
+    print()
     goals = {name: found[name] <= limit for name, limit in GOALS.items()}
+    for name, key, limit in PAYOUT_GOALS:
+        goals[name] = payouts[key] <= limit
+        print(f"goal {name} <= {limit:,}: {payouts[key]:,} {'met' if goals[name] else 'MISSED'}")
     goals["postRoot constant in the number of leaves"] = small == large
     for name, limit in GOALS.items():
         print(f"goal {name} <= {limit:,}: {found[name]:,} {'met' if goals[name] else 'MISSED'}")
@@ -348,6 +472,8 @@ def main() -> int:
         "claim_eth_depth20": found["first claim, depth 20, ETH"],
         "claim_erc20_depth20": found["first claim, depth 20, ERC-20"],
         "post_root": found["postRoot, later"],
+        # Gas per payee of a batch payout, first payouts, 100,000-leaf tree (bench.payouts()).
+        **payouts,
         "goals_met": goals,
     }
     print(json.dumps(result))

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
+import {IMarketplace} from "./IMarketplace.sol";
+
 /// @title The Merkle tree of seeders' cumulative earnings
 /// @notice Leaves and proofs of the OpenZeppelin "standard" tree (`@openzeppelin/merkle-tree`,
 /// `backend/merkle.py`): leaf = keccak256(bytes.concat(keccak256(abi.encode(account, token,
@@ -13,6 +15,25 @@ library EarningsTree {
     /// leaf from ever equalling an inner node (a 64-byte preimage), so inner nodes cannot be claimed.
     function leaf(address account, address token, uint256 cumulativeAmount) internal pure returns (bytes32) {
         return keccak256(bytes.concat(keccak256(abi.encode(account, token, cumulativeAmount))));
+    }
+
+    /// @notice The leaf hash of each of `leaves`, as `leaf` computes it, into a new array.
+    /// @dev The struct array is static: 96 bytes a leaf, already its ABI encoding, hashed straight
+    /// from calldata through unallocated memory. A leaf with dirty address bits hashes to no leaf
+    /// of any tree (they are built from clean encodings), and reading its fields later reverts.
+    function hashes(IMarketplace.PayoutLeaf[] calldata leaves) internal pure returns (bytes32[] memory out) {
+        out = new bytes32[](leaves.length);
+        assembly ("memory-safe") {
+            let scratch := mload(0x40)
+            let at := add(out, 0x20)
+            let end := add(leaves.offset, mul(leaves.length, 0x60))
+            for { let p := leaves.offset } lt(p, end) { p := add(p, 0x60) } {
+                calldatacopy(scratch, p, 0x60)
+                mstore(0x00, keccak256(scratch, 0x60))
+                mstore(at, keccak256(0x00, 0x20))
+                at := add(at, 0x20)
+            }
+        }
     }
 
     /// @notice Whether `proof` leads from `leaf_` to `root`.

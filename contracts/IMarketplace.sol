@@ -25,6 +25,13 @@ interface IMarketplace {
         bytes32[] proof;
     }
 
+    /// @notice One leaf of a batch payout: the Merkle leaf `(account, token, cumulativeAmount)`.
+    struct PayoutLeaf {
+        address account;
+        address token;
+        uint256 cumulativeAmount;
+    }
+
     // ----- events -----
 
     event ProductListed(
@@ -64,6 +71,9 @@ interface IMarketplace {
     /// @notice A pause moved the pending root's activation later by the paused time.
     event RootDelayed(uint64 indexed epoch, uint64 activeAt);
     event Claimed(address indexed account, address indexed token, uint256 amount, uint256 cumulativeAmount);
+    /// @notice A batch payout could not send `account` its `amount`: it stays claimable, and for ETH
+    /// the account's payouts are blocked until its own claim succeeds.
+    event PayoutFailed(address indexed account, address indexed token, uint256 amount);
     event OracleSet(address oracle);
     event GuardianSet(address guardian);
     event TreasurySet(address treasury);
@@ -106,6 +116,8 @@ interface IMarketplace {
     error NothingToClaim();
     error InvalidProof();
     error ClaimExceedsRootTotal(address token, uint256 claimedTotal, uint256 rootTotal);
+    /// @notice A payout's transaction has too little gas left to give a recipient its full share.
+    error PayoutGasTooLow();
     /// @notice The same as OpenZeppelin `Pausable`'s.
     error EnforcedPause();
     error ExpectedPause();

@@ -6,6 +6,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {LowLevelCall} from "@openzeppelin/contracts/utils/LowLevelCall.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
@@ -53,6 +54,28 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     /// uint128 amounts and never come near this bit.
     uint256 private constant _USED = 1 << 255;
 
+    /// @notice The gas an ETH payout gives its recipient on top of the 2,300 stipend. Enough for
+    /// a smart wallet behind a proxy that logs what it receives (a Safe takes about 6,500: a cold
+    /// implementation slot, a cold delegatecall and an event), too little for anything that could
+    /// hurt; a recipient that reverts or runs out wastes at most this much of the batch's gas once,
+    /// and is then skipped until its own claim succeeds.
+    uint256 public constant PAYOUT_GAS = 10_000;
+
+    /// @dev The gas left before an ETH payout's call that guarantees the recipient `PAYOUT_GAS`:
+    /// what the call may charge first (a cold account 2,600, the value 9,000, a new account 25,000),
+    /// then 64/63 of `PAYOUT_GAS` (a call keeps 1/64 back), and a margin. A caller who sends too
+    /// little gas gets a revert, never a recipient that failed for lack of gas.
+    uint256 private constant _ETH_PAYOUT_GAS_NEEDED = 2_600 + 9_000 + 25_000 + (PAYOUT_GAS * 64) / 63 + 1_000;
+
+    /// @dev The gas left before an ERC-20 payout's transfer, for the same reason: an allow-listed
+    /// token's transfer takes far less.
+    uint256 private constant _TOKEN_PAYOUT_GAS_NEEDED = 100_000;
+
+    /// @dev Set in the ETH `claimed` slot of an account whose ETH payout failed: its payouts are
+    /// skipped (the slot then reads as more than any leaf) until its own claim rewrites the slot.
+    /// Cumulative amounts are capped by uint128 root totals and never come near this bit.
+    uint256 private constant _PAYOUT_BLOCKED = 1 << 255;
+
     /// @dev What every claim and purchase reads first, in one slot.
     struct Status {
         uint64 pausedAt; // 0 when not paused; else when the pause began (root time stands still)
@@ -94,8 +117,8 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     mapping(uint256 productId => mapping(address buyer => uint256 purchaseId)) public purchaseOf;
     /// @notice Tokens other than ETH that products may be priced in.
     mapping(address token => bool) public tokenAllowed;
-    /// @notice Cumulative amount `account` has claimed in `token`.
-    mapping(address account => mapping(address token => uint256)) public claimed;
+    /// @dev Cumulative amount `account` has claimed in `token`, with `_PAYOUT_BLOCKED` in ETH.
+    mapping(address account => mapping(address token => uint256)) private _claimed;
     /// @dev Withdrawable balances of sellers and the treasury, with the `_USED` bit.
     mapping(address account => mapping(address token => uint256)) private _balances;
     mapping(address token => ClaimLedger) private _claimLedgers;
@@ -433,9 +456,103 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         (bytes32 root, bool fromPending) = _claimableRoot();
         for (uint256 i; i < requests.length; ++i) {
             ClaimRequest calldata r = requests[i];
-            if (r.cumulativeAmount <= claimed[r.account][r.token]) continue;
+            if (r.cumulativeAmount <= _claimed[r.account][r.token] & ~_PAYOUT_BLOCKED) continue;
             total += _claim(root, fromPending, r.account, r.token, r.cumulativeAmount, r.proof);
         }
+    }
+
+    /// @notice Pay many leaves of the active root at once, proven together by one OpenZeppelin
+    /// multiproof over their standard-tree leaf hashes, in the order the multiproof lists them.
+    /// Anyone may call; each leaf's money goes only to its account. A leaf with nothing left to pay
+    /// is skipped, as is an account whose ETH payouts are blocked (see `payoutBlocked`); the root's
+    /// per-token totals cap the batch as they cap claims, and a leaf past its token's cap reverts
+    /// the batch.
+    /// @dev ETH goes with `PAYOUT_GAS` (+ the stipend) and no return data. A send that fails leaves
+    /// the amount claimable, emits `PayoutFailed` and, for ETH, blocks the account's payouts until
+    /// its own claim succeeds, so a recipient that reverts or burns gas costs a batch little and
+    /// only once. Each leaf's `claimed` slot is written before its send; the token's claimed total
+    /// is kept on the stack over a run of leaves of one token and written once per run (a batch of
+    /// one token writes it once). Non-reentrant.
+    /// @return paidCount How many leaves were paid.
+    function payout(PayoutLeaf[] calldata leaves, bytes32[] calldata proof, bool[] calldata proofFlags)
+        external
+        nonReentrant
+        returns (uint256 paidCount)
+    {
+        (bytes32 root, bool fromPending) = _claimableRoot();
+        // No leaves prove nothing (OpenZeppelin accepts the empty set with proof == [root]).
+        if (leaves.length == 0) return 0;
+        bytes32[] memory hashes = EarningsTree.hashes(leaves);
+        if (!MerkleProof.multiProofVerifyCalldata(proof, proofFlags, root, hashes)) revert InvalidProof();
+        return _payAll(leaves, fromPending);
+    }
+
+    /// @dev Pays proven leaves. A run of leaves of one token keeps the token's claimed total and
+    /// cap on the stack and writes the total once, when the run ends.
+    function _payAll(PayoutLeaf[] calldata leaves, bool fromPending) private returns (uint256 paidCount) {
+        address runToken = leaves[0].token;
+        (uint256 runClaimed, uint256 runCap) = _openRun(runToken, fromPending);
+        for (uint256 i; i < leaves.length; ++i) {
+            PayoutLeaf calldata l = leaves[i];
+            address token = l.token;
+            uint256 cumulativeAmount = l.cumulativeAmount;
+            mapping(address token => uint256) storage claims = _claimed[l.account];
+            uint256 already = claims[token];
+            // Paid up (a duplicate leaf included, once its first copy was paid), or blocked.
+            if (cumulativeAmount <= already) continue;
+            if (token != runToken) {
+                _claimLedgers[runToken].claimed = uint128(runClaimed);
+                (runClaimed, runCap) = _openRun(token, fromPending);
+                runToken = token;
+            }
+            uint256 amount = cumulativeAmount - already;
+            runClaimed += amount;
+            if (runClaimed > runCap) revert ClaimExceedsRootTotal(token, runClaimed, runCap);
+            if (_payLeaf(claims, l.account, token, cumulativeAmount, already)) {
+                ++paidCount;
+            } else {
+                runClaimed -= amount;
+            }
+        }
+        _claimLedgers[runToken].claimed = uint128(runClaimed); // <= runCap, which fits
+    }
+
+    /// @dev `token`'s claimed total and its total in the root payouts are checked against.
+    function _openRun(address token, bool fromPending) private view returns (uint256 claimedTotal, uint256 cap) {
+        ClaimLedger storage ledger = _claimLedgers[token];
+        claimedTotal = ledger.claimed;
+        cap = fromPending ? ledger.pendingTotal : _poolLedgers[token].currentTotal;
+    }
+
+    /// @dev Pays one leaf's unpaid part: its `claimed` slot first, then the send; a failed send
+    /// puts the slot back (blocked, for ETH). Whether it was paid.
+    function _payLeaf(
+        mapping(address token => uint256) storage claims,
+        address account,
+        address token,
+        uint256 cumulativeAmount,
+        uint256 already
+    ) private returns (bool paid) {
+        uint256 amount = cumulativeAmount - already;
+        claims[token] = cumulativeAmount;
+        paid = _trySend(token, account, amount);
+        if (paid) {
+            emit Claimed(account, token, amount, cumulativeAmount);
+        } else {
+            claims[token] = token == address(0) ? already | _PAYOUT_BLOCKED : already;
+            emit PayoutFailed(account, token, amount);
+        }
+    }
+
+    /// @notice Cumulative amount `account` has claimed in `token`.
+    function claimed(address account, address token) external view returns (uint256) {
+        return _claimed[account][token] & ~_PAYOUT_BLOCKED;
+    }
+
+    /// @notice Whether batch payouts skip `account`'s ETH leaves: an ETH payout to it failed, and
+    /// it has not claimed ETH itself since.
+    function payoutBlocked(address account) external view returns (bool) {
+        return _claimed[account][address(0)] & _PAYOUT_BLOCKED != 0;
     }
 
     function _claim(
@@ -447,7 +564,7 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         bytes32[] calldata proof
     ) private returns (uint256 amount) {
         // Checks: an unpaid part, a valid leaf.
-        uint256 already = claimed[account][token];
+        uint256 already = _claimed[account][token] & ~_PAYOUT_BLOCKED;
         if (cumulativeAmount <= already) revert NothingToClaim();
         bytes32 leaf = EarningsTree.leaf(account, token, cumulativeAmount);
         if (!EarningsTree.verify(proof, root, leaf)) revert InvalidProof();
@@ -459,8 +576,8 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         uint256 rootTotal = fromPending ? ledger.pendingTotal : _poolLedgers[token].currentTotal;
         if (claimedTotal > rootTotal) revert ClaimExceedsRootTotal(token, claimedTotal, rootTotal);
 
-        // State, then the transfer.
-        claimed[account][token] = cumulativeAmount;
+        // State, then the transfer. Writing the slot whole also unblocks the account's payouts.
+        _claimed[account][token] = cumulativeAmount;
         ledger.claimed = uint128(claimedTotal); // <= rootTotal, which fits
         emit Claimed(account, token, amount, cumulativeAmount);
         _send(token, account, amount);
@@ -587,6 +704,21 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
             if (!LowLevelCall.callNoReturn(to, amount, "")) revert EthTransferFailed();
         } else {
             IERC20(token).safeTransfer(to, amount);
+        }
+    }
+
+    /// @dev A payout's send, which may fail without reverting: ETH with bounded gas and no return
+    /// data, an ERC-20 with OpenZeppelin's `trySafeTransfer`. Reverts if too little gas is left to
+    /// give the recipient (or the token) what it is promised.
+    function _trySend(address token, address to, uint256 amount) private returns (bool sent) {
+        if (token == address(0)) {
+            if (gasleft() < _ETH_PAYOUT_GAS_NEEDED) revert PayoutGasTooLow();
+            assembly ("memory-safe") {
+                sent := call(PAYOUT_GAS, to, amount, 0, 0, 0, 0)
+            }
+        } else {
+            if (gasleft() < _TOKEN_PAYOUT_GAS_NEEDED) revert PayoutGasTooLow();
+            sent = IERC20(token).trySafeTransfer(to, amount);
         }
     }
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from eth_utils import to_checksum_address
 
-from backend.merkle import Leaf, MerkleError, MerkleTree, process_proof
+from backend.merkle import Leaf, MerkleError, MerkleTree, process_multiproof, process_proof
 from tests.conftest import LONG, REPO
 
 ETH = "0x0000000000000000000000000000000000000000"
@@ -115,3 +115,62 @@ def test_duplicate_account_and_token_is_refused() -> None:
         MerkleTree([leaf, Leaf.of(ETH, ETH, 2)])
     with pytest.raises(MerkleError):
         MerkleTree([])
+
+
+def test_random_multiproofs_match_the_openzeppelin_library(node: str) -> None:
+    rng = random.Random(2026)
+    cases = []
+    for _ in range(150 if not LONG else 2000):
+        leaves = _random_leaves(rng, rng.choice([1, 2, 3, 7, 16, 33, rng.randrange(1, 300)]))
+        picked = rng.sample(range(len(leaves)), rng.randrange(0, len(leaves) + 1))
+        cases.append((leaves, picked))
+    expected = _run_node(
+        "oz_multiproof.js", [{"values": _values(leaves), "indices": picked} for leaves, picked in cases]
+    )
+    assert isinstance(expected, list)
+    for (leaves, picked), js in zip(cases, expected, strict=True):
+        tree = MerkleTree(leaves)
+        multi = tree.multiproof(picked)
+        assert _values(multi.leaves) == js["leaves"]
+        assert ["0x" + n.hex() for n in multi.proof] == js["proof"]
+        assert multi.proof_flags == js["proofFlags"]
+        assert sorted(_values(multi.leaves)) == sorted(_values([leaves[i] for i in picked]))
+        hashes = [leaf.hash() for leaf in multi.leaves]
+        assert process_multiproof(hashes, multi.proof, multi.proof_flags) == tree.root
+
+
+def test_a_multiproof_does_not_prove_other_leaves() -> None:
+    leaves = _random_leaves(random.Random(5), 40)
+    tree = MerkleTree(leaves)
+    multi = tree.multiproof([3, 17, 29])
+    hashes = [leaf.hash() for leaf in multi.leaves]
+    tampered = Leaf.of(multi.leaves[1].account, multi.leaves[1].token, multi.leaves[1].cumulative_amount + 1)
+    assert (
+        process_multiproof([hashes[0], tampered.hash(), hashes[2]], multi.proof, multi.proof_flags)
+        != tree.root
+    )
+    other = tree.multiproof([4, 17, 29])
+    assert process_multiproof(hashes, other.proof, other.proof_flags) != tree.root
+    # A proof node left over, or a flag missing, is refused as the contract refuses it.
+    with pytest.raises(MerkleError):
+        process_multiproof(hashes, [*multi.proof, tree.root], multi.proof_flags)
+    with pytest.raises(MerkleError):
+        process_multiproof(hashes, multi.proof, multi.proof_flags[:-1])
+
+
+def test_a_multiproof_of_neighbours_in_the_tree_is_short() -> None:
+    leaves = _random_leaves(random.Random(6), 1024)
+    tree = MerkleTree(leaves)
+    by_position = sorted(range(len(leaves)), key=tree.tree_index)
+    neighbours = tree.multiproof(by_position[:64])
+    scattered = tree.multiproof(by_position[::16])
+    assert len(neighbours.proof) == 10 - 6
+    assert len(scattered.proof) == 64 * 4
+
+
+def test_a_multiproof_refuses_a_leaf_twice_or_outside_the_tree() -> None:
+    tree = MerkleTree(_random_leaves(random.Random(8), 5))
+    with pytest.raises(MerkleError):
+        tree.multiproof([1, 1])
+    with pytest.raises(MerkleError):
+        tree.multiproof([5])

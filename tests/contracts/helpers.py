@@ -99,6 +99,19 @@ class Seeders:
         leaf = self.tree.leaves[index]
         return leaf.account, leaf.token, leaf.cumulative_amount, self.tree.proof(index)
 
+    def payout_args(
+        self, keys: Iterable[tuple[Any, str]]
+    ) -> tuple[list[tuple[str, str, int]], list[bytes], list[bool]]:
+        """The arguments of `payout` for the leaves of `keys` (account, token): one multiproof."""
+        indices = []
+        for account, token in keys:
+            index = self.tree.find(address(account), token)
+            assert index is not None, "no such leaf"
+            indices.append(index)
+        multi = self.tree.multiproof(indices)
+        leaves = [(leaf.account, leaf.token, leaf.cumulative_amount) for leaf in multi.leaves]
+        return leaves, multi.proof, multi.proof_flags
+
 
 def funded_tokens(market: ContractInstance, candidates: Iterable[str]) -> list[str]:
     """The candidates whose seeder pool is funded, in the ascending order `postRoot` wants."""
