@@ -2,9 +2,9 @@
 
 A seller lists a product; five buyers, one after another, buy it, download it (from the store's
 seed and from the buyers before them) and keep seeding; the purchases settle and an epoch's root
-is posted; everyone with earnings claims them on chain. It ends with who uploaded what, who
-earned what, and the store's share of all uploads. Every step is a real process: `ape run`,
-`seedmarket buy/download/seed/claim`.
+is posted; the store's keeper pays everyone with earnings on chain, nobody claims. It ends with
+who uploaded what, who earned what and was paid automatically, and the store's share of all
+uploads. Every step is a real process: `ape run`, `seedmarket buy/download/seed/rewards`.
 
     python -m dev.demo [--buyers 5] [--size-mib 16]
 """
@@ -80,9 +80,13 @@ def _story(stack: DevStack, buyers: int, size: int) -> None:
             users.append((name, cli))
         say(f"waiting for the purchases to settle ({SETTLE_SECONDS} s) and their epoch's root to go live")
         publication = _final_epoch(stack, buyers)
-        store = Cli(stack.data_dir / "users" / "store", stack.store_url, stack.rpc)
-        store.import_wallet("store", dev_key(STORE_ACCOUNT))
-        claimed = _claim_all([("store", store), *users])
+        say("nobody claims: waiting for the store's keeper to pay every seeder automatically")
+        claimed = _paid_automatically(stack, publication)
+        for name, cli in users:
+            standing = cli.json(*cli.on_store("rewards", "--key", name))["tokens"]
+            for entry in standing:
+                if entry.get("paidAutomaticallyTx"):
+                    say(f"{name}: paid automatically in {entry['paidAutomaticallyTx']}")
     finally:
         for _, cli in users:
             cli.stop_all()
@@ -110,17 +114,22 @@ def _final_epoch(stack: DevStack, purchases: int) -> dict[str, Any]:
     raise ConfigError(f"no live epoch settled all {purchases} purchases within {WAIT_SECONDS:.0f} s")
 
 
-def _claim_all(users: list[tuple[str, Cli]]) -> dict[str, int]:
-    """Each user with something claimable claims it; wei claimed per user."""
-    claimed = {}
-    for name, cli in users:
-        rewards = cli.json(*cli.on_store("rewards", "--key", name))
-        claimable = sum(int(t["claimable"]) for t in rewards["tokens"])
-        if claimable:
-            say(f"{name} claims {claimable / 1e18:.6f} ETH")
-            cli.json(*cli.on_store("claim", "--key", name))
-        claimed[rewards["account"].lower()] = claimable
-    return claimed
+def _paid_automatically(stack: DevStack, publication: dict[str, Any]) -> dict[str, int]:
+    """Wait until the keeper has paid every leaf of the final epoch; wei paid per account."""
+    leaves = {value["value"][0]: int(value["value"][2]) for value in publication["tree"]["values"]}
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        paid = {
+            account.lower(): sum(
+                int(t["claimed"]) for t in _get(stack, f"/accounts/{account}/rewards")["tokens"]
+            )
+            for account in leaves
+        }
+        if all(paid[account.lower()] >= amount for account, amount in leaves.items()):
+            return paid
+        if time.monotonic() > deadline:
+            raise ConfigError(f"the keeper did not pay every seeder within {WAIT_SECONDS:.0f} s")
+        time.sleep(1)
 
 
 def _report(publication: dict[str, Any], names: dict[str, str], claimed: dict[str, int]) -> None:
@@ -134,7 +143,7 @@ def _report(publication: dict[str, Any], names: dict[str, str], claimed: dict[st
     earned = {value["value"][0].lower(): int(value["value"][2]) for value in publication["tree"]["values"]}
     total = sum(uploaded.values()) or 1
     table = Table(title=f"epoch {publication['epoch']}: who uploaded what, who earned what")
-    for column in ("seeder", "uploaded (receipts)", "share", "earned", "claimed"):
+    for column in ("seeder", "uploaded (receipts)", "share", "earned", "paid automatically"):
         table.add_column(column, justify="left" if column == "seeder" else "right")
     for account in sorted(set(uploaded) | set(earned), key=lambda a: -uploaded.get(a, 0)):
         table.add_row(

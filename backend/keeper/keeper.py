@@ -34,7 +34,6 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
-from web3.contract.contract import ContractFunction
 
 from backend.chain import Chain
 from backend.db import Database
@@ -256,10 +255,13 @@ class Keeper:
 
     def _batch_calls(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[int]:
         """Views returning one uint or bool, many to a JSON-RPC request; results as ints."""
-        requests = []
-        for name, args in calls:
-            data = self.chain.contract.encode_abi(name, args=[to_checksum_address(a) for a in args])
-            requests.append(("eth_call", [{"to": self.chain.address, "data": data}, "latest"]))
+        requests = [
+            (
+                "eth_call",
+                [{"to": self.chain.address, "data": "0x" + self.chain.calldata(name, *args).hex()}, "latest"],
+            )
+            for name, args in calls
+        ]
         results: list[int] = []
         for start in range(0, len(requests), _CALLS_PER_REQUEST):
             results.extend(int(r, 16) for r in self.chain.batch(requests[start : start + _CALLS_PER_REQUEST]))
@@ -283,6 +285,7 @@ class Keeper:
         offer = self.sender.first_offer()
         nonce = self.sender.next_nonce()
         rows: list[tuple[SignedTx, int, Batch]] = []
+        need = 0
         for batch in batches:
             indices = []
             for payee in batch.payees:
@@ -292,9 +295,9 @@ class Keeper:
                 indices.append(index)
             multiproof = tree.multiproof(indices)
             leaves = [(leaf.account, leaf.token, leaf.cumulative_amount) for leaf in multiproof.leaves]
-            function = self.chain.contract.functions.payout(leaves, multiproof.proof, multiproof.proof_flags)
+            data = self.chain.calldata("payout", leaves, multiproof.proof, multiproof.proof_flags)
             try:
-                gas = self._estimate(function)
+                gas = self.chain.estimate_gas(self.account.address, data)
             except ContractRevert as exc:
                 # The root changed under us (canceled, paused): plan again from what is claimable.
                 self.done = None
@@ -302,8 +305,16 @@ class Keeper:
                     f"epoch {epoch.number}'s payout would revert: {exc}; planning again"
                 ) from None
             gas_limit = int(gas * self.margin)
-            rows.append((self.sender.sign(function, gas_limit, nonce=nonce, offer=offer), gas_limit, batch))
+            need += gas_limit * offer.max_fee
+            rows.append((self.sender.sign_data(data, gas_limit, nonce=nonce, offer=offer), gas_limit, batch))
             nonce += 1
+        balance = int(self.chain.rpc("eth_getBalance", [self.account.address, "latest"]), 16)
+        if balance < need:
+            # Signed and stored, they would wait in "sending" until someone funds the account.
+            raise KeeperError(
+                f"the keeper's account {self.account.address} holds {balance / 10**18:.6f} ETH, the "
+                f"{len(rows)} batches due may cost {need / 10**18:.6f}: fund it"
+            )
         self._store(epoch, rows)
         self._fault("payout-signed")
         for signed, _, _ in rows:
@@ -315,9 +326,6 @@ class Keeper:
             sum(len(b.payees) for _, _, b in rows),
         )
         self._fault("payout-sent")
-
-    def _estimate(self, function: ContractFunction) -> int:
-        return int(self.chain.call(lambda: function.estimate_gas({"from": self.account.address})))
 
     def _store(self, epoch: Epoch, rows: list[tuple[SignedTx, int, Batch]]) -> None:
         now = int(time.time())

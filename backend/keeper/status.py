@@ -5,6 +5,7 @@ whether the keeper pays it now, after the next root, once it reaches the thresho
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
@@ -103,5 +104,6 @@ def _next_root_at(session: Session, chain: Chain, settings: Settings) -> int:
     if int.from_bytes(bytes(root), "big") != 0:
         return int(active_at)
     last = latest_epoch(session, (EpochStatus.POSTED, EpochStatus.CLOSED, EpochStatus.SENDING))
-    closes = (last.created_at if last is not None else 0) + settings.epoch_length
+    now = int(time.time())
+    closes = now if last is None else max(now, last.created_at + settings.epoch_length)
     return closes + int(chain.view("rootDelay"))

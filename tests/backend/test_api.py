@@ -198,22 +198,29 @@ def test_rewards_epochs_and_proofs_after_an_epoch(
     pool = seeder_pool(10**18)
     before = client.get(f"/accounts/{seeder}/rewards").json()
     assert before["activeEpoch"] is None
-    assert before["tokens"] == [
-        {
-            "token": ZERO_ADDRESS,
-            "earned": str(pool // 2),
-            "inRoot": "0",
-            "claimed": "0",
-            "claimable": "0",
-            "pending": str(pool // 2),
-        }
-    ]
+    (standing,) = before["tokens"]
+    expected_at = standing.pop("autoPayExpectedAt")  # the next root's activation, roughly
+    assert standing == {
+        "token": ZERO_ADDRESS,
+        "earned": str(pool // 2),
+        "inRoot": "0",
+        "claimed": "0",
+        "claimable": "0",
+        "pending": str(pool // 2),
+        "autoPay": "next-root",
+        "autoPayThreshold": str(store.settings.keeper_threshold_wei),
+        "paidAutomaticallyAt": None,
+        "paidAutomaticallyTx": None,
+        "paidAutomaticallyAmount": None,
+    }
+    assert expected_at >= market.w3.eth.get_block("latest")["timestamp"]
     assert client.get(f"/accounts/{seeder}/rewards/{ZERO_ADDRESS}/proof").status_code == 404
     result = store.oracle().step(force=True)
     assert result.status == "posted"
     after = client.get(f"/accounts/{seeder.lower()}/rewards").json()
     assert after["activeEpoch"] == result.epoch
     assert after["tokens"][0]["claimable"] == str(pool // 2) and after["tokens"][0]["pending"] == "0"
+    assert after["tokens"][0]["autoPay"] == "due"  # no keeper runs here: the seeder claims
     proof = client.get(f"/accounts/{seeder}/rewards/{ZERO_ADDRESS}/proof").json()
     market.transact(
         market.accounts[8], "claim", seeder, ZERO_ADDRESS, int(proof["cumulativeAmount"]), proof["proof"]

@@ -243,7 +243,7 @@ def test_a_node_that_goes_away_mid_batch_only_delays_the_payout(
 
 
 def test_a_batch_whose_root_changed_before_it_was_mined_reverts_and_the_new_root_is_paid(
-    anvil: Anvil, manifest: Path, settings: Settings, sqlite_url: str, tmp_path: Path
+    anvil: Anvil, manifest: Path, sqlite_url: str, tmp_path: Path
 ) -> None:
     deployed: Deployed = deploy_marketplace(anvil.w3, manifest, owner=anvil.accounts[0], root_delay=3600)
     store = Services.open(store_settings(anvil, deployed, sqlite_url, manifest, tmp_path))

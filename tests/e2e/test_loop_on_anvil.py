@@ -1,7 +1,8 @@
 """The whole loop on anvil, every part its own process: a seller lists with `ape run
 list_product`, buyers pay from the CLI and from a browser wallet, download with receipts from the
 store's seed, a buyer running `seedmarket seed` and a libtorrent peer; the oracle posts an epoch,
-everyone with a leaf claims with `seedmarket claim`, and every wei is where settlement says.
+the store's keeper pays everyone with a leaf without anyone claiming, and every wei is where
+settlement says.
 And on the same store: a wallet that did not pay is kept out."""
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from backend.settings import DEV_KEEPER_INDEX
 from client.errors import ClientError
 from client.store_client import StoreClient
 from dev.devnet import free_port
 from dev.devstack import dev_address, dev_key
 from tests.e2e.helpers import (
+    EPOCH_WAIT,
     ETH,
     SELLER,
     STORE,
@@ -159,21 +162,28 @@ def test_every_wallet_ends_with_exactly_what_it_paid_and_settlement_gave_it(
     assert {account for account, _ in leaves} == {people[STORE], people[BUYER_A]}
     assert leaves[(people[BUYER_A], ETH)] >= books.purchases()[b_purchase].seeder_pool
 
-    # Everyone with a leaf claims with the CLI; anyone can check the epoch.
-    claimers = {people[STORE]: store.user("store", STORE), people[BUYER_A]: a}
-    for account, token in leaves:
-        user = claimers[account]
-        claimed = user.json(*user.on_store("claim", "--key", user.home.name))
-        assert claimed["claimed"] == {token: str(leaves[(account, token)])}
-    standing = a.json(*a.on_store("rewards", "--key", "a"))["tokens"]
-    assert standing == [
-        {
-            "token": ETH,
-            **dict.fromkeys(("earned", "inRoot", "claimed"), str(leaves[(people[BUYER_A], ETH)])),
-            "claimable": "0",
-            "pending": "0",
-        }
-    ]
+    # Nobody claims: the store's keeper pays every leaf once its root is active; anyone can
+    # check the epoch.
+    until(
+        lambda: all(books.view("claimed", acct, token) == amount for (acct, token), amount in leaves.items()),
+        "the keeper to pay every leaf",
+        EPOCH_WAIT,
+    )
+    payments = books.events("Claimed", store.start_block)
+    senders = {books.w3.eth.get_transaction(e.transactionHash)["from"] for e in payments}
+    assert senders == {dev_address(DEV_KEEPER_INDEX)}  # paid by the keeper, never by a seeder
+    (standing,) = a.json(*a.on_store("rewards", "--key", "a"))["tokens"]
+    assert {k: standing[k] for k in ("token", "earned", "inRoot", "claimed", "claimable", "pending")} == {
+        "token": ETH,
+        **dict.fromkeys(("earned", "inRoot", "claimed"), str(leaves[(people[BUYER_A], ETH)])),
+        "claimable": "0",
+        "pending": "0",
+    }
+    assert standing["autoPay"] == "nothing" and standing["paidAutomaticallyAt"] is not None
+    a_payments = {
+        "0x" + bytes(e.transactionHash).hex() for e in payments if e.args.account == people[BUYER_A]
+    }
+    assert standing["paidAutomaticallyTx"] in a_payments
     report = c.json("verify-epoch", str(publication["epoch"]), "--store", store.url, "--rpc", store.stack.rpc)
     assert report["ok"] and report["recomputedRoot"] == report["postedRoot"] == publication["root"], report
 
