@@ -340,6 +340,7 @@ def test_the_engine_serves_the_first_buyers_at_full_speed_then_super_seeds_for_a
 
     opened_early, superseed, to_newcomer = run(scenario())
     assert opened_early == 2
+    assert len(superseed.full_rates) == 2  # what the two got at full speed: the newcomer's yardstick
     assert superseed.opened_count == 2  # the newcomer was left to the buyers
     assert [mode for _, mode in superseed.mode_changes] == [Mode.FULL, Mode.SUPER]
     assert to_newcomer == 0
@@ -365,3 +366,21 @@ def test_a_libtorrent_leecher_completes_from_an_adaptive_seed_at_full_speed(tmp_
     assert superseed.opened_count == 1
     assert superseed.offers_made == 0  # told everything at once, nothing offered piecemeal
     assert content.digest_in(tmp_path / "lt") == content.digest_in(content.folder)
+
+
+class TestTheTargetIsWhatFullSpeedGave:
+    def test_a_leecher_well_below_what_buyers_got_at_full_speed_is_starved(self):
+        policy = SeedPolicy(TARGET, slack=1.5)
+        peers = (seed("s1"), seed("s2"), leecher("a", 3 * MIB), leecher("b", 7 * MIB))
+        settled(policy, *peers)
+        view = SwarmView(SETTLE_SECONDS + 1, [2] * PIECES, 2, peers, full_speed_rate=9 * MIB)
+        assert policy.target(view) == 6 * MIB
+        decision = policy.decide(view)
+        assert decision.mode is Mode.SUPER
+        assert decision.serve == {"a"}
+
+    def test_the_configured_target_is_the_floor(self):
+        policy = SeedPolicy(TARGET)
+        view = SwarmView(0.0, [2] * PIECES, 2, (), full_speed_rate=TARGET / 10)
+        assert policy.target(view) == TARGET
+        assert policy.target(SwarmView(0.0, [2] * PIECES, 2, ())) == TARGET

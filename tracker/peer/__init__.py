@@ -14,7 +14,8 @@ Layers, each the only writer of its own state (tests/peer/test_layering.py enfor
   drives the picker, verification and smart bans.
 - **Uploading** (`uploading.Uploads`): writes `conn.up`, an `UploadState` (whether we choke the
   peer, its queued requests, its credit standing, upload rate), chooses upload slots and runs
-  super-seeding (`superseed`).
+  super-seeding (`superseed`), which a pure policy (`seedpolicy`) switches to full speed while the
+  swarm cannot serve a buyer.
 - **Billing** (`billing`, `credit`): receipts and the accounts they feed, both ways; the uploader
   asks an account how much it may serve and counts what it served through the account's methods.
 - **Torrent** (`torrent.Torrent`): wires them together: it accepts a peer (`conn.bind`), routes

@@ -6,12 +6,16 @@ the store's few offers are all there is. So the seed adapts, deciding once a sec
 
 - **Full speed** while the swarm cannot serve a buyer quickly: fewer than `min_copies` complete
   copies among the other peers, a piece that only the store holds, or most of the leechers whose
-  rate we can judge (at least MIN_JUDGED) downloading below `target_rate`. Every leecher is told
+  rate we can judge (at least MIN_JUDGED) downloading below the target. Every leecher is told
   about every piece (it is served like a plain seed's peer).
 - **Super-seeding** once buyers' capacity is there, and only after it has held for
   `settle_seconds` (a swarm that is fine for one tick is not fine yet). A leecher that is starved
-  even then — below `target_rate` once `grace_seconds` past joining — is served at full speed on
+  even then — below the target once `grace_seconds` past joining — is served at full speed on
   its own; the others hear about pieces a few at a time.
+
+The target is "as fast as a plain seed": the rate the buyers the seed served at full speed got
+(their bytes over their time, measured by the seed), divided by `slack`; `target_rate` (a buyer's
+expected rate, a setting) is its floor, and all of it before any buyer finished at full speed.
 
 The policy only decides; `SuperSeeder` feeds it what it observed and applies the decision. Rates
 are what the seed sees of a peer's download from everyone: pieces it announced plus what we sent
@@ -31,6 +35,10 @@ SETTLE_SECONDS = 2.0  # the swarm must look able to serve for this long before t
 # "Most leechers starved" needs this many judged: one slow peer is served on its own, not by
 # opening every newcomer too
 MIN_JUDGED = 3
+# A leecher the seed holds back with is starved below the rate buyers got at full speed (measured
+# on the peers it opened) divided by this: as fast as a plain seed, give or take the noise of a
+# one-second rate
+FULL_SPEED_SLACK = 1.5
 
 
 class Mode(enum.Enum):
@@ -59,6 +67,7 @@ class SwarmView:
     availability: Sequence[int]  # per piece: peers other than us that hold it
     complete_copies: int  # peers other than us that hold every piece (connected or remembered)
     peers: Sequence[PeerView]
+    full_speed_rate: float | None = None  # what buyers served at full speed got, if any finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,20 +90,30 @@ class SeedPolicy:
         min_copies: int = MIN_COPIES,
         grace_seconds: float = GRACE_SECONDS,
         settle_seconds: float = SETTLE_SECONDS,
+        slack: float = FULL_SPEED_SLACK,
     ) -> None:
         self.target_rate = target_rate
+        self.slack = slack
         self.min_copies = min_copies
         self.grace_seconds = grace_seconds
         self.settle_seconds = settle_seconds
         self.mode = Mode.FULL
         self._able_since: float | None = None
 
+    def target(self, view: SwarmView) -> float:
+        """The rate below which a leecher is starved: the configured target, or what buyers got at
+        full speed (divided by the slack) when that is more."""
+        if view.full_speed_rate is None:
+            return self.target_rate
+        return max(self.target_rate, view.full_speed_rate / self.slack)
+
     def starved(self, view: SwarmView) -> frozenset[Hashable]:
         """Leechers whose rate we can judge and that download below the target."""
+        target = self.target(view)
         return frozenset(
             p.peer
             for p in view.peers
-            if not p.seed and not p.opened and p.age >= self.grace_seconds and p.rate < self.target_rate
+            if not p.seed and not p.opened and p.age >= self.grace_seconds and p.rate < target
         )
 
     def _cannot_serve(self, view: SwarmView, starved: frozenset[Hashable]) -> str | None:
@@ -106,7 +125,7 @@ class SeedPolicy:
             return f"{holes} pieces only we hold"
         judged = sum(1 for p in view.peers if not p.seed and not p.opened and p.age >= self.grace_seconds)
         if judged >= MIN_JUDGED and 2 * len(starved) > judged:
-            return f"{len(starved)} of {judged} leechers below {self.target_rate:.0f} B/s"
+            return f"{len(starved)} of {judged} leechers below {self.target(view):.0f} B/s"
         return None
 
     def decide(self, view: SwarmView) -> Decision:

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import random
+import statistics
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,7 @@ MAX_OFFERS = 64  # pieces offered to one peer at a time, however small they are
 STALL_SECONDS = 3.0  # a peer with no piece from anyone else for this long is served regardless
 RELEASE_SECONDS = 5.0  # a taken piece nobody passed on stops holding up new offers after this
 SEED_MEMORY_SECONDS = 1800.0  # a seed that hung up counts as holding everything this long
+FULL_SPEED_SAMPLES = 16  # opened peers whose download rate makes "what full speed gives"
 
 
 def offers_per_peer(piece_length: int) -> int:
@@ -62,6 +65,8 @@ class _Lead:
     offered: set[int] = field(default_factory=set)  # advertised to it, not taken yet
     taken: dict[int, float] = field(default_factory=dict)  # taken, not passed on yet: since when
     opened: bool = False  # told about every piece: served at full speed
+    opened_at: float = 0.0
+    lacked: int = 0  # bytes it lacked when opened
     got: int = 0  # bytes of pieces it announced that we had not offered it (from other peers)
     mark: int = 0  # got + what we sent it, at the last rate update
     rate: float = 0.0  # bytes a second it downloads from anyone, smoothed
@@ -78,6 +83,7 @@ class SuperSeeder:
         self.decision: Decision | None = None  # the policy's latest; None: plain BEP 16, nobody opened
         self.mode_changes: list[tuple[float, Mode]] = []  # when the policy switched, and to what
         self.opened_count = 0  # peers opened so far
+        self.full_rates: deque[float] = deque(maxlen=FULL_SPEED_SAMPLES)  # what opened peers got, B/s
         self._ticked_at: float | None = None
         self.offers = offers_per_peer(torrent.meta.piece_length)
         self.leads: dict[PeerConnection, _Lead] = {}
@@ -136,6 +142,9 @@ class SuperSeeder:
         flags = conn.flags
         held = [i for i, flag in enumerate(flags) if not flag] if lead.opened else offered
         new = [piece for piece in held if not flags[piece]]
+        if lead.opened and new and now > lead.opened_at and lead.lacked:
+            self.full_rates.append(lead.lacked / (now - lead.opened_at))  # it finished: how fast
+            lead.lacked = 0
         conn.infer_pieces(held)
         for piece in new:
             self.holders[piece] += 1
@@ -201,6 +210,7 @@ class SuperSeeder:
             now=now,
             availability=[count + absent for count in self.holders],
             complete_copies=sum(1 for conn in self.t.connections if conn.is_seed) + absent,
+            full_speed_rate=statistics.median(self.full_rates) if self.full_rates else None,
             peers=[
                 PeerView(conn, conn.is_seed, lead.rate, now - lead.joined, lead.opened)
                 for conn, lead in self.leads.items()
@@ -238,6 +248,8 @@ class SuperSeeder:
         self._rng.shuffle(lacking)
         lacking.sort(key=lambda candidate: candidate[0])
         lead.opened = True
+        lead.opened_at = self.t.session.now()
+        lead.lacked = sum(self.t.meta.piece_size(piece) for piece, flag in enumerate(flags) if not flag)
         self.opened_count += 1
         if lacking:
             conn.send(b"".join(wire.have(piece) for _, piece in lacking))
