@@ -20,6 +20,7 @@ SELLER = 5  # lists the product of this module only
 BUYER = 6  # buys it; its receipts say it finished
 SIZE = 3 * 2**20 + 12_345
 TITLE = "Night trains"
+SEEDERS = ("0x" + "ab" * 20, "0x" + "cd" * 20)  # nobody else's: their earnings are this module's
 DESCRIPTION = "Field recordings of sleeper trains crossing the Alps, 1998."
 
 
@@ -89,29 +90,48 @@ def test_a_signed_out_visitor_is_offered_to_sign_in_before_buying_again(
     assert signed_in.status_code == 200 and "Already bought it?" not in signed_in.text
 
 
-def test_completed_counts_finished_downloads_from_the_receipts(shop: Shop, product: int, tab: Page) -> None:
-    def completed() -> str:
-        goto(tab, f"{shop.url}/item/{product}")
-        return tab.locator("[data-health=completed]").inner_text()
-
-    assert completed() == "0"
+@pytest.fixture(scope="module")
+def finished(shop: Shop, product: int) -> int:
+    """BUYER bought the product and its receipts to two seeders add up to the whole of it: a
+    finished download, though the tracker (which never saw it complete) counts none; the purchase."""
     purchase = shop.market.buy(shop.account(BUYER), product)
     shop.indexed_purchase(BUYER, product)
-    # The buyer's receipts to two seeders add up to the whole product: a finished download, though
-    # the tracker (which never saw it complete) still counts none.
     with shop.services.db.writer() as session:
-        for n, (seeder, count) in enumerate(((shop.account(9), SIZE - 1000), (shop.account(3), 1000))):
+        for n, (seeder, count) in enumerate(((SEEDERS[0], SIZE - 1000), (SEEDERS[1], 1000))):
             session.add(
                 Credit(
                     purchase_id=purchase,
-                    seeder=seeder.lower(),
+                    seeder=seeder,
                     signer=shop.account(BUYER).lower(),
                     signed_bytes=count,
                     credited=count,
                     receipt_id=10**12 + 2 * purchase + n,
                 )
             )
+    return purchase
+
+
+def test_completed_counts_finished_downloads_from_the_receipts(
+    shop: Shop, product: int, tab: Page, request: pytest.FixtureRequest
+) -> None:
+    def completed() -> str:
+        goto(tab, f"{shop.url}/item/{product}")
+        return tab.locator("[data-health=completed]").inner_text()
+
+    assert completed() == "0"
+    request.getfixturevalue("finished")
     assert completed() == "1"
+
+
+def test_pending_earnings_say_roughly_when_they_become_claimable(
+    shop: Shop, finished: int, tab: Page
+) -> None:
+    goto(tab, f"{shop.url}/rewards?account={SEEDERS[0]}")
+    assert tab.locator("[data-field=pending]").inner_text() != "0 ETH"
+    assert re.fullmatch(
+        r"Pending amounts should become claimable in about \d+ (minutes?|hours|days) .*",
+        tab.locator("[data-claimable-in]").inner_text(),
+    )
 
 
 def test_the_search_box_at_phone_and_desktop_widths(
