@@ -1,0 +1,1 @@
+"""The store's JSON API (FastAPI): catalog, sign-in, library, rewards, epochs."""

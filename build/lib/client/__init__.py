@@ -1,0 +1,1 @@
+"""The user's side of seedmarket: wallet, buying, downloading and seeding with receipts, rewards."""

@@ -1,0 +1,1 @@
+"""The `seedmarket` subcommands, one module per area."""

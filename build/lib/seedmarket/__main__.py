@@ -1,0 +1,5 @@
+"""`python -m seedmarket`: the same as the `seedmarket` command."""
+
+from seedmarket.cli import main
+
+main()
