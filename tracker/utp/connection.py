@@ -43,6 +43,7 @@ MAX_WINDOW = 8 * 1024 * 1024  # congestion window cap (bytes in flight)
 MAX_IN_FLIGHT_PACKETS = 16384  # well inside half the sequence space
 DUP_ACKS = 3  # duplicate or selective ACKs past a packet before it is resent (as TCP)
 KEEPALIVE = 29.0  # seconds of silence before we send an ACK to keep NAT mappings (libutp's figure)
+PROBE_MIN = 0.1  # seconds of silence, at least, before a tail probe (the timer's tick is 0.05 s)
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
 
@@ -72,10 +73,12 @@ class _Flight:
     TCP's rule of three, counted in sending order rather than by sequence number, so that a
     retransmission that is lost again is found the same way instead of waiting for the timer."""
 
-    __slots__ = ("acked", "count", "sent")
+    __slots__ = ("acked", "count", "probed", "probes", "sent")
 
     def __init__(self) -> None:
         self.count = 0  # transmissions so far
+        self.probed: int | None = None  # the oldest packet when the last tail probe was sent
+        self.probes = 0  # tail probes sent, in all
         self.sent: deque[tuple[int, int]] = deque()  # (order, seq) not yet known lost or acked
         self.acked = [0, 0, 0]  # the three latest transmissions acknowledged, lowest first
 
@@ -322,8 +325,31 @@ class UtpConnection(asyncio.Transport):
         if self.rto_deadline is not None and now >= self.rto_deadline:
             self._timed_out(now)
             return
+        if self.outbuf and self.flight.probed != self.snd_una and self.state in (CONNECTED, CLOSING):
+            self._maybe_probe(now)
         if self.state == CONNECTED and now - self.last_sent > KEEPALIVE:
             self.send_control(pk.ST_STATE)
+
+    def _maybe_probe(self, now: float) -> None:
+        """A tail probe (TCP's TLP, at the oldest packet): when the last packets of a flight or
+        their ACKs are lost, nothing acknowledges anything after them and no rule of three can
+        fire; after two round trips of silence resend the oldest unacknowledged packet once,
+        without cutting the window. Its ACK either moves past it (it was lost: the packets
+        behind it are then resent one per round trip, see `_partial_ack`) or shows the path was
+        only slow. The full timer (0.5 s at least) stays the last resort."""
+        una = self.snd_una
+        first = self.outbuf.get(una)
+        wait = max(2 * (self.cc.rtt or 0.0), PROBE_MIN)
+        if first is None or not first.in_flight or first.kind == pk.ST_SYN:
+            return
+        if now - first.sent_at < wait or now - self.last_received < wait:
+            return
+        self.flight.probed = una
+        self.flight.probes += 1
+        first.in_flight = False
+        self.in_flight -= len(first.payload)
+        self.loss_seq = (self.seq_nr - 1) & SEQ_MASK  # recovery runs to what is out now
+        self._transmit(una, first, now)
 
     # ----- receiving -----
 
@@ -437,13 +463,10 @@ class UtpConnection(asyncio.Transport):
             self.dup_acks = 0
             self.timeouts = 0
             self.cc.progress()
-            if not outbuf:
-                self.rto_deadline = None
-            elif self.snd_una != una or self.rto_deadline is None:
-                # the timer runs from the oldest packet still unacknowledged: selective ACKs of
-                # later packets do not push it back (a lost retransmission would wait forever)
-                self.rto_deadline = now + self.cc.rto
+            self._restart_timer(now, moved=self.snd_una != una)
             self._detect_losses()
+            if self.snd_una != una:
+                self._partial_ack()
         elif p.type == pk.ST_STATE and ack == self.last_ack and outbuf:
             self._duplicate_ack()
         if rtt_sample is not None:
@@ -456,6 +479,14 @@ class UtpConnection(asyncio.Transport):
                 self._call("resume_writing")
         if self.fin_seq is not None and not outbuf and self.state == CLOSING and self.close_requested:
             self._destroy(None)
+
+    def _restart_timer(self, now: float, *, moved: bool) -> None:
+        """The timer runs from the oldest packet still unacknowledged: selective ACKs of later
+        packets do not push it back (a lost retransmission would wait for ever behind them)."""
+        if not self.outbuf:
+            self.rto_deadline = None
+        elif moved or self.rto_deadline is None:
+            self.rto_deadline = now + self.cc.rto
 
     def _selective(self, ack: int, sack: bytes, now: float) -> tuple[int, float | None]:
         """Packets a selective ACK reports: (bytes newly acknowledged, a round-trip sample)."""
@@ -513,6 +544,18 @@ class UtpConnection(asyncio.Transport):
             out = outbuf.get(seq)
             if out is not None and out.order == order and out.in_flight:
                 self._declare_lost(seq, out)
+
+    def _partial_ack(self) -> None:
+        """In recovery, an ACK that moved past a retransmission but stops short of what was out
+        when the loss was found means the next packet is lost too (TCP NewReno): resend it now.
+        libtorrent's selective ACKs cover a few dozen packets past a gap, so a burst lost in a
+        row is repaired one round trip per packet instead of waiting for the timer."""
+        una = self.snd_una
+        if ((self.loss_seq - una) & SEQ_MASK) >= 0x8000:
+            return  # past the recovery point
+        out = self.outbuf.get(una)
+        if out is not None and out.in_flight and out.order < self.flight.acked[2]:
+            self._declare_lost(una, out)
 
     def _declare_lost(self, seq: int, out: _Out) -> None:
         out.in_flight = False
