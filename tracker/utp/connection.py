@@ -8,9 +8,11 @@ and sends a FIN, `abort` sends a RESET.
 
 Sending: queued bytes are cut into packets of at most `packet_size` when the congestion window
 (LEDBAT) and the peer's receive window allow; every packet stays in `outbuf` until acknowledged.
-A packet is resent when three later packets were selectively acknowledged past it, on three
-duplicate ACKs, or when the retransmission timer fires (which also backs the timer off; a peer
-that answers nothing through `max_timeouts` timers in a row is gone). Receiving: packets after a
+A transmission is resent once three transmissions sent after it were acknowledged (`_Flight`), on
+three duplicate ACKs, when a partial ACK in recovery stops short of the recovery point, once as a
+tail probe after two round trips of silence, and when the retransmission timer fires (which also
+backs the timer off; a peer that answers nothing through `max_timeouts` timers in a row is gone).
+docs/ARCHITECTURE.md "µTP" tells why each rule is there. Receiving: packets after a
 gap wait in a bounded reordering buffer; duplicates and packets outside the window are dropped
 (and acknowledged, so a peer whose ACK was lost learns it); one ACK (with a selective ACK of the
 gap) answers each batch of datagrams.
