@@ -12,6 +12,11 @@ against the same leecher with µTP off: the time from `connect_peer` to the firs
 median of `--first-byte-runs`. A client that had to wait for µTP to fail before trying TCP shows
 here as a ratio far above 1.
 
+CPU per MiB counts both of our processes (the seed's from /proc, the leecher's from getrusage) and
+both libtorrent sessions (one process): it moves less with the load of a shared machine than the
+throughput does. `--profile DIR` writes a cProfile of each of our seeds and leechers there
+(`python -m pstats DIR/seed-on-1.prof`).
+
     python bench/download.py [--size-mib 1024] [--repeat 3] [--dir /tmp/seedmarket-bench-download]
 """
 
@@ -19,9 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -61,7 +69,20 @@ def make_file(path: Path, size: int) -> None:
             written += take
 
 
-def run_libtorrent(raw: bytes, content_dir: Path, out_dir: Path) -> float:
+def _own_cpu() -> float:
+    """CPU seconds this process used so far (all threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _child_cpu(pid: int) -> float:
+    """CPU seconds a running child used so far (utime + stime from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_libtorrent(raw: bytes, content_dir: Path, out_dir: Path) -> tuple[float, float]:
+    """Seconds to download, and the CPU seconds both sessions used meanwhile."""
     seed = lt.session(lt_settings())
     leech = lt.session(lt_settings())
     info = lt.torrent_info(lt.bdecode(raw))
@@ -71,17 +92,21 @@ def run_libtorrent(raw: bytes, content_dir: Path, out_dir: Path) -> float:
     while not handles[0].status().is_seeding:
         time.sleep(0.05)
     start = time.perf_counter()
+    cpu = _own_cpu()
     handles[1].connect_peer(("127.0.0.1", seed.listen_port()))
     while not handles[1].status().is_seeding:
         time.sleep(0.01)
     elapsed = time.perf_counter() - start
+    cpu = _own_cpu() - cpu
     for session, handle in zip((seed, leech), handles, strict=True):
         session.remove_torrent(handle)
-    return elapsed
+    return elapsed, cpu
 
 
 async def serve(torrent_file: str, content_dir: str, port_file: str, receipts: str) -> None:
-    """Seed role (a child process): serve until killed."""
+    """Seed role (a child process): serve until terminated."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     meta = parse_metainfo(Path(torrent_file).read_bytes())
     journal = ReceiptJournal(Path(port_file).with_suffix(".journal")) if receipts == "on" else None
     # Receipts on/off compare TCP with TCP (µTP: bench/utp.py); "default" is the store's own seed.
@@ -93,7 +118,7 @@ async def serve(torrent_file: str, content_dir: str, port_file: str, receipts: s
         config = TorrentConfig(wallet=wallet, verifier=ReceiptVerifier(DOMAIN))
     await session.add_torrent(meta, content_dir, config, writable=False)
     Path(port_file).write_text(str(session.port))
-    await asyncio.Event().wait()
+    await stop.wait()
 
 
 async def leech(meta, out_dir: Path, port: int, receipts: bool) -> float:
@@ -109,30 +134,54 @@ async def leech(meta, out_dir: Path, port: int, receipts: bool) -> float:
 
 
 def run_ours(
-    torrent_file: Path, meta, content_dir: Path, out_dir: Path, work: Path, receipts: bool
-) -> tuple[float, int]:
-    """Seconds to download, and how many receipts the seed journaled on the way."""
+    torrent_file: Path,
+    meta,
+    content_dir: Path,
+    out_dir: Path,
+    work: Path,
+    receipts: bool,
+    profile: Path | None = None,
+) -> tuple[float, int, float]:
+    """Seconds to download, how many receipts the seed journaled on the way, and the CPU seconds
+    both processes used (the seed's from its start: it idles until the leecher connects)."""
     port_file = work / f"port-{int(receipts)}"
     journal_file = port_file.with_suffix(".journal")
     port_file.unlink(missing_ok=True)
     journal_file.unlink(missing_ok=True)
     mode = "on" if receipts else "off"
     cmd = [sys.executable, __file__, "--serve", str(torrent_file), str(content_dir), str(port_file), mode]
-    child = subprocess.Popen(cmd)
+    env = dict(os.environ)
+    number = len(list(profile.glob(f"seed-{mode}-*.prof"))) + 1 if profile else 0
+    if profile:
+        env["SEEDMARKET_BENCH_PROFILE"] = str(profile / f"seed-{mode}-{number}.prof")
+    child = subprocess.Popen(cmd, env=env)
     try:
         while not (port_file.exists() and port_file.read_text()):
             if child.poll() is not None:
                 raise RuntimeError("the seed process died")
             time.sleep(0.05)
+        seed_cpu = _child_cpu(child.pid)
+        cpu = _own_cpu()
+        profiler = cProfile.Profile() if profile else None
+        if profiler:
+            profiler.enable()
         elapsed = uvloop.run(leech(meta, out_dir, int(port_file.read_text()), receipts))
+        if profiler and profile:
+            profiler.disable()
+            profiler.dump_stats(profile / f"leech-{mode}-{number}.prof")
+        cpu = _own_cpu() - cpu + _child_cpu(child.pid) - seed_cpu
     finally:
-        child.kill()
-        child.wait()
+        child.terminate()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
     if not receipts:
-        return elapsed, 0
+        return elapsed, 0, cpu
     journal = ReceiptJournal(journal_file)  # each receipt cost a signature, a check and an fsync
     try:
-        return elapsed, journal.records
+        return elapsed, journal.records, cpu
     finally:
         journal.close()
 
@@ -195,11 +244,21 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp/seedmarket-bench-download")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each client; medians are reported")
     parser.add_argument("--first-byte-runs", type=int, default=7, help="libtorrent connects timed")
+    parser.add_argument("--profile", type=Path, help="write cProfile stats of our peers here")
     parser.add_argument("--serve", nargs=4)
     args = parser.parse_args()
     if args.serve:
+        target = os.environ.get("SEEDMARKET_BENCH_PROFILE")
+        profiler = cProfile.Profile() if target else None
+        if profiler:
+            profiler.enable()
         uvloop.run(serve(*args.serve))
+        if profiler and target:
+            profiler.disable()
+            profiler.dump_stats(target)
         return
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     work = Path(args.dir)
     shutil.rmtree(work, ignore_errors=True)
     (work / "content").mkdir(parents=True)
@@ -212,6 +271,7 @@ def main() -> None:
         meta = parse_metainfo(raw)
         names = ("libtorrent", "ours, receipts on", "ours, receipts off")
         rates: dict[str, list[float]] = {name: [] for name in names}
+        cpu_per_mib: dict[str, list[float]] = {name: [] for name in names}
         receipts: list[int] = []
         for _ in range(args.repeat):  # interleaved, so a burst of load elsewhere hits all alike
             for name in names:
@@ -220,15 +280,19 @@ def main() -> None:
                 out.mkdir()
                 os.sync()  # the previous run's dirty pages must not throttle this one's writes
                 if name == "libtorrent":
-                    elapsed = run_libtorrent(raw, work / "content", out)
+                    elapsed, cpu = run_libtorrent(raw, work / "content", out)
                 else:
                     on = name.endswith("on")
-                    elapsed, journaled = run_ours(torrent_file, meta, work / "content", out, work, on)
+                    elapsed, journaled, cpu = run_ours(
+                        torrent_file, meta, work / "content", out, work, on, args.profile
+                    )
                     if on:
                         receipts.append(journaled)
                 rates[name].append(size / elapsed / 2**20)
+                cpu_per_mib[name].append(1000 * cpu / args.size_mib)
                 shutil.rmtree(out, ignore_errors=True)
         results = {name: statistics.median(values) for name, values in rates.items()}
+        cpu_ms = {name: statistics.median(values) for name, values in cpu_per_mib.items()}
         first = first_byte_rows(raw, torrent_file, work / "content", work, args.first_byte_runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -237,10 +301,10 @@ def main() -> None:
     off = results["ours, receipts off"]
     pieces = f"piece length {meta.piece_length // 1024} KiB"
     print(f"loopback download of {args.size_mib} MiB, {pieces}, data on disk")
-    print(f"{'client':<22}{'median MiB/s':>14}{'vs libtorrent':>16}   all runs")
+    print(f"{'client':<22}{'median MiB/s':>14}{'vs libtorrent':>16}{'CPU ms/MiB':>12}   all runs")
     for name, rate in results.items():
         runs = " ".join(f"{value:.0f}" for value in rates[name])
-        print(f"{name:<22}{rate:>14.1f}{rate / peer:>15.2f}x   {runs}")
+        print(f"{name:<22}{rate:>14.1f}{rate / peer:>15.2f}x{cpu_ms[name]:>12.2f}   {runs}")
     per_gib = statistics.median(receipts) * 1024 / args.size_mib
     print(f"receipts cost {100 * (1 - ours / off):.1f} % of throughput (receipts on vs off)")
     print(f"receipts signed, verified and journaled per GiB: {per_gib:.0f}")
@@ -258,6 +322,12 @@ def main() -> None:
         "unit": "MiB/s",
         "ours_receipts_off": round(off, 1),
         "receipts_cost_pct": round(100 * (1 - ours / off), 2),
+        "runs_ours": [round(value) for value in rates["ours, receipts on"]],
+        "runs_ours_receipts_off": [round(value) for value in rates["ours, receipts off"]],
+        "runs_peer": [round(value) for value in rates["libtorrent"]],
+        "cpu_ms_per_mib_ours": round(cpu_ms["ours, receipts on"], 2),
+        "cpu_ms_per_mib_ours_receipts_off": round(cpu_ms["ours, receipts off"], 2),
+        "cpu_ms_per_mib_peer": round(cpu_ms["libtorrent"], 2),
         "receipts_per_gib": round(per_gib),
         "first_byte_default_ms": round(1000 * first["default"], 1),
         "first_byte_tcp_ms": round(1000 * first["tcp"], 1),

@@ -117,6 +117,19 @@ def test_a_seeder_asks_for_a_receipt_at_its_need_share_once_per_receipt():
     assert not account.wants_receipt()  # a receipt brought it back below the share
 
 
+def test_the_window_doubles_once_receipts_cover_a_whole_window_and_only_for_a_confirmed_buyer():
+    account = PurchaseAccount(window=CREDIT_WINDOW, served=CREDIT_WINDOW)
+    account.record_receipt(CREDIT_WINDOW - 1)
+    assert account.room() == CREDIT_WINDOW - 1  # not yet a whole window paid: the window as it was
+    account.record_receipt(CREDIT_WINDOW)
+    assert account.room() == 2 * CREDIT_WINDOW  # paid for one window: two past the receipt
+    assert not account.wants_receipt()
+    account.served = CREDIT_WINDOW + int(2 * CREDIT_WINDOW * NEED_SHARE)
+    assert account.wants_receipt()  # the need share follows the larger window
+    account.confirmed = False
+    assert not account.allows(1)  # unconfirmed: the first window only, whatever it signed
+
+
 def test_room_is_what_receipts_plus_window_leave_and_nothing_once_frozen():
     account = PurchaseAccount(window=CREDIT_WINDOW, served=CREDIT_WINDOW - 100)
     assert account.room() == 100 and account.allows(100) and not account.allows(101)

@@ -21,6 +21,9 @@ class Impairment:
     jitter: float = 0.0  # extra seconds drawn uniformly per datagram (reorders those close together)
     duplicate: float = 0.0  # probability a datagram is sent twice
     seed: int = 1
+    # drop these transmissions of one data packet from the client: (which data packet, counted
+    # from the first one the client sent; how many of its transmissions, the original first)
+    drop_data: tuple[int, int] | None = None
 
 
 class Relay(asyncio.DatagramProtocol):
@@ -36,6 +39,8 @@ class Relay(asyncio.DatagramProtocol):
         self.dropped = 0
         self.duplicated = 0
         self.cut = False  # when set, everything is dropped (a peer that vanished)
+        self.first_data: int | None = None  # the sequence number of the client's first data packet
+        self.targeted = 0  # transmissions dropped by `drop_data`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Remember the socket."""
@@ -57,6 +62,9 @@ class Relay(asyncio.DatagramProtocol):
         if target is None:
             return
         imp = self.impairment
+        if target == self.server and imp.drop_data is not None and self._targeted(data, *imp.drop_data):
+            self.dropped += 1
+            return
         if self.cut or self.random.random() < imp.loss:
             self.dropped += 1
             return
@@ -69,6 +77,18 @@ class Relay(asyncio.DatagramProtocol):
                 loop.call_later(wait, self._send, data, target)
             else:
                 self._send(data, target)
+
+    def _targeted(self, data: bytes, index: int, times: int) -> bool:
+        """Whether this datagram is one of the dropped transmissions of the chosen data packet."""
+        if len(data) < 20 or data[0] >> 4 != 0:  # not a µTP ST_DATA packet
+            return False
+        seq = int.from_bytes(data[16:18], "big")
+        if self.first_data is None:
+            self.first_data = seq
+        if (seq - self.first_data) & 0xFFFF != index or self.targeted >= times:
+            return False
+        self.targeted += 1
+        return True
 
     def _send(self, data: bytes, target: tuple[str, int]) -> None:
         if self.transport is not None and not self.transport.is_closing():

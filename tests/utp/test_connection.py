@@ -72,6 +72,31 @@ def test_heavy_loss_is_recovered_by_retransmission():
     run(_transfer(Impairment(loss=0.1, delay=0.01, jitter=0.005, seed=3), 300_000))
 
 
+def test_a_lost_retransmission_is_resent_without_waiting_for_the_timer():
+    """A burst loses one packet, and the fast retransmission of it is lost too: the selective ACKs
+    of packets sent after the retransmission show it missing, so it is resent at once (libutp and
+    TCP's RACK), not after a retransmission timeout that collapses the window to two packets
+    (the stall behind libtorrent downloads from our seed at full speed)."""
+
+    async def scenario():
+        server, done = await _sink_server()
+        client = await open_endpoint("127.0.0.1", 0)
+        relay = await start_relay(("127.0.0.1", server.sockname[1]), Impairment(drop_data=(300, 2)))
+        _, writer = await open_connection(client, "127.0.0.1", relay.port, timeout=10)
+        conn = writer.transport
+        data = os.urandom(3_000_000)
+        writer.write(data)
+        writer.close()
+        total, digest = await done.get()
+        assert (total, digest) == (len(data), hashlib.sha256(data).hexdigest())
+        assert relay.targeted == 2  # the packet and its first retransmission were dropped
+        assert conn.timeouts_fired == 0
+        client.close()
+        server.close()
+
+    run(scenario())
+
+
 def test_a_connection_to_a_peer_that_vanished_ends_with_a_timeout():
     async def scenario():
         server = await open_endpoint("127.0.0.1", 0, stream_acceptor(lambda r, w: None), max_timeouts=2)

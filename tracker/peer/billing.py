@@ -44,8 +44,9 @@ class PurchaseAccount(CreditAccount):
         the first window until the tracker confirmed who signs for the purchase."""
         if self.frozen:
             return 0
-        paid = self.receipted if self.confirmed else 0
-        return paid + self.window - self.served
+        if not self.confirmed:
+            return self.window - self.served
+        return self.receipted + self.current_window() - self.served
 
 
 class SeederBilling:

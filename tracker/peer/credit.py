@@ -18,9 +18,16 @@ from tracker.receipts import Domain, Receipt, SignedKey, SignedReceipt, sign_rec
 # Unpaid bytes a seeder risks on one purchase. It must cover what is in flight between serving a
 # block and holding a receipt for it: loopback socket buffers alone hold several MiB, then the
 # leecher hashes, signs, and the seeder journals (fsync). At 8 MiB the seeder stalled at the window
-# above 500 MiB/s; at 32 MiB it rarely does (a few times per GiB, for milliseconds).
+# above 500 MiB/s; at 32 MiB a few times per download (see GROWN_WINDOW_FACTOR).
 CREDIT_WINDOW = 32 * 1024 * 1024
 CREDIT_WINDOW_PIECES = 3  # ... but always room for pieces in flight, or big pieces could deadlock
+# A buyer that has paid for a whole window gets twice the window. Between serving a byte and
+# holding a durable receipt for it lie the bytes in flight, the leecher's signing step and the
+# seeder's journal commit; on a disk busy with the download's own writes that commit took up to
+# 150 ms, and at 350 MiB/s one window ran out a few times per download (bench/download.py: the
+# seeder stalled ~7 % of the time at 32 MiB, never at 64 MiB). A buyer that never pays still gets
+# one window at most; one that stops paying gets two windows past its last receipt.
+GROWN_WINDOW_FACTOR = 2
 # Every receipt costs a signature on the leecher, and a verification and a journal fsync (a file
 # system commit) on the seeder. On two cores a receipt per 1 MiB cost ~23 % of the throughput,
 # per 8 MiB ~8 %, per 16 MiB ~4 % (bench/download.py). Half the window leaves the other half for
@@ -142,10 +149,14 @@ class CreditAccount:
     receipted: int = 0
     need_asked: int = -1  # the `receipted` figure when we last asked for a receipt
 
+    def current_window(self) -> int:
+        """The window now: doubled once receipts cover a whole window (see GROWN_WINDOW_FACTOR)."""
+        return self.window * GROWN_WINDOW_FACTOR if self.receipted >= self.window else self.window
+
     def room(self) -> int:
         """Bytes that may still be served within receipts + window (a serving batch checks its
         blocks against this once, not each block against the account)."""
-        return self.receipted + self.window - self.served
+        return self.receipted + self.current_window() - self.served
 
     def serve(self, byte_count: int) -> None:
         """Count bytes served to the purchase."""
@@ -159,7 +170,8 @@ class CreditAccount:
         """Whether to ask the leecher for a receipt now: once per receipt it sent, not once per
         block served (a `need` each serving batch past the share cost both sides a bencoded
         message per MiB, and the leecher answers at most once a second anyway)."""
-        return self.served - self.receipted >= self.window * NEED_SHARE and self.need_asked != self.receipted
+        unpaid = self.served - self.receipted
+        return unpaid >= self.current_window() * NEED_SHARE and self.need_asked != self.receipted
 
     def asked(self) -> None:
         """Note that we asked for a receipt (until the next one arrives)."""

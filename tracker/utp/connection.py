@@ -8,9 +8,11 @@ and sends a FIN, `abort` sends a RESET.
 
 Sending: queued bytes are cut into packets of at most `packet_size` when the congestion window
 (LEDBAT) and the peer's receive window allow; every packet stays in `outbuf` until acknowledged.
-A packet is resent when three later packets were selectively acknowledged past it, on three
-duplicate ACKs, or when the retransmission timer fires (which also backs the timer off; a peer
-that answers nothing through `max_timeouts` timers in a row is gone). Receiving: packets after a
+A transmission is resent once three transmissions sent after it were acknowledged (`_Flight`), on
+three duplicate ACKs, when a partial ACK in recovery stops short of the recovery point, once as a
+tail probe after two round trips of silence, and when the retransmission timer fires (which also
+backs the timer off; a peer that answers nothing through `max_timeouts` timers in a row is gone).
+docs/ARCHITECTURE.md "µTP" tells why each rule is there. Receiving: packets after a
 gap wait in a bounded reordering buffer; duplicates and packets outside the window are dropped
 (and acknowledged, so a peer whose ACK was lost learns it); one ACK (with a selective ACK of the
 gap) answers each batch of datagrams.
@@ -43,6 +45,7 @@ MAX_WINDOW = 8 * 1024 * 1024  # congestion window cap (bytes in flight)
 MAX_IN_FLIGHT_PACKETS = 16384  # well inside half the sequence space
 DUP_ACKS = 3  # duplicate or selective ACKs past a packet before it is resent (as TCP)
 KEEPALIVE = 29.0  # seconds of silence before we send an ACK to keep NAT mappings (libutp's figure)
+PROBE_MIN = 0.1  # seconds of silence, at least, before a tail probe (the timer's tick is 0.05 s)
 WRITE_HIGH = 1024 * 1024
 WRITE_LOW = 256 * 1024
 
@@ -54,15 +57,54 @@ def _now_us() -> int:
 class _Out:
     """A packet we sent and the peer has not acknowledged yet."""
 
-    __slots__ = ("fast_resent", "in_flight", "kind", "payload", "sent_at", "transmissions")
+    __slots__ = ("fast_resent", "in_flight", "kind", "order", "payload", "sent_at", "transmissions")
 
     def __init__(self, kind: int, payload: bytes) -> None:
         self.kind = kind
         self.payload = payload
         self.sent_at = 0.0
         self.transmissions = 0
+        self.order = 0  # when it was last sent, counted in transmissions on this connection
         self.in_flight = False  # counted in the window (sent and not declared lost)
-        self.fast_resent = False
+        self.fast_resent = False  # resent on duplicate ACKs (once: the timer deals with the rest)
+
+
+class _Flight:
+    """Transmissions in the order they left, to find the lost ones: a transmission is lost once
+    three sent after it were acknowledged (cumulatively or selectively). This is libutp's and
+    TCP's rule of three, counted in sending order rather than by sequence number, so that a
+    retransmission that is lost again is found the same way instead of waiting for the timer."""
+
+    __slots__ = ("acked", "count", "probed", "probes", "sent")
+
+    def __init__(self) -> None:
+        self.count = 0  # transmissions so far
+        self.probed: int | None = None  # the oldest packet when the last tail probe was sent
+        self.probes = 0  # tail probes sent, in all
+        self.sent: deque[tuple[int, int]] = deque()  # (order, seq) not yet known lost or acked
+        self.acked = [0, 0, 0]  # the three latest transmissions acknowledged, lowest first
+
+    def transmitted(self, seq: int) -> int:
+        """Record a transmission of `seq` and return its order."""
+        self.count += 1
+        self.sent.append((self.count, seq))
+        return self.count
+
+    def acknowledged(self, order: int) -> None:
+        """The transmission numbered `order` was acknowledged."""
+        acked = self.acked
+        if order > acked[0]:
+            acked[0] = order
+            acked.sort()
+
+    def overtaken(self) -> list[tuple[int, int]]:
+        """(order, seq) of the transmissions that three later ones overtook, oldest first."""
+        threshold = self.acked[0]
+        sent = self.sent
+        out = []
+        while sent and sent[0][0] < threshold:
+            out.append(sent.popleft())
+        return out
 
 
 class UtpConnection(asyncio.Transport):
@@ -100,15 +142,18 @@ class UtpConnection(asyncio.Transport):
         self.snd_una = seq_nr  # the oldest sequence number not acknowledged yet
         self.in_flight = 0  # bytes sent, not acknowledged and not declared lost
         self.lost: set[int] = set()  # packets to send again
+        self.flight = _Flight()
         self.unacked_bytes = 0  # payload bytes in outbuf
         self.send_queue = bytearray()
         self.peer_window = RECV_WINDOW  # until the peer says otherwise
+        self.peer_buffer = 0  # the largest window the peer advertised: its receive buffer
         self.last_ack = (seq_nr - 1) & SEQ_MASK
         self.dup_acks = 0
         self.loss_seq = (seq_nr - 1) & SEQ_MASK  # a loss after this one cuts the window again
         self.window_full = False
         self.rto_deadline: float | None = None
-        self.timeouts = 0
+        self.timeouts = 0  # retransmission timers in a row that fired without progress
+        self.timeouts_fired = 0  # retransmission timers that fired, in all
         self.fin_seq: int | None = None  # our FIN's sequence number once queued
         self.close_requested = False
         self._write_high = WRITE_HIGH
@@ -266,6 +311,7 @@ class UtpConnection(asyncio.Transport):
         if self.state == CLOSED:
             return
         self.peer_window = p.wnd_size
+        self.peer_buffer = max(self.peer_buffer, p.wnd_size)
         self._process_ack(p, now)
         if self.state == CLOSED:
             return
@@ -281,8 +327,31 @@ class UtpConnection(asyncio.Transport):
         if self.rto_deadline is not None and now >= self.rto_deadline:
             self._timed_out(now)
             return
+        if self.outbuf and self.flight.probed != self.snd_una and self.state in (CONNECTED, CLOSING):
+            self._maybe_probe(now)
         if self.state == CONNECTED and now - self.last_sent > KEEPALIVE:
             self.send_control(pk.ST_STATE)
+
+    def _maybe_probe(self, now: float) -> None:
+        """A tail probe (TCP's TLP, at the oldest packet): when the last packets of a flight or
+        their ACKs are lost, nothing acknowledges anything after them and no rule of three can
+        fire; after two round trips of silence resend the oldest unacknowledged packet once,
+        without cutting the window. Its ACK either moves past it (it was lost: the packets
+        behind it are then resent one per round trip, see `_partial_ack`) or shows the path was
+        only slow. The full timer (0.5 s at least) stays the last resort."""
+        una = self.snd_una
+        first = self.outbuf.get(una)
+        wait = max(2 * (self.cc.rtt or 0.0), PROBE_MIN)
+        if first is None or not first.in_flight or first.kind == pk.ST_SYN:
+            return
+        if now - first.sent_at < wait or now - self.last_received < wait:
+            return
+        self.flight.probed = una
+        self.flight.probes += 1
+        first.in_flight = False
+        self.in_flight -= len(first.payload)
+        self.loss_seq = (self.seq_nr - 1) & SEQ_MASK  # recovery runs to what is out now
+        self._transmit(una, first, now)
 
     # ----- receiving -----
 
@@ -378,20 +447,17 @@ class UtpConnection(asyncio.Transport):
         progress = False
         window_full = self.window_full
         rtt_sample: float | None = None
-        span = (self.seq_nr - self.snd_una) & SEQ_MASK
-        if ((ack - self.snd_una) & SEQ_MASK) < span:
+        una = self.snd_una
+        span = (self.seq_nr - una) & SEQ_MASK
+        if ((ack - una) & SEQ_MASK) < span:
             acked_bytes, rtt_sample = self._cumulative(ack, now)
             progress = True
         if p.sack is not None and outbuf:
-            sacked = pk.sacked(ack, p.sack)
-            for seq in sacked:
-                out = outbuf.pop(seq, None)
-                if out is not None:
-                    acked_bytes += self._acked(seq, out)
-                    progress = True
-                    if out.transmissions == 1:
-                        rtt_sample = now - out.sent_at
-            self._sack_losses(ack, sacked)
+            sacked_bytes, sample = self._selective(ack, p.sack, now)
+            if sacked_bytes:
+                acked_bytes += sacked_bytes
+                progress = True
+                rtt_sample = sample or rtt_sample
         while self.snd_una != self.seq_nr and self.snd_una not in outbuf:
             self.snd_una = (self.snd_una + 1) & SEQ_MASK
         if progress:
@@ -399,7 +465,10 @@ class UtpConnection(asyncio.Transport):
             self.dup_acks = 0
             self.timeouts = 0
             self.cc.progress()
-            self.rto_deadline = now + self.cc.rto if outbuf else None
+            self._restart_timer(now, moved=self.snd_una != una)
+            self._detect_losses()
+            if self.snd_una != una:
+                self._partial_ack()
         elif p.type == pk.ST_STATE and ack == self.last_ack and outbuf:
             self._duplicate_ack()
         if rtt_sample is not None:
@@ -413,12 +482,34 @@ class UtpConnection(asyncio.Transport):
         if self.fin_seq is not None and not outbuf and self.state == CLOSING and self.close_requested:
             self._destroy(None)
 
+    def _restart_timer(self, now: float, *, moved: bool) -> None:
+        """The timer runs from the oldest packet still unacknowledged: selective ACKs of later
+        packets do not push it back (a lost retransmission would wait for ever behind them)."""
+        if not self.outbuf:
+            self.rto_deadline = None
+        elif moved or self.rto_deadline is None:
+            self.rto_deadline = now + self.cc.rto
+
+    def _selective(self, ack: int, sack: bytes, now: float) -> tuple[int, float | None]:
+        """Packets a selective ACK reports: (bytes newly acknowledged, a round-trip sample)."""
+        outbuf = self.outbuf
+        acked_bytes = 0
+        rtt_sample = None
+        for seq in pk.sacked(ack, sack):
+            out = outbuf.pop(seq, None)
+            if out is not None:
+                acked_bytes += self._acked(seq, out)
+                if out.transmissions == 1:
+                    rtt_sample = now - out.sent_at
+        return acked_bytes, rtt_sample
+
     def _duplicate_ack(self) -> None:
         """The third ACK of the same packet: the one after it is lost (TCP's fast retransmit)."""
         self.dup_acks += 1
         if self.dup_acks == DUP_ACKS:
             first = self.outbuf.get(self.snd_una)
-            if first is not None and not first.fast_resent:
+            if first is not None and not first.fast_resent and first.in_flight:
+                first.fast_resent = True
                 self._declare_lost(self.snd_una, first)
 
     def _cumulative(self, ack: int, now: float) -> tuple[int, float | None]:
@@ -445,40 +536,41 @@ class UtpConnection(asyncio.Transport):
         else:
             self.lost.discard(seq)
         self.unacked_bytes -= size
+        self.flight.acknowledged(out.order)
         return size
 
-    def _sack_losses(self, ack: int, sacked: list[int]) -> None:
-        """Resend a packet once three packets after it were selectively acknowledged."""
-        if not sacked:
-            return
-        later = 0
-        sacked_set = set(sacked)
-        seq = sacked[-1]
-        first_hole = (ack + 1) & SEQ_MASK
-        while True:
-            if seq in sacked_set:
-                later += 1
-            elif later >= DUP_ACKS:
-                out = self.outbuf.get(seq)
-                if out is not None and not out.fast_resent:
-                    self._declare_lost(seq, out)
-            if seq == first_hole:
-                break
-            seq = (seq - 1) & SEQ_MASK
+    def _detect_losses(self) -> None:
+        """Declare lost what three later transmissions overtook (see `_Flight`)."""
+        outbuf = self.outbuf
+        for order, seq in self.flight.overtaken():
+            out = outbuf.get(seq)
+            if out is not None and out.order == order and out.in_flight:
+                self._declare_lost(seq, out)
+
+    def _partial_ack(self) -> None:
+        """In recovery, an ACK that moved past a retransmission but stops short of what was out
+        when the loss was found means the next packet is lost too (TCP NewReno): resend it now.
+        libtorrent's selective ACKs cover a few dozen packets past a gap, so a burst lost in a
+        row is repaired one round trip per packet instead of waiting for the timer."""
+        una = self.snd_una
+        if ((self.loss_seq - una) & SEQ_MASK) >= 0x8000:
+            return  # past the recovery point
+        out = self.outbuf.get(una)
+        if out is not None and out.in_flight and out.order < self.flight.acked[2]:
+            self._declare_lost(una, out)
 
     def _declare_lost(self, seq: int, out: _Out) -> None:
-        out.fast_resent = True
-        if out.in_flight:
-            out.in_flight = False
-            self.in_flight -= len(out.payload)
-            self.lost.add(seq)
+        out.in_flight = False
+        self.in_flight -= len(out.payload)
+        self.lost.add(seq)
         if ((seq - self.loss_seq) & SEQ_MASK) < 0x8000 and seq != self.loss_seq:
-            self.cc.lost()
+            self.cc.lost()  # once per window of data: packets sent before the cut do not cut again
             self.loss_seq = (self.seq_nr - 1) & SEQ_MASK
         self.endpoint.schedule(self)
 
     def _timed_out(self, now: float) -> None:
         self.timeouts += 1
+        self.timeouts_fired += 1
         limit = self.endpoint.syn_retries if self.state == SYN_SENT else self.endpoint.max_timeouts
         if self.timeouts > limit:
             self._destroy(TimeoutError(f"{self._name} stopped answering over µTP"))
@@ -489,6 +581,7 @@ class UtpConnection(asyncio.Transport):
                 out.in_flight = False
                 self.in_flight -= len(out.payload)
                 self.lost.add(seq)
+        self.flight.sent.clear()
         self.loss_seq = (self.seq_nr - 1) & SEQ_MASK
         self.rto_deadline = now + self.cc.rto
         self.endpoint.schedule(self)
@@ -517,12 +610,14 @@ class UtpConnection(asyncio.Transport):
             self.send_control(pk.ST_STATE)
 
     def _resend_lost(self, now: float, window: float) -> bool:
-        """Resend packets declared lost, oldest first, as far as the window allows."""
+        """Resend packets declared lost, oldest first, as far as the window allows; the oldest
+        unacknowledged one goes whatever the window (as libutp's and libtorrent's fast resend):
+        the receiver cannot hand anything on, nor free its buffer, until it has it."""
         una = self.snd_una
         sent = False
         for seq in sorted(self.lost, key=lambda s: (s - una) & SEQ_MASK):
             out = self.outbuf[seq]
-            if self.in_flight and self.in_flight + len(out.payload) > window:
+            if seq != una and self.in_flight and self.in_flight + len(out.payload) > window:
                 self.window_full = True
                 break
             self.lost.discard(seq)
@@ -531,16 +626,27 @@ class UtpConnection(asyncio.Transport):
         return sent
 
     def _send_new(self, now: float, window: float) -> bool:
-        """Cut queued bytes into packets while the window has room (always one if none is out)."""
+        """Cut queued bytes into packets while the window has room (always one if none is out).
+
+        New data leaves one packet of the peer's advertised window free, and stays within the
+        number of packets past a gap its reorder buffer holds (libtorrent: its buffer / 1100
+        bytes): a receiver whose buffer fills with packets after a gap drops everything,
+        including the retransmission that would fill the gap (libtorrent does), and the
+        connection deadlocks."""
         queue = self.send_queue
         size = self.packet_size
         if not queue:
             self.window_full = False  # limited by the application, not the window: no growth
+            return False
+        window = min(window, self.peer_window - size)
+        max_span = min(max(16, self.peer_buffer // 1100) - 1, MAX_IN_FLIGHT_PACKETS)
         sent = False
-        while queue and len(self.outbuf) < MAX_IN_FLIGHT_PACKETS:
+        while queue:
             take = min(size, len(queue))
             if self.in_flight and self.in_flight + take > window:
                 self.window_full = True
+                break
+            if ((self.seq_nr - self.snd_una) & SEQ_MASK) >= max_span:
                 break
             payload = bytes(queue[:take])
             del queue[:take]
@@ -560,6 +666,7 @@ class UtpConnection(asyncio.Transport):
         out.transmissions += 1
         out.sent_at = now
         out.in_flight = True
+        out.order = self.flight.transmitted(seq)
         self.in_flight += len(out.payload)
         if self.rto_deadline is None:
             self.rto_deadline = now + self.cc.rto
@@ -624,6 +731,7 @@ class UtpConnection(asyncio.Transport):
         self.rto_deadline = None
         self.outbuf.clear()
         self.lost.clear()
+        self.flight.sent.clear()
         self.send_queue.clear()
         self._pending.clear()
         self.endpoint.forget(self)
