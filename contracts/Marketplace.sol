@@ -472,7 +472,8 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     /// its own claim succeeds, so a recipient that reverts or burns gas costs a batch little and
     /// only once. Each leaf's `claimed` slot is written before its send; the token's claimed total
     /// is kept on the stack over a run of leaves of one token and written once per run (a batch of
-    /// one token writes it once). Non-reentrant.
+    /// one token writes it once), so `seederPool` read by a recipient during its send still shows
+    /// the total before the run. Non-reentrant.
     /// @return paidCount How many leaves were paid.
     function payout(PayoutLeaf[] calldata leaves, bytes32[] calldata proof, bool[] calldata proofFlags)
         external
