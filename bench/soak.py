@@ -329,6 +329,7 @@ class Interface:
             "per_second": round(len(done) / seconds, 1),
             "p50_ms": round(1000 * done[len(done) // 2], 1) if done else None,
             "p99_ms": round(1000 * done[min(len(done) - 1, int(len(done) * 0.99))], 1) if done else None,
+            "max_ms": round(1000 * done[-1], 1) if done else None,
             "errors": sum(self.errors.values()),
             "error_kinds": dict(self.errors),
         }
@@ -734,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, figures in interfaces.items():
             print(
                 f"  {name:22} {figures['per_second']:8.1f}/s  p50 {figures['p50_ms']} ms  "
-                f"p99 {figures['p99_ms']} ms  errors {figures['errors']} {figures['error_kinds'] or ''}"
+                f"p99 {figures['p99_ms']} ms  max {figures['max_ms']} ms  errors {figures['errors']} {figures['error_kinds'] or ''}"
             )
         for name, value in books.items():
             print(f"  {name:28} {value}")
