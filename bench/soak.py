@@ -735,7 +735,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, figures in interfaces.items():
             print(
                 f"  {name:22} {figures['per_second']:8.1f}/s  p50 {figures['p50_ms']} ms  "
-                f"p99 {figures['p99_ms']} ms  max {figures['max_ms']} ms  errors {figures['errors']} {figures['error_kinds'] or ''}"
+                f"p99 {figures['p99_ms']} ms  max {figures['max_ms']} ms  "
+                f"errors {figures['errors']} {figures['error_kinds'] or ''}"
             )
         for name, value in books.items():
             print(f"  {name:28} {value}")
