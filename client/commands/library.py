@@ -180,6 +180,7 @@ def seed(
             peer=peer or [],
             password_file=password_file,
             map_port=map_port,
+            as_json=as_json,
         )
         return
     account = unlock(key, password_file)

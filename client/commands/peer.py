@@ -187,6 +187,20 @@ def _interrupted(watch: _Watch, out: Path, as_json: bool) -> None:
     )
 
 
+class _UploadRate:
+    """Bytes per second sent since the previous call."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, int] | None = None
+
+    def __call__(self, uploaded: int) -> float:
+        now = time.monotonic()
+        last, self._last = self._last, (now, uploaded)
+        if last is None or now <= last[0]:
+            return 0.0
+        return max(uploaded - last[1], 0) / (now - last[0])
+
+
 class _DownloadBar:
     """The download's progress: a bar with bytes, rate, time left and peers, or JSON lines."""
 
@@ -294,6 +308,7 @@ def seed_torrent(
     peer: list[str],
     password_file: Path | None,
     map_port: bool,
+    as_json: bool = False,
 ) -> None:
     """Seed one .torrent's content at `path`, collecting receipts and handing them to the tracker
     (or, `serve_everyone`, serving peers without receipts alike: the store's seed)."""
@@ -316,19 +331,37 @@ def seed_torrent(
 
     async def run() -> None:
         async with Session(port=port, journal=ReceiptJournal(journal_file), map_port=map_port) as session:
-            with console.status("checking the content on disk..."):
+            with contextlib.nullcontext() if as_json else console.status("checking the content on disk..."):
                 torrent = await session.add_torrent(meta, folder, config, writable=False)
             announcers = await _join(session, torrent, meta, peers)
             submitter = session.submit_receipts(receipts_url(receipts_to))
-            console.print(f"seeding {meta.name} on port {session.port}; receipts go to {submitter.url}")
-            with console.status("") as status:
+            if not as_json:
+                console.print(f"seeding {meta.name} on port {session.port}; receipts go to {submitter.url}")
+            rate = _UploadRate()
+            with contextlib.nullcontext(None) if as_json else console.status("") as status:
                 while torrent.error is None:
-                    status.update(
-                        f"{len(torrent.connections)} peers, {torrent.uploaded / 2**20:.1f} MiB sent, "
-                        f"{submitter.submitted} receipts handed in; "
-                        + reachability.describe(session.port, session.port_mapper, announcers)
-                    )
-                    await asyncio.sleep(REFRESH_SECONDS)
+                    reach = reachability.describe(session.port, session.port_mapper, announcers)
+                    per_second = rate(torrent.uploaded)
+                    if status is None:
+                        json_line(
+                            {
+                                "event": "seeding",
+                                "name": meta.name,
+                                "port": session.port,
+                                "peers": len(torrent.connections),
+                                "uploaded": torrent.uploaded,
+                                "rate": round(per_second),
+                                "receipts": submitter.submitted,
+                                "reachability": reach,
+                            }
+                        )
+                    else:
+                        status.update(
+                            f"{len(torrent.connections)} peers, {torrent.uploaded / 2**20:.1f} MiB sent "
+                            f"({per_second / 2**20:.2f} MiB/s), {submitter.submitted} receipts handed in; "
+                            + reach
+                        )
+                    await asyncio.sleep(REFRESH_SECONDS if status is not None else 2.0)
             if torrent.error is not None:
                 raise torrent.error
 

@@ -157,3 +157,18 @@ def test_a_json_download_reports_check_progress_and_stop_as_lines(home: Path, ha
         "total": 2 * HALF,
         "path": str(home / "out" / "album"),
     }
+
+
+def test_seeding_a_torrent_with_json_reports_lines(home: Path, half_downloaded: Path) -> None:
+    command = _seedmarket(
+        "seed", str(half_downloaded), str(home / "src" / "album"), "--key", "alice", "--chain-id", "31337",
+        "--contract", CONTRACT, "--no-map-port", "--json",
+    )  # fmt: skip
+    child = _terminal(home, command + " 2>/dev/null", password_env=True)
+    child.expect(r"\{.*\}\r?\n")
+    line = json.loads(child.after.strip())
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert line["event"] == "seeding" and line["name"] == "album" and line["uploaded"] == 0
+    assert {"peers", "rate", "receipts", "reachability"} <= set(line)
