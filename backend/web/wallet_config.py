@@ -20,6 +20,7 @@ MARKETPLACE_CALLS = {
     "withdraw": "withdraw(address)",
     "claim": "claim(address,address,uint256,bytes32[])",
     "balanceOf": "balanceOf(address,address)",
+    "purchaseOf": "purchaseOf(uint256,address)",
 }
 # Events whose first data word (the amount paid) the pages read from a transaction's receipt.
 MARKETPLACE_EVENTS = {

@@ -134,6 +134,21 @@ def test_pending_earnings_say_roughly_when_they_become_claimable(
     )
 
 
+def test_a_connected_wallet_that_owns_the_product_is_told_so_without_signing_in(
+    visit: Callable[..., Visit], shop: Shop, product: int, finished: int
+) -> None:
+    for account, owns in ((BUYER, True), (SELLER, False)):
+        tab = visit(account)
+        goto(tab.page, f"{shop.url}/item/{product}")
+        tab.page.wait_for_selector("html[data-owned=checked]", state="attached")
+        hint = tab.page.locator("[data-owned-by-wallet]")
+        assert hint.is_visible() == owns
+        if owns:
+            assert shop.account(BUYER) in hint.inner_text()
+            tab.shot("product-owned-by-connected-wallet")
+        assert [c["method"] for c in tab.wallet()["calls"] if c["method"] == "personal_sign"] == []
+
+
 def test_the_search_box_at_phone_and_desktop_widths(
     visit: Callable[..., Visit], shop: Shop, product: int
 ) -> None:

@@ -29,6 +29,7 @@ def test_call_selectors_are_the_ones_web3_encodes(abi: list[dict[str, object]]) 
     assert market.encode_abi("withdraw", [ZERO_ADDRESS])[:10] == calls["withdraw"]
     assert market.encode_abi("claim", [ACCOUNT, ZERO_ADDRESS, 5, []])[:10] == calls["claim"]
     assert market.encode_abi("balanceOf", [ACCOUNT, ZERO_ADDRESS])[:10] == calls["balanceOf"]
+    assert market.encode_abi("purchaseOf", [7, ACCOUNT])[:10] == calls["purchaseOf"]
     assert calls["approve"] == "0x095ea7b3" and calls["allowance"] == "0xdd62ed3e"  # EIP-20
 
 

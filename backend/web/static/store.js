@@ -11,6 +11,7 @@ import {
   encodeBytes32,
   encodeUint,
   explain,
+  sharedAccounts,
   short,
   utf8Hex,
 } from "./wallet.js";
@@ -249,9 +250,35 @@ document.addEventListener("click", async (event) => {
   }
 });
 
+// A visitor who is not signed in but whose wallet already shares an account that owns this product
+// (read from the chain, nothing signed) is told so before pressing Buy, which would be refused.
+async function showOwnedByWallet() {
+  const hint = document.querySelector("[data-owned-by-wallet]");
+  const button = document.querySelector("button[data-action=buy]");
+  if (!hint || !button || !config?.calls?.purchaseOf) return;
+  const wanted = "0x" + config.chainId.toString(16);
+  for (const { provider, account } of await sharedAccounts()) {
+    try {
+      if ((await provider.request({ method: "eth_chainId", params: [] })).toLowerCase() !== wanted) continue;
+      const data = calldata(config.calls.purchaseOf, encodeUint(button.dataset.product), encodeAddress(account));
+      const purchase = await provider.request({ method: "eth_call", params: [{ to: config.contract, data }, "latest"] });
+      if (purchase && purchase !== "0x" && BigInt(purchase) !== 0n) {
+        hint.querySelector("[data-owner]").textContent = toChecksumAddress(account);
+        hint.hidden = false;
+        return;
+      }
+    } catch {
+      // the chain or the wallet did not answer: the page stays as the server rendered it
+    }
+  }
+}
+
 const flash = sessionStorage.getItem(FLASH_KEY);
 if (flash) {
   sessionStorage.removeItem(FLASH_KEY);
   done(flash);
 }
+showOwnedByWallet().finally(() => {
+  document.documentElement.dataset.owned = "checked";
+});
 document.documentElement.dataset.ready = "true";

@@ -120,6 +120,27 @@ async function chooseProvider() {
   throw new WalletError("No wallet found: install a browser wallet, then reload this page.");
 }
 
+/**
+ * The accounts wallets already share with this site, without asking anything (`eth_accounts`
+ * opens no prompt): [{provider, account}], lowercase accounts.
+ */
+export async function sharedAccounts() {
+  const providers = [...announced.values()].map(({ provider }) => provider);
+  if (!providers.length && typeof window.ethereum?.request === "function") providers.push(window.ethereum);
+  const found = [];
+  for (const provider of providers) {
+    try {
+      const accounts = await provider.request({ method: "eth_accounts", params: [] });
+      for (const account of Array.isArray(accounts) ? accounts : []) {
+        if (typeof account === "string") found.push({ provider, account: account.toLowerCase() });
+      }
+    } catch {
+      // a wallet that will not say is a wallet that shares nothing
+    }
+  }
+  return found;
+}
+
 /** A connected wallet: its EIP-1193 provider and the account it shares (lowercase). */
 export class Wallet {
   constructor(provider, account, config) {
