@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from backend.api.deps import ContextDep
 from backend.catalog import (
@@ -36,10 +36,11 @@ from backend.passkeys import passkey_for
 from backend.rewards import rewards_of
 from backend.sales import library_of, magnet_link, seller_summary
 from backend.swarm_stats import Health
+from backend.web.covers import cover_file, read_cover, store_seed_copy
 from backend.web.money import split_of
 from backend.web.state import WebState, web_state
 from tracker.addresses import checksum
-from tracker.metainfo import MetainfoError, parse_metainfo
+from tracker.metainfo import Metainfo, MetainfoError, parse_metainfo
 from tracker.server.announce import announce_url
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ _PAGE = re.compile(r"^[1-9][0-9]{0,4}$")
 CHAIN_DOWN = "The store cannot reach the chain right now; try again in a minute."
 NO_PRODUCT = "There is no product with that number."
 # The page's own script and styles only; wallets run outside the page (extensions, injected).
+# An image answer: never a document, whatever its bytes say.
+COVER_HEADERS = {"Content-Security-Policy": "default-src 'none'", "X-Content-Type-Options": "nosniff"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -117,15 +120,24 @@ def _with_completed(health: Health | None, finished: int) -> Health | None:
     return health._replace(completed=finished)
 
 
-def _files(entry: CatalogEntry) -> list[tuple[str, int]]:
-    """The product's files (path inside the download, size) from its registered torrent."""
+def _meta(entry: CatalogEntry) -> Metainfo | None:
+    """The product's registered torrent, parsed; None before the seller registers it."""
     if entry.listing is None:
-        return []
+        return None
     try:
-        meta = parse_metainfo(entry.listing.torrent)
+        return parse_metainfo(entry.listing.torrent)
     except MetainfoError:
-        return []
-    return [("/".join(f.path), f.length) for f in meta.files if not f.padding]
+        return None
+
+
+def _files(meta: Metainfo | None) -> list[tuple[str, int]]:
+    """The product's files (path inside the download, size)."""
+    return [] if meta is None else [("/".join(f.path), f.length) for f in meta.files if not f.padding]
+
+
+def _has_cover(entry: CatalogEntry) -> bool:
+    meta = _meta(entry)
+    return meta is not None and cover_file(meta) is not None
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -173,6 +185,7 @@ async def catalog(
             page=number,
             pages=pages,
             q=q,
+            covers={e.product.id for e in entries if _has_cover(e)},
         )
     )
 
@@ -220,10 +233,28 @@ async def item(
             fee_bps=fee_bps,
             token=token,
             owned=owned,
-            files=_files(entry),
+            files=_files(_meta(entry)),
+            has_cover=_has_cover(entry),
         )
 
     return await run_in_threadpool(page)
+
+
+@router.get("/item/{product_id}/cover")
+def cover(product_id: str, context: ContextDep) -> Response:
+    """The product's cover image from its own content (backend.web.covers), or 404."""
+    entry = None
+    if _ID.fullmatch(product_id):
+        with context.services.db.reader() as session:
+            entry = get_product(session, int(product_id))
+    meta = _meta(entry) if entry is not None else None
+    found = None
+    if meta is not None:
+        found = read_cover(meta, store_seed_copy(context.services.settings.data_dir, meta.info_hash))
+    if found is None:
+        return Response(status_code=404, headers=COVER_HEADERS)
+    data, media_type = found
+    return Response(data, media_type=media_type, headers={**COVER_HEADERS, "Cache-Control": "max-age=3600"})
 
 
 @router.get("/library", response_class=HTMLResponse)

@@ -7,14 +7,16 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page
 
 from backend.models import Credit
-from tests.backend.api_helpers import make_torrent, sign_in
+from tests.backend.api_helpers import sign_in
 from tests.web.helpers import Shop, Visit, goto
+from tracker.metainfo import create_torrent, parse_metainfo
 
 SELLER = 5  # lists the product of this module only
 BUYER = 6  # buys it; its receipts say it finished
@@ -24,12 +26,31 @@ SEEDERS = ("0x" + "ab" * 20, "0x" + "cd" * 20)  # nobody else's: their earnings 
 DESCRIPTION = "Field recordings of sleeper trains crossing the Alps, 1998."
 
 
+# The smallest valid PNG: one transparent pixel.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
+
 @pytest.fixture(scope="module")
-def product(shop: Shop, tmp_path_factory: pytest.TempPathFactory) -> int:
+def content(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The product's folder: a cover image and a recording."""
+    folder = tmp_path_factory.mktemp("night-trains") / "night-trains"
+    folder.mkdir()
+    (folder / "cover.png").write_bytes(PNG)
+    (folder / "night-trains.flac").write_bytes(bytes(range(256)) * (SIZE // 256) + b"\x07" * (SIZE % 256))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def product(shop: Shop, content: Path) -> int:
     """A product of its own (so the counts here are nobody else's), with a description."""
-    folder = tmp_path_factory.mktemp("night-trains")
-    torrent, infohash = make_torrent(folder, SIZE, name="night-trains.flac")
-    product_id, _ = shop.market.list_product(shop.account(SELLER), size=SIZE, price=10**16, infohash=infohash)
+    torrent = create_torrent(content, "http://127.0.0.1:1/announce")
+    meta = parse_metainfo(torrent)
+    product_id, _ = shop.market.list_product(
+        shop.account(SELLER), size=meta.total_length, price=10**16, infohash=meta.info_hash
+    )
     shop.until(lambda: shop.client.get(f"/products/{product_id}").status_code == 200, "the listing indexed")
     body = {"title": TITLE, "description": DESCRIPTION, "torrent": base64.b64encode(torrent).decode()}
     answer = shop.client.put(
@@ -73,7 +94,10 @@ def test_the_product_page_lists_its_files_with_human_sizes(shop: Shop, product: 
     goto(tab, f"{shop.url}/item/{product}")
     assert tab.locator("[data-size]").inner_text() == "3.0 MiB"
     rows = [row.locator("td").all_inner_texts() for row in tab.locator("table.files tbody tr").all()]
-    assert rows == [["night-trains.flac", "3.0 MiB"]]
+    assert rows == [
+        ["night-trains/cover.png", f"{len(PNG)} bytes"],
+        ["night-trains/night-trains.flac", "3.0 MiB"],
+    ]
     assert "bytes" not in tab.locator("dl.facts").first.inner_text()
 
 
@@ -97,7 +121,7 @@ def finished(shop: Shop, product: int) -> int:
     purchase = shop.market.buy(shop.account(BUYER), product)
     shop.indexed_purchase(BUYER, product)
     with shop.services.db.writer() as session:
-        for n, (seeder, count) in enumerate(((SEEDERS[0], SIZE - 1000), (SEEDERS[1], 1000))):
+        for n, (seeder, count) in enumerate(((SEEDERS[0], SIZE + len(PNG) - 1000), (SEEDERS[1], 1000))):
             session.add(
                 Credit(
                     purchase_id=purchase,
@@ -147,6 +171,29 @@ def test_a_connected_wallet_that_owns_the_product_is_told_so_without_signing_in(
             assert shop.account(BUYER) in hint.inner_text()
             tab.shot("product-owned-by-connected-wallet")
         assert [c["method"] for c in tab.wallet()["calls"] if c["method"] == "personal_sign"] == []
+
+
+def test_the_cover_is_served_from_the_store_seeds_verified_copy_only(
+    shop: Shop, product: int, content: Path, tab: Page
+) -> None:
+    url = f"{shop.url}/item/{product}/cover"
+    assert httpx.get(url, timeout=30).status_code == 404  # the store's seed has no copy yet
+    torrent = create_torrent(content, "http://127.0.0.1:1/announce")
+    copy = shop.settings.data_dir / "store-seed" / parse_metainfo(torrent).info_hash.hex() / "night-trains"
+    copy.mkdir(parents=True, exist_ok=True)
+    (copy / "night-trains.flac").write_bytes((content / "night-trains.flac").read_bytes())
+    (copy / "cover.png").write_bytes(PNG[:-1] + b"\x00")  # not the seller's bytes: never shown
+    assert httpx.get(url, timeout=30).status_code == 404
+    (copy / "cover.png").write_bytes(PNG)
+    answer = httpx.get(url, timeout=30)
+    assert answer.status_code == 200 and answer.content == PNG
+    assert (
+        answer.headers["content-type"] == "image/png"
+        and answer.headers["x-content-type-options"] == "nosniff"
+    )
+    goto(tab, f"{shop.url}/?q=night")
+    assert tab.locator(".card img.cover").get_attribute("src") == f"/item/{product}/cover"
+    assert tab.locator(".card img.cover").evaluate("img => img.naturalWidth") == 1
 
 
 def test_the_search_box_at_phone_and_desktop_widths(
