@@ -201,6 +201,8 @@ def seed(
             ):
 
                 def show(report: library.SeedingReport) -> None:
+                    sent[0] = sum(t.uploaded for t in report.torrents.values())
+                    sent[1] = len(report.torrents)
                     if live is None:
                         by_torrent.json_line(_json_report(report, symbols, rates))
                     else:
@@ -217,8 +219,19 @@ def seed(
                     map_port=map_port,
                 )
 
+        sent = [0, 0]  # bytes uploaded this run, products seeded: for the line Ctrl-C leaves
         with contextlib.suppress(KeyboardInterrupt):
             uvloop.run(run())
+    if as_json:
+        by_torrent.json_line({"event": "stopped", "uploaded": sent[0], "products": sent[1]})
+    else:
+        console.print(
+            f"stopped seeding: {sent[0] / 2**20:.1f} MiB sent to other buyers this run from {sent[1]} "
+            f"product(s); its receipts are kept in your journal and handed in to the store, and your "
+            f"earnings stay: seedmarket rewards --key {key}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 class _TokenNames:

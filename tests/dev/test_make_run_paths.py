@@ -158,8 +158,9 @@ def test_the_printed_buyer_lines_buy_and_download_and_the_hint_seeds_where_it_do
         report = json.loads(seeding.stdout.readline())
     finally:
         seeding.send_signal(signal.SIGINT)
-        seeding.wait(timeout=30)
+        rest, _ = seeding.communicate(timeout=30)
     assert report["event"] == "seeding"
+    assert json.loads(rest.strip().splitlines()[-1])["event"] == "stopped"  # what Ctrl-C leaves
     assert [(p["product"], p["have"]) for p in report["products"]] == [(1, done["total"])]
     assert not (tmp_path / "home" / "library" / "my-album").exists()
 
