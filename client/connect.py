@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
@@ -22,8 +23,13 @@ def store_url(value: str | None) -> str:
 
 
 def rpc_url(value: str | None) -> str:
-    """`--rpc`, else `$SEEDMARKET_RPC_URL`, else the local chain."""
-    return value or os.environ.get("SEEDMARKET_RPC_URL", DEFAULT_RPC_URL)
+    """`--rpc`, else `$SEEDMARKET_RPC_URL`, else the local chain; refused when not an http(s) URL."""
+    url = value or os.environ.get("SEEDMARKET_RPC_URL", DEFAULT_RPC_URL)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        source = "--rpc" if value else "$SEEDMARKET_RPC_URL"
+        raise ClientError(f"{source} {url!r} is not a chain node's URL (like http://127.0.0.1:8545)")
+    return url
 
 
 @dataclass

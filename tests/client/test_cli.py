@@ -90,3 +90,9 @@ def test_a_json_error_is_a_json_object_with_the_same_message(cli: Cli) -> None:
 def test_an_unreachable_chain_node_is_named_in_one_line(cli: Cli) -> None:
     line = _one_line_error(cli, "wallet", "balance", "alice", "--rpc", cli.rpc)
     assert line == f"error: cannot reach the chain node at {cli.rpc}: is it running? (--rpc URL)"
+
+
+def test_an_rpc_that_is_not_a_url_is_named_in_one_line(cli: Cli) -> None:
+    for bad in ("nonsense", "ftp://127.0.0.1:8545", "http://"):
+        line = _one_line_error(cli, "wallet", "balance", "alice", "--rpc", bad)
+        assert line == f"error: --rpc {bad!r} is not a chain node's URL (like http://127.0.0.1:8545)"
