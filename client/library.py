@@ -140,9 +140,11 @@ async def seed_library(
     show: Callable[[SeedingReport], None],
     refresh: float = 2.0,
     map_port: bool = False,
+    checking: Callable[[str, int, int], None] | None = None,
 ) -> None:
     """Seed every product the wallet owns (downloading what is missing), handing receipts to the
-    tracker, until `stop` is set; new purchases join within `RESCAN_SECONDS`."""
+    tracker, until `stop` is set; new purchases join within `RESCAN_SECONDS`. `checking(name,
+    pieces, of)` follows the hash check of what is on disk (on the disk thread)."""
     domain = domain_of(conn)
     loop = asyncio.get_running_loop()
     torrents: dict[int, Torrent] = {}
@@ -156,7 +158,10 @@ async def seed_library(
                 next_scan = time.monotonic() + RESCAN_SECONDS
                 for item in await loop.run_in_executor(None, _new_purchases, conn, account, set(torrents)):
                     torrent = await session.add_torrent(
-                        item.meta, folder, seeding_config(domain, item, account)
+                        item.meta,
+                        folder,
+                        seeding_config(domain, item, account),
+                        progress=_named(checking, item.meta.name),
                     )
                     if item.meta.announce:
                         announcers.append(session.announce(torrent, item.meta.announce))
@@ -171,6 +176,12 @@ async def seed_library(
                 await asyncio.wait_for(stop.wait(), refresh)
             except TimeoutError:
                 continue
+
+
+def _named(checking: Callable[[str, int, int], None] | None, name: str) -> Callable[[int, int], None] | None:
+    if checking is None:
+        return None
+    return lambda done, total: checking(name, done, total)
 
 
 def _new_purchases(conn: Connection, account: LocalAccount, known: set[int]) -> list[Owned]:

@@ -199,6 +199,16 @@ def seed(
             with (
                 contextlib.nullcontext(None) if as_json else Live(console=console, auto_refresh=False) as live
             ):
+                last_check = [0.0]
+
+                def checking(name: str, done: int, total: int) -> None:
+                    if done != total and time.monotonic() - last_check[0] < 0.5:
+                        return
+                    last_check[0] = time.monotonic()
+                    if live is None:
+                        by_torrent.json_line({"event": "checking", "name": name, "pieces": done, "of": total})
+                    else:
+                        live.update(f"checking {name} on disk: {100 * done // max(total, 1)} %", refresh=True)
 
                 def show(report: library.SeedingReport) -> None:
                     sent[0] = sum(t.uploaded for t in report.torrents.values())
@@ -217,6 +227,7 @@ def seed(
                     stop=stop,
                     show=show,
                     map_port=map_port,
+                    checking=checking,
                 )
 
         sent = [0, 0]  # bytes uploaded this run, products seeded: for the line Ctrl-C leaves

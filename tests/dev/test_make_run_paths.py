@@ -155,7 +155,8 @@ def test_the_printed_buyer_lines_buy_and_download_and_the_hint_seeds_where_it_do
     seeding = subprocess.Popen(hint, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert seeding.stdout is not None
-        report = json.loads(seeding.stdout.readline())
+        events = (json.loads(line) for line in seeding.stdout)
+        report = next(e for e in events if e["event"] != "checking")  # the check of DIR comes first
     finally:
         seeding.send_signal(signal.SIGINT)
         rest, _ = seeding.communicate(timeout=30)

@@ -1,1 +1,0 @@
-"""The seedmarket store: API and pages, database, chain indexer, settlement, Merkle trees, oracle."""

@@ -1,1 +1,0 @@
-"""The store's JSON API (FastAPI): catalog, sign-in, library, rewards, epochs."""

@@ -1,1 +1,0 @@
-"""The `seedmarket` subcommands, one module per area."""
