@@ -21,9 +21,9 @@ class Impairment:
     jitter: float = 0.0  # extra seconds drawn uniformly per datagram (reorders those close together)
     duplicate: float = 0.0  # probability a datagram is sent twice
     seed: int = 1
-    # drop these transmissions of one data packet from the client: (which data packet, counted
-    # from the first one the client sent; how many of its transmissions, the original first)
-    drop_data: tuple[int, int] | None = None
+    # data packets from the client to drop: {which, counted from the first one it sent: how many
+    # of its transmissions, the original first}
+    drop_data: dict[int, int] | None = None
 
 
 class Relay(asyncio.DatagramProtocol):
@@ -41,6 +41,7 @@ class Relay(asyncio.DatagramProtocol):
         self.cut = False  # when set, everything is dropped (a peer that vanished)
         self.first_data: int | None = None  # the sequence number of the client's first data packet
         self.targeted = 0  # transmissions dropped by `drop_data`
+        self._drops_left = dict(impairment.drop_data or {})
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Remember the socket."""
@@ -62,7 +63,7 @@ class Relay(asyncio.DatagramProtocol):
         if target is None:
             return
         imp = self.impairment
-        if target == self.server and imp.drop_data is not None and self._targeted(data, *imp.drop_data):
+        if target == self.server and self._drops_left and self._targeted(data):
             self.dropped += 1
             return
         if self.cut or self.random.random() < imp.loss:
@@ -78,15 +79,17 @@ class Relay(asyncio.DatagramProtocol):
             else:
                 self._send(data, target)
 
-    def _targeted(self, data: bytes, index: int, times: int) -> bool:
-        """Whether this datagram is one of the dropped transmissions of the chosen data packet."""
+    def _targeted(self, data: bytes) -> bool:
+        """Whether this datagram is one of the transmissions `drop_data` drops."""
         if len(data) < 20 or data[0] >> 4 != 0:  # not a µTP ST_DATA packet
             return False
         seq = int.from_bytes(data[16:18], "big")
         if self.first_data is None:
             self.first_data = seq
-        if (seq - self.first_data) & 0xFFFF != index or self.targeted >= times:
+        index = (seq - self.first_data) & 0xFFFF
+        if not self._drops_left.get(index):
             return False
+        self._drops_left[index] -= 1
         self.targeted += 1
         return True
 

@@ -40,6 +40,16 @@ async def _send(client, port: int, data: bytes) -> None:
     writer.close()
 
 
+async def _send_through(client, relay, data: bytes, done):
+    """Send `data` in one write through `relay`, close, check it arrived; the sending connection."""
+    _, writer = await open_connection(client, "127.0.0.1", relay.port, timeout=10)
+    writer.write(data)
+    writer.close()
+    total, digest = await done.get()
+    assert (total, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    return writer.transport
+
+
 async def _transfer(impairment: Impairment | None, size: int) -> dict[str, int]:
     server, done = await _sink_server()
     client = await open_endpoint("127.0.0.1", 0)
@@ -81,16 +91,31 @@ def test_a_lost_retransmission_is_resent_without_waiting_for_the_timer():
     async def scenario():
         server, done = await _sink_server()
         client = await open_endpoint("127.0.0.1", 0)
-        relay = await start_relay(("127.0.0.1", server.sockname[1]), Impairment(drop_data=(300, 2)))
-        _, writer = await open_connection(client, "127.0.0.1", relay.port, timeout=10)
-        conn = writer.transport
-        data = os.urandom(3_000_000)
-        writer.write(data)
-        writer.close()
-        total, digest = await done.get()
-        assert (total, digest) == (len(data), hashlib.sha256(data).hexdigest())
+        relay = await start_relay(("127.0.0.1", server.sockname[1]), Impairment(drop_data={300: 2}))
+        conn = await _send_through(client, relay, os.urandom(3_000_000), done)
         assert relay.targeted == 2  # the packet and its first retransmission were dropped
         assert conn.timeouts_fired == 0
+        client.close()
+        server.close()
+
+    run(scenario())
+
+
+def test_the_lost_tail_of_a_transfer_is_repaired_without_waiting_for_the_timer():
+    """The last three data packets are lost: nothing after them can be acknowledged three times,
+    so a tail probe resends the oldest after two round trips of silence and each ACK that stops
+    short of the end resends the next (NewReno), before the 0.5 s retransmission timer."""
+
+    async def scenario():
+        server, done = await _sink_server()
+        client = await open_endpoint("127.0.0.1", 0)
+        data = os.urandom(1_000_000)  # one write: 715 packets of 1,400 bytes, the last shorter
+        last = (len(data) - 1) // 1400
+        drops = {last - 2: 1, last - 1: 1, last: 1}
+        relay = await start_relay(("127.0.0.1", server.sockname[1]), Impairment(drop_data=drops))
+        conn = await _send_through(client, relay, data, done)
+        assert relay.targeted == 3
+        assert conn.timeouts_fired == 0 and conn.flight.probes == 1
         client.close()
         server.close()
 
