@@ -65,7 +65,7 @@ class _Lead:
     offered: set[int] = field(default_factory=set)  # advertised to it, not taken yet
     taken: dict[int, float] = field(default_factory=dict)  # taken, not passed on yet: since when
     opened: bool = False  # told about every piece: served at full speed
-    opened_at: float = 0.0
+    open_since: float = 0.0
     lacked: int = 0  # bytes it lacked when opened
     got: int = 0  # bytes of pieces it announced that we had not offered it (from other peers)
     mark: int = 0  # got + what we sent it, at the last rate update
@@ -142,8 +142,8 @@ class SuperSeeder:
         flags = conn.flags
         held = [i for i, flag in enumerate(flags) if not flag] if lead.opened else offered
         new = [piece for piece in held if not flags[piece]]
-        if lead.opened and new and now > lead.opened_at and lead.lacked:
-            self.full_rates.append(lead.lacked / (now - lead.opened_at))  # it finished: how fast
+        if lead.opened and new and now > lead.open_since and lead.lacked:
+            self.full_rates.append(lead.lacked / (now - lead.open_since))  # it finished: how fast
             lead.lacked = 0
         conn.infer_pieces(held)
         for piece in new:
@@ -248,7 +248,7 @@ class SuperSeeder:
         self._rng.shuffle(lacking)
         lacking.sort(key=lambda candidate: candidate[0])
         lead.opened = True
-        lead.opened_at = self.t.session.now()
+        lead.open_since = self.t.session.now()
         lead.lacked = sum(self.t.meta.piece_size(piece) for piece, flag in enumerate(flags) if not flag)
         self.opened_count += 1
         if lacking:
@@ -326,6 +326,8 @@ class SuperSeeder:
         flags = conn.flags
         assert flags is not None
         stalled = self.t.session.now() - lead.progress_at > STALL_SECONDS
+        if not stalled and (self.absent_seeds or any(other.is_seed for other in self.t.connections)):
+            return []  # a complete copy: every piece is held, so none qualifies (and no scan per `have`)
         holders, pending, absent = self.holders, self.pending, len(self.absent_seeds)
         candidates = []
         for piece, flag in enumerate(flags):
