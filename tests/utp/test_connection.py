@@ -230,3 +230,57 @@ def test_closing_delivers_everything_queued_before_the_fin():
         server.close()
 
     run(scenario())
+
+
+def test_a_protocol_that_closed_its_transport_is_handed_nothing_more(caplog: pytest.LogCaptureFixture):
+    """A peer connection that drops its peer with a full buffer closes the transport from inside
+    `buffer_updated`; the rest of the datagram (and what follows) must not be pushed into a buffer
+    that has no room left, which asyncio's own transports never do either."""
+
+    class FillsUpAndCloses(asyncio.BufferedProtocol):
+        def __init__(self) -> None:
+            self.buffer = bytearray(1000)  # smaller than one µTP packet's payload
+            self.end = 0
+            self.transport: asyncio.BaseTransport | None = None
+            self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def get_buffer(self, sizehint: int) -> memoryview:
+            return memoryview(self.buffer)[self.end :]
+
+        def buffer_updated(self, nbytes: int) -> None:
+            self.end += nbytes
+            if self.end == len(self.buffer):
+                assert self.transport is not None
+                self.transport.close()
+
+        def eof_received(self) -> bool:
+            return False
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self.lost.done():
+                self.lost.set_result(exc)
+
+    async def scenario():
+        accepted: list[FillsUpAndCloses] = []
+
+        def factory() -> asyncio.BaseProtocol:
+            accepted.append(FillsUpAndCloses())
+            return accepted[-1]
+
+        server = await open_endpoint("127.0.0.1", 0, factory)
+        client = await open_endpoint("127.0.0.1", 0)
+        _, writer = await open_connection(client, "127.0.0.1", server.sockname[1], timeout=5)
+        writer.write(os.urandom(200_000))
+        await asyncio.sleep(0.5)
+        assert len(accepted) == 1
+        await asyncio.wait_for(accepted[0].lost, 10)
+        assert accepted[0].end == 1000
+        client.close()
+        server.close()
+
+    with caplog.at_level("ERROR", logger="tracker.utp"):
+        run(scenario())
+    assert not [r for r in caplog.records if "protocol failed" in r.getMessage()]

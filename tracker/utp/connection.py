@@ -400,12 +400,14 @@ class UtpConnection(asyncio.Transport):
 
     def _deliver(self, data: memoryview | bytes) -> None:
         protocol = self.protocol
-        if protocol is None or self.state == CLOSED:
+        # Like an asyncio TCP transport, which stops reading once closed: a protocol that closed
+        # its transport (it dropped the peer mid-buffer, say) is handed nothing more.
+        if protocol is None or self.state == CLOSED or self.close_requested:
             return
         try:
             if self._buffered_protocol:
                 view = memoryview(data)
-                while view:
+                while view and not self.close_requested:
                     buf = protocol.get_buffer(len(view))  # type: ignore[attr-defined]
                     n = min(len(buf), len(view))
                     if n == 0:
