@@ -472,7 +472,8 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
     /// its own claim succeeds, so a recipient that reverts or burns gas costs a batch little and
     /// only once. Each leaf's `claimed` slot is written before its send; the token's claimed total
     /// is kept on the stack over a run of leaves of one token and written once per run (a batch of
-    /// one token writes it once). Non-reentrant.
+    /// one token writes it once), so `seederPool` read by a recipient during its send still shows
+    /// the total before the run. Non-reentrant.
     /// @return paidCount How many leaves were paid.
     function payout(PayoutLeaf[] calldata leaves, bytes32[] calldata proof, bool[] calldata proofFlags)
         external
@@ -494,9 +495,10 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         (uint256 runClaimed, uint256 runCap) = _openRun(runToken, fromPending);
         for (uint256 i; i < leaves.length; ++i) {
             PayoutLeaf calldata l = leaves[i];
+            address account = l.account;
             address token = l.token;
             uint256 cumulativeAmount = l.cumulativeAmount;
-            mapping(address token => uint256) storage claims = _claimed[l.account];
+            mapping(address token => uint256) storage claims = _claimed[account];
             uint256 already = claims[token];
             // Paid up (a duplicate leaf included, once its first copy was paid), or blocked.
             if (cumulativeAmount <= already) continue;
@@ -505,13 +507,20 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
                 (runClaimed, runCap) = _openRun(token, fromPending);
                 runToken = token;
             }
-            uint256 amount = cumulativeAmount - already;
-            runClaimed += amount;
+            uint256 amount;
+            unchecked {
+                amount = cumulativeAmount - already; // > 0
+            }
+            runClaimed += amount; // checked: a leaf near 2^256 must not wrap past the cap
             if (runClaimed > runCap) revert ClaimExceedsRootTotal(token, runClaimed, runCap);
-            if (_payLeaf(claims, l.account, token, cumulativeAmount, already)) {
-                ++paidCount;
+            if (_payLeaf(claims, account, token, cumulativeAmount, already)) {
+                unchecked {
+                    ++paidCount;
+                }
             } else {
-                runClaimed -= amount;
+                unchecked {
+                    runClaimed -= amount; // added just above
+                }
             }
         }
         _claimLedgers[runToken].claimed = uint128(runClaimed); // <= runCap, which fits
@@ -533,7 +542,10 @@ contract Marketplace is IMarketplace, Ownable2Step, ReentrancyGuardTransient, EI
         uint256 cumulativeAmount,
         uint256 already
     ) private returns (bool paid) {
-        uint256 amount = cumulativeAmount - already;
+        uint256 amount;
+        unchecked {
+            amount = cumulativeAmount - already; // the caller checked it is > 0
+        }
         claims[token] = cumulativeAmount;
         paid = _trySend(token, account, amount);
         if (paid) {

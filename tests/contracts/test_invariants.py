@@ -1,10 +1,11 @@
 """Random sequences of calls by random actors never leave the market owing more than it holds.
 
 A hypothesis state machine lists, buys, withdraws, posts and cancels roots (honest and greedy
-ones, at any epoch), claims (against the active root, a pending one or an old one), pauses and
-travels in time; the owner is a SeedmarketTimelock through which parameter changes (root delay,
-operator fee, unpause) are proposed, vetoed by the guardian, or executed. A plain Python model
-predicts every outcome: each call must succeed or fail exactly as predicted, every payout must
+ones, at any epoch), claims (one by one, in batches, or as batch payouts proven by one
+multiproof; against the active root, a pending one or an old one), pauses and travels in time;
+the owner is a SeedmarketTimelock through which parameter changes (root delay, operator fee,
+unpause) are proposed, vetoed by the guardian, or executed. A plain Python model predicts
+every outcome: each call must succeed or fail exactly as predicted, every payout must
 equal what the model says is owed, and after every step: per token (ETH and an ERC-20), the
 market holds exactly what its books say it owes, never less, and claims never pass the active
 root's total; no parameter change took effect before its delay (executing earlier must fail);
@@ -464,6 +465,54 @@ class MarketMachine(RuleBasedStateMachine):
         paid = {(a, t) for a, t, _, _ in requests}
         before = {key: self.holding(*key) for key in paid}
         receipt = self.send(error, sender, "claimMany", requests)
+        if receipt is None:
+            return
+        for a, t in paid:
+            fees = receipt.fee if t == ETH and a == sender.address else 0
+            assert self.holding(a, t) - before[(a, t)] + fees == claimed[(a, t)] - self.claimed[(a, t)]
+        self.claimed, self.claimed_total = claimed, claimed_total
+
+    @precondition(lambda self: self.current is not None or self.pending is not None)
+    @rule(
+        caller=ACTOR,
+        picks=st.lists(st.integers(0, 15), min_size=1, max_size=5),
+        targeted=st.sampled_from([True, True, False]),
+        stale=st.sampled_from([False, False, False, True]),
+    )
+    def payout(self, caller: int, picks: list[int], targeted: bool, stale: bool) -> None:
+        """Someone pays a batch of leaves with one multiproof: of the active root, or (stale) of a
+        waiting, superseded or canceled one. Leaves with nothing left to pay are skipped; a leaf
+        past its token's total reverts the whole batch."""
+        active = self.active()
+        inactive = self.inactive_roots()
+        roots = inactive if (stale and inactive) or active is None else [active]
+        source = roots[picks[0] % len(roots)]
+        slots = list(dict.fromkeys(self.pick_slot(source, pick, targeted) for pick in picks))
+        indices = [source.tree.find(*self.slots[slot]) for slot in slots]
+        multi = source.tree.multiproof([i for i in indices if i is not None])
+        leaves = [(leaf.account, leaf.token, leaf.cumulative_amount) for leaf in multi.leaves]
+        claimed, claimed_total = Counter(self.claimed), Counter(self.claimed_total)
+        # The batch is proven as a whole before any leaf is looked at.
+        if self.paused:
+            error: str | None = "EnforcedPause"
+        elif active is None:
+            error = "NoActiveRoot"
+        elif source.tree.root != active.tree.root:
+            error = "InvalidProof"
+        else:
+            error = None
+            for account, token, amount in leaves:
+                if amount <= claimed[(account, token)]:
+                    continue
+                claimed_total[token] += amount - claimed[(account, token)]
+                claimed[(account, token)] = amount
+                if claimed_total[token] > active.totals.get(token, 0):
+                    error = "ClaimExceedsRootTotal"
+                    break
+        sender = self.world.actors[caller]
+        paid = {(a, t) for a, t, _ in leaves}
+        before = {key: self.holding(*key) for key in paid}
+        receipt = self.send(error, sender, "payout", leaves, multi.proof, multi.proof_flags)
         if receipt is None:
             return
         for a, t in paid:

@@ -550,7 +550,8 @@ class TestRecipientsThatCannotReceive:
             market.payout(*args, sender=keeper, gas=used + 5_000)
         assert not market.payoutBlocked(wallet)
 
-    def test_a_token_transfer_that_fails_is_skipped_and_stays_claimable(
+    @pytest.fixture
+    def evil(
         self,
         project: Any,
         market: ContractInstance,
@@ -560,8 +561,9 @@ class TestRecipientsThatCannotReceive:
         seller: AccountAPI,
         buyer: AccountAPI,
         others: list[AccountAPI],
-        keeper: AccountAPI,
-    ) -> None:
+    ) -> tuple[ContractInstance, Seeders]:
+        """An allow-listed token that misbehaves on demand, its pool funded, a root of two of its
+        leaves active."""
         evil = owner.deploy(project.MaliciousToken)
         market.setTokenAllowed(evil, True, sender=owner)
         product = market.listProduct(b"\x09" * 20 + bytes(12), 1, evil, ETHER, 10_000, "", sender=seller)
@@ -572,19 +574,74 @@ class TestRecipientsThatCannotReceive:
         seeders = Seeders.of([(others[0], evil.address, ETHER // 10), (others[1], evil.address, ETHER // 10)])
         post(market, oracle, seeders, [evil.address])
         activate(chain)
-        evil.setMode(3, ETH, b"", sender=owner)  # every transfer out returns false
+        return evil, seeders
 
-        receipt = market.payout(*seeders.payout_args([(others[0], evil.address)]), sender=keeper)
+    def test_a_token_transfer_that_fails_is_skipped_and_stays_claimable(
+        self,
+        market: ContractInstance,
+        owner: AccountAPI,
+        others: list[AccountAPI],
+        keeper: AccountAPI,
+        evil: tuple[ContractInstance, Seeders],
+    ) -> None:
+        token, seeders = evil
+        token.setMode(3, ETH, b"", sender=owner)  # every transfer out returns false
 
-        assert failed(market, receipt) == [(others[0].address, evil.address, ETHER // 10)]
-        assert market.claimed(others[0], evil) == 0 and market.seederPool(evil)[1] == 0
+        receipt = market.payout(*seeders.payout_args([(others[0], token.address)]), sender=keeper)
+
+        assert failed(market, receipt) == [(others[0].address, token.address, ETHER // 10)]
+        assert market.claimed(others[0], token) == 0 and market.seederPool(token)[1] == 0
         # A token failure (a blocklist, a paused token) does not block: the next batch tries again.
-        evil.setMode(0, ETH, b"", sender=owner)
-        receipt = market.payout(
-            *seeders.payout_args([(others[0], evil.address), (others[1], evil.address)]), sender=keeper
-        )
+        token.setMode(0, ETH, b"", sender=owner)
+        both = [(others[0], token.address), (others[1], token.address)]
+        receipt = market.payout(*seeders.payout_args(both), sender=keeper)
         assert len(paid(market, receipt)) == 2
-        assert evil.balanceOf(others[0]) == ETHER // 10
+        assert token.balanceOf(others[0]) == ETHER // 10
+
+    def test_a_token_that_reenters_the_payout_is_stopped_and_pays_once(
+        self,
+        market: ContractInstance,
+        owner: AccountAPI,
+        others: list[AccountAPI],
+        keeper: AccountAPI,
+        evil: tuple[ContractInstance, Seeders],
+    ) -> None:
+        token, seeders = evil
+        args = seeders.payout_args([(others[0], token.address)])
+        token.setMode(1, market, market.payout.encode_input(*args), sender=owner)  # Reenter
+
+        receipt = market.payout(*args, sender=keeper)
+
+        assert len(paid(market, receipt)) == 1
+        assert not token.lastCallSucceeded()
+        assert bytes(token.lastCallResult())[:4] == keccak(text="ReentrancyGuardReentrantCall()")[:4]
+        assert token.balanceOf(others[0]) == ETHER // 10
+        assert market.seederPool(token)[1] == ETHER // 10
+
+    def test_a_blocked_account_still_gets_its_token_payouts(
+        self,
+        market: ContractInstance,
+        oracle: AccountAPI,
+        chain: ChainManager,
+        pools: dict[str, int],
+        wallet: ContractInstance,
+        keeper: AccountAPI,
+        owner: AccountAPI,
+        token: ContractInstance,
+        tokens: list[str],
+    ) -> None:
+        seeders = Seeders.of([(wallet, ETH, ETHER // 10), (wallet, token.address, ETHER // 10)])
+        post(market, oracle, seeders, tokens)
+        activate(chain)
+        wallet.setMode(Mode.REVERT, 0, sender=owner)
+        market.payout(*seeders.payout_args([(wallet, ETH)]), sender=keeper)
+        assert market.payoutBlocked(wallet)
+
+        receipt = market.payout(*seeders.payout_args([(wallet, ETH), (wallet, token.address)]), sender=keeper)
+
+        assert paid(market, receipt) == [(wallet.address, token.address, ETHER // 10, ETHER // 10)]
+        assert failed(market, receipt) == []
+        assert token.balanceOf(wallet) == ETHER // 10
 
 
 class TestRacingAClaim:
