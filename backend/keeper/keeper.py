@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 60.0
 _CALLS_PER_REQUEST = 500  # eth_calls in one JSON-RPC batch
+FEE_RECHECK = 600.0  # seconds before leaves held back by fees are weighed again
 
 
 def rules_of(settings: Settings) -> Rules:
@@ -82,6 +83,7 @@ class KeeperResult:
     payees: int = 0
     detail: str = ""
     wait_until: int | None = None  # chain time a pending root becomes claimable
+    next_at: float | None = None  # wall-clock time to weigh leaves held back by fees again
 
 
 class Keeper:
@@ -108,6 +110,7 @@ class Keeper:
         # Set by the indexer when chain events are committed (a root posted or activated).
         self.wake = wake if wake is not None else threading.Event()
         self.done: tuple[int, str] | None = None  # (epoch, root) whose due leaves are all settled
+        self.recheck_at: float | None = None  # when to weigh leaves held back by fees again
         self.last_plan: Plan | None = None
 
     @property
@@ -139,8 +142,15 @@ class Keeper:
         root_hex = "0x" + bytes(root).hex()
         if number == 0:
             return KeeperResult("idle", detail="no root is claimable yet", wait_until=self._pending_at())
-        if self.done == (number, root_hex):
-            return KeeperResult("idle", number, detail="paid what is due", wait_until=self._pending_at())
+        recheck = self.recheck_at is not None and time.time() >= self.recheck_at
+        if self.done == (number, root_hex) and not recheck:
+            return KeeperResult(
+                "idle",
+                number,
+                detail="paid what is due",
+                wait_until=self._pending_at(),
+                next_at=self.recheck_at,
+            )
         with self.db.reader() as session:
             epoch = session.get(Epoch, int(number))
             if epoch is None or epoch.root != root_hex:
@@ -151,12 +161,15 @@ class Keeper:
         self.last_plan = planned = plan(candidates, self.rules, base_fee + tip)
         if not planned.batches:
             self.done = (epoch.number, epoch.root)
+            # Leaves held back by today's fees are weighed again later, not only at the next root.
+            self.recheck_at = time.time() + FEE_RECHECK if planned.too_costly else None
             return KeeperResult(
                 "idle",
                 epoch.number,
                 detail=f"nothing due ({len(planned.below_threshold)} below the threshold, "
                 f"{len(planned.too_costly)} too dear at {(base_fee + tip) / GWEI:.2f} gwei)",
                 wait_until=self._pending_at(),
+                next_at=self.recheck_at,
             )
         self._send(epoch, planned.batches)
         self._follow_all(wait=wait)
@@ -179,7 +192,7 @@ class Keeper:
                     )
                     continue
                 if result.status == "idle":
-                    self._sleep(stop, result.wait_until)
+                    self._sleep(stop, result.wait_until, result.next_at)
                     continue
             except ChainError as exc:  # ChainUnavailable is one
                 log.warning("keeper: %s; retrying in %.0f s", exc, delay)
@@ -195,11 +208,13 @@ class Keeper:
                 delay = min(delay * 2, _MAX_BACKOFF)
             stop.wait(delay)
 
-    def _sleep(self, stop: threading.Event, wait_until: int | None) -> None:
-        """Until `wake`, `stop`, or a pending root's activation (chain time, read as wall time)."""
-        until = None
+    def _sleep(self, stop: threading.Event, wait_until: int | None, next_at: float | None) -> None:
+        """Until `wake`, `stop`, a pending root's activation (chain time, read as wall time) or
+        `next_at` (wall time)."""
+        until = next_at
         if wait_until is not None:
-            until = time.time() + max(wait_until - self._chain_time(), 0) + 1
+            activation = time.time() + max(wait_until - self._chain_time(), 0) + 1
+            until = activation if until is None else min(until, activation)
         while not stop.is_set() and not self.wake.is_set():
             if until is not None and time.time() >= until:
                 return
