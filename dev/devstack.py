@@ -41,7 +41,7 @@ STARTUP_SECONDS = 60.0
 # oracle waits for it) and no settlement window would ever pass on a quiet store.
 ANVIL_MINING = ("--block-time", "1", "--mixed-mining")
 KEEPER_FUNDS = 100 * 10**18  # wei the dev stack gives the keeper's account for gas
-DEV_KEEPER_THRESHOLD = 10**12  # wei: on a local chain the keeper pays all but dust
+DEV_KEEPER_THRESHOLD = 1  # wei: on a local chain the keeper pays everything, to the last wei
 # and never holds a payee back for its gas (anvil's 1 gwei tip would cost more than the small
 # amounts of a demo's 0.01 ETH sales: the rule is for real chains)
 DEV_KEEPER_GAS_FRACTION = 1_000
