@@ -43,8 +43,9 @@ ANVIL_MINING = ("--block-time", "1", "--mixed-mining")
 KEEPER_FUNDS = 100 * 10**18  # wei the dev stack gives the keeper's account for gas
 DEV_KEEPER_THRESHOLD = 1  # wei: on a local chain the keeper pays everything, to the last wei
 # and never holds a payee back for its gas (anvil's 1 gwei tip would cost more than the small
-# amounts of a demo's 0.01 ETH sales: the rule is for real chains)
-DEV_KEEPER_GAS_FRACTION = 1_000
+# amounts of a demo's 0.01 ETH sales, rounding remainders of a few wei included: the rule is
+# for real chains)
+DEV_KEEPER_GAS_FRACTION = "inf"
 
 
 def dev_key(index: int) -> str:
@@ -152,7 +153,7 @@ class DevStack:
                 "SEEDMARKET_KEEPER": "true" if self.keeper else "false",
                 "SEEDMARKET_KEEPER_KEY": dev_key(DEV_KEEPER_INDEX),
                 "SEEDMARKET_KEEPER_THRESHOLD_WEI": str(DEV_KEEPER_THRESHOLD),
-                "SEEDMARKET_KEEPER_GAS_FRACTION": str(DEV_KEEPER_GAS_FRACTION),
+                "SEEDMARKET_KEEPER_GAS_FRACTION": DEV_KEEPER_GAS_FRACTION,
                 "SEEDMARKET_EPOCH_LENGTH": str(self.epoch_length),
                 "SEEDMARKET_SETTLE_AFTER": str(self.settle_after),
                 "SEEDMARKET_CONFIRMATIONS": str(self.confirmations),
