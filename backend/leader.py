@@ -1,15 +1,17 @@
-"""Which of several store processes on one PostgreSQL database runs the indexer and the oracle.
+"""Which of several store processes on one PostgreSQL database runs the indexer, the oracle and
+the keeper.
 
 Any number of `seedmarket serve` may share a database: all serve the API, the pages and the
-tracker, but the indexer and the oracle must run in one of them at a time (two oracles would race
-for the same epoch). The leader is whoever holds a PostgreSQL session-level advisory lock
-(`pg_try_advisory_lock`) on a connection of its own: PostgreSQL releases it when that connection
-ends, so a leader killed with SIGKILL, or cut off from the database, lets another instance take
-over at its next try, after at most `retry` seconds. A leader that loses its connection notices
-at its next check (within `retry` seconds) and stops its workers; in that window two oracles may
-overlap, which the oracle survives as it survives a crash: an epoch number is taken once
-(`epoch N exists already`), its signed transaction is stored before it is sent, and the contract
-accepts only its last epoch + 1, so nothing is posted twice.
+tracker, but the indexer, the oracle and the keeper must run in one of them at a time (two oracles
+would race for the same epoch, two keepers for the same nonces). A keeper overlapping another in
+the window below pays nothing twice either: the contract skips a leaf already paid up. The leader
+is whoever holds a PostgreSQL session-level advisory lock (`pg_try_advisory_lock`) on a connection
+of its own: PostgreSQL releases it when that connection ends, so a leader killed with SIGKILL, or
+cut off from the database, lets another instance take over at its next try, after at most `retry`
+seconds. A leader that loses its connection notices at its next check (within `retry` seconds) and
+stops its workers; in that window two oracles may overlap, which the oracle survives as it survives
+a crash: an epoch number is taken once (`epoch N exists already`), its signed transaction is stored
+before it is sent, and the contract accepts only its last epoch + 1, so nothing is posted twice.
 
 The lock's key is derived from the chain and the contract, so stores of different Marketplaces
 may share one database server. SQLite has a single writer machine by design: no election there.

@@ -94,7 +94,10 @@ class Settings(BaseSettings):
         10**15, ge=1, description="an ETH leaf is paid automatically once its unpaid part reaches this"
     )
     keeper_gas_fraction: float = Field(
-        0.05, gt=0, le=1, description="a payee's share of its batch's gas may cost at most this part of it"
+        0.05,
+        gt=0,
+        description="a payee's share of its batch's gas may cost at most this part of it "
+        "(above 1 only on a development chain, where gas costs nothing real)",
     )
     keeper_batch_gas: int = Field(
         8_000_000, ge=200_000, description="the gas a payout batch is sized to (well under a block's)"

@@ -42,7 +42,11 @@ STARTUP_SECONDS = 60.0
 # oracle waits for it) and no settlement window would ever pass on a quiet store.
 ANVIL_MINING = ("--block-time", "1", "--mixed-mining")
 KEEPER_FUNDS = 100 * 10**18  # wei the dev stack gives the keeper's account for gas
-DEV_KEEPER_THRESHOLD = 10**12  # wei: on a local chain the keeper pays all but dust
+DEV_KEEPER_THRESHOLD = 1  # wei: on a local chain the keeper pays everything, to the last wei
+# and never holds a payee back for its gas (anvil's 1 gwei tip would cost more than the small
+# amounts of a demo's 0.01 ETH sales, rounding remainders of a few wei included: the rule is
+# for real chains)
+DEV_KEEPER_GAS_FRACTION = "inf"
 # What `make run` listens on by default; ape-config.yaml's `ethereum:local:node` is LOCAL_NODE.
 LOCAL_NODE = "http://127.0.0.1:8545"
 DEFAULT_STORE = "http://127.0.0.1:8000"
@@ -150,10 +154,11 @@ class DevStack:
                 "SEEDMARKET_ORACLE_KEY": dev_key(0),
                 "SEEDMARKET_STORE_ACCOUNTS": dev_address(0),
                 # The keeper has an account of its own (never the oracle's: they would fight over
-                # its nonces), funded by `_fund_keeper`; on a local chain any amount is worth paying.
+                # its nonces), funded by `_fund_keeper`.
                 "SEEDMARKET_KEEPER": "true" if self.keeper else "false",
                 "SEEDMARKET_KEEPER_KEY": dev_key(DEV_KEEPER_INDEX),
                 "SEEDMARKET_KEEPER_THRESHOLD_WEI": str(DEV_KEEPER_THRESHOLD),
+                "SEEDMARKET_KEEPER_GAS_FRACTION": DEV_KEEPER_GAS_FRACTION,
                 "SEEDMARKET_EPOCH_LENGTH": str(self.epoch_length),
                 "SEEDMARKET_SETTLE_AFTER": str(self.settle_after),
                 "SEEDMARKET_CONFIRMATIONS": str(self.confirmations),

@@ -32,13 +32,14 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.chain import Chain
 from backend.db import Database
 from backend.epochs import tree_of
 from backend.errors import ChainError, ConfigError, ContractRevert, KeeperError
+from backend.keeper.batches import Batches, Mined
 from backend.keeper.plan import Batch, Candidate, Plan, Rules, plan
 from backend.models import (
     ChainEvent,
@@ -48,7 +49,6 @@ from backend.models import (
     PayoutLeaf,
     PayoutOutcome,
     PayoutStatus,
-    table,
 )
 from backend.oracle.fees import GWEI
 from backend.oracle.poster import FAULT_ENV
@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 60.0
 _CALLS_PER_REQUEST = 500  # eth_calls in one JSON-RPC batch
+FEE_RECHECK = 600.0  # seconds before leaves held back by fees are weighed again
 
 
 def rules_of(settings: Settings) -> Rules:
@@ -82,6 +83,7 @@ class KeeperResult:
     payees: int = 0
     detail: str = ""
     wait_until: int | None = None  # chain time a pending root becomes claimable
+    next_at: float | None = None  # wall-clock time to weigh leaves held back by fees again
 
 
 class Keeper:
@@ -102,12 +104,14 @@ class Keeper:
         self.rules = rules_of(settings)
         self.replace_after = settings.tx_replace_after
         self.margin = settings.gas_limit_margin
+        self.batches = Batches(db)
         self.sender = TransactionSender(
             chain, account, max_fee=int(settings.max_fee_gwei * GWEI), confirmations=settings.confirmations
         )
         # Set by the indexer when chain events are committed (a root posted or activated).
         self.wake = wake if wake is not None else threading.Event()
         self.done: tuple[int, str] | None = None  # (epoch, root) whose due leaves are all settled
+        self.recheck_at: float | None = None  # when to weigh leaves held back by fees again
         self.last_plan: Plan | None = None
 
     @property
@@ -139,8 +143,15 @@ class Keeper:
         root_hex = "0x" + bytes(root).hex()
         if number == 0:
             return KeeperResult("idle", detail="no root is claimable yet", wait_until=self._pending_at())
-        if self.done == (number, root_hex):
-            return KeeperResult("idle", number, detail="paid what is due", wait_until=self._pending_at())
+        recheck = self.recheck_at is not None and time.time() >= self.recheck_at
+        if self.done == (number, root_hex) and not recheck:
+            return KeeperResult(
+                "idle",
+                number,
+                detail="paid what is due",
+                wait_until=self._pending_at(),
+                next_at=self.recheck_at,
+            )
         with self.db.reader() as session:
             epoch = session.get(Epoch, int(number))
             if epoch is None or epoch.root != root_hex:
@@ -151,12 +162,15 @@ class Keeper:
         self.last_plan = planned = plan(candidates, self.rules, base_fee + tip)
         if not planned.batches:
             self.done = (epoch.number, epoch.root)
+            # Leaves held back by today's fees are weighed again later, not only at the next root.
+            self.recheck_at = time.time() + FEE_RECHECK if planned.too_costly else None
             return KeeperResult(
                 "idle",
                 epoch.number,
                 detail=f"nothing due ({len(planned.below_threshold)} below the threshold, "
                 f"{len(planned.too_costly)} too dear at {(base_fee + tip) / GWEI:.2f} gwei)",
                 wait_until=self._pending_at(),
+                next_at=self.recheck_at,
             )
         self._send(epoch, planned.batches)
         self._follow_all(wait=wait)
@@ -179,7 +193,7 @@ class Keeper:
                     )
                     continue
                 if result.status == "idle":
-                    self._sleep(stop, result.wait_until)
+                    self._sleep(stop, result.wait_until, result.next_at)
                     continue
             except ChainError as exc:  # ChainUnavailable is one
                 log.warning("keeper: %s; retrying in %.0f s", exc, delay)
@@ -195,11 +209,13 @@ class Keeper:
                 delay = min(delay * 2, _MAX_BACKOFF)
             stop.wait(delay)
 
-    def _sleep(self, stop: threading.Event, wait_until: int | None) -> None:
-        """Until `wake`, `stop`, or a pending root's activation (chain time, read as wall time)."""
-        until = None
+    def _sleep(self, stop: threading.Event, wait_until: int | None, next_at: float | None) -> None:
+        """Until `wake`, `stop`, a pending root's activation (chain time, read as wall time) or
+        `next_at` (wall time)."""
+        until = next_at
         if wait_until is not None:
-            until = time.time() + max(wait_until - self._chain_time(), 0) + 1
+            activation = time.time() + max(wait_until - self._chain_time(), 0) + 1
+            until = activation if until is None else min(until, activation)
         while not stop.is_set() and not self.wake.is_set():
             if until is not None and time.time() >= until:
                 return
@@ -315,7 +331,7 @@ class Keeper:
                 f"the keeper's account {self.account.address} holds {balance / 10**18:.6f} ETH, the "
                 f"{len(rows)} batches due may cost {need / 10**18:.6f}: fund it"
             )
-        self._store(epoch, rows)
+        self.batches.store(epoch, rows)
         self._fault("payout-signed")
         for signed, _, _ in rows:
             self.sender.broadcast(signed.raw)
@@ -327,65 +343,23 @@ class Keeper:
         )
         self._fault("payout-sent")
 
-    def _store(self, epoch: Epoch, rows: list[tuple[SignedTx, int, Batch]]) -> None:
-        now = int(time.time())
-        with self.db.writer() as session:
-            for signed, gas_limit, batch in rows:
-                row = PayoutBatch(
-                    epoch=epoch.number,
-                    root=epoch.root,
-                    status=PayoutStatus.SENDING,
-                    raw_tx=signed.raw,
-                    tx_hash=signed.hash,
-                    tx_nonce=signed.nonce,
-                    prior_hashes="[]",
-                    gas_limit=gas_limit,
-                    payees=len(batch.payees),
-                    created_at=now,
-                    updated_at=now,
-                )
-                session.add(row)
-                session.flush()
-                session.execute(
-                    insert(table(PayoutLeaf)),
-                    [
-                        {
-                            "batch_id": row.id,
-                            "account": c.account,
-                            "token": c.token,
-                            "cumulative": c.cumulative,
-                            "amount": c.unpaid,
-                            "outcome": None,
-                        }
-                        for c in batch.payees
-                    ],
-                )
-
     # ----- following -----
 
     def _follow_all(self, *, wait: bool) -> int:
         """Follow every batch in flight, oldest nonce first; how many are still unmined."""
-        with self.db.reader() as session:
-            rows = list(
-                session.scalars(
-                    select(PayoutBatch)
-                    .where(PayoutBatch.status == PayoutStatus.SENDING)
-                    .order_by(PayoutBatch.tx_nonce)
-                )
-            )
-        return sum(1 for row in rows if not self._follow(row, wait=wait))
+        return sum(1 for row in self.batches.in_flight() if not self._follow(row, wait=wait))
 
     def _follow(self, row: PayoutBatch, *, wait: bool) -> bool:
         """Drive one batch; whether it is settled (mined, reverted or dropped)."""
         followed = self.sender.follow(
             SignedTx(row.raw_tx, row.tx_hash, row.tx_nonce),
             stale=time.time() - row.updated_at >= self.replace_after,
-            store=lambda signed: self._store_replacement(row, signed),
+            store=lambda signed: self._replaced(row, signed),
             prior=json.loads(row.prior_hashes),
             wait=wait,
         )
         if followed.lost:
-            self._mark(row.id, PayoutStatus.DROPPED, error="its nonce went to another transaction")
+            self.batches.mark(row.id, PayoutStatus.DROPPED, error="its nonce went to another transaction")
             log.warning(
                 "keeper: batch %d dropped (nonce %d taken); its leaves are planned again",
                 row.id,
@@ -398,23 +372,18 @@ class Keeper:
         self._settle(row, followed.tx.hash, followed.receipt)
         return True
 
-    def _store_replacement(self, row: PayoutBatch, signed: SignedTx) -> None:
-        """Store a fee replacement (before the sender broadcasts it), keeping the replaced hash."""
-        with self.db.writer() as session:
-            fresh = session.get(PayoutBatch, row.id)
-            assert fresh is not None
-            if fresh.status != PayoutStatus.SENDING or fresh.tx_hash != row.tx_hash:
-                raise KeeperError(f"payout batch {row.id} changed state under us ({fresh.status})")
-            fresh.move_to(PayoutStatus.SENDING)
-            fresh.prior_hashes = json.dumps([*json.loads(fresh.prior_hashes), fresh.tx_hash])
-            fresh.raw_tx, fresh.tx_hash = signed.raw, signed.hash
+    def _replaced(self, row: PayoutBatch, signed: SignedTx) -> None:
+        """Store a fee replacement (before the sender broadcasts it)."""
+        self.batches.replace(row, signed)
         log.warning("keeper: batch %d's transaction is now %s", row.id, signed.hash)
 
     def _settle(self, row: PayoutBatch, tx_hash: str, receipt: dict[str, Any]) -> None:
         """Record a mined batch: which leaves it paid, skipped or failed to pay; or its revert."""
         block = int(receipt["blockNumber"], 16)
         if int(receipt["status"], 16) != 1:
-            self._mark(row.id, PayoutStatus.REVERTED, tx_hash=tx_hash, mined_block=block, error="reverted")
+            self.batches.mark(
+                row.id, PayoutStatus.REVERTED, tx_hash=tx_hash, mined_block=block, error="reverted"
+            )
             self.done = None
             log.warning("keeper: batch %d reverted in block %d; its leaves are planned again", row.id, block)
             return
@@ -427,30 +396,17 @@ class Keeper:
             key = (str(event.args["account"]).lower(), str(event.args["token"]).lower())
             outcomes[key] = PayoutOutcome.PAID if event.name == "Claimed" else PayoutOutcome.FAILED
         header = self.chain.headers([block])[block]
-        price = int(receipt.get("effectiveGasPrice", "0x0"), 16)
         gas_used = int(receipt["gasUsed"], 16)
-        with self.db.writer() as session:
-            for leaf in session.scalars(select(PayoutLeaf).where(PayoutLeaf.batch_id == row.id)):
-                leaf.outcome = outcomes.get((leaf.account, leaf.token), PayoutOutcome.SKIPPED)
-            fresh = session.get(PayoutBatch, row.id)
-            assert fresh is not None
-            fresh.move_to(PayoutStatus.MINED)
-            fresh.tx_hash = tx_hash
-            fresh.mined_block = block
-            fresh.mined_at = header[1] if header is not None else int(time.time())
-            fresh.gas_used = gas_used
-            fresh.fee_paid = gas_used * price
-            fresh.paid_count = sum(1 for o in outcomes.values() if o == PayoutOutcome.PAID)
-        log.info("keeper: batch %d mined in block %d (%d gas)", row.id, block, gas_used)
-
-    def _mark(self, batch_id: int, status: PayoutStatus, *, error: str | None = None, **fields: Any) -> None:
-        with self.db.writer() as session:
-            row = session.get(PayoutBatch, batch_id)
-            assert row is not None
-            row.move_to(status)
-            row.error = error
-            for name, value in fields.items():
-                setattr(row, name, value)
+        mined = Mined(
+            tx_hash=tx_hash,
+            block=block,
+            block_time=header[1] if header is not None else int(time.time()),
+            gas_used=gas_used,
+            fee_paid=gas_used * int(receipt.get("effectiveGasPrice", "0x0"), 16),
+            outcomes=outcomes,
+        )
+        paid = self.batches.mined(row.id, mined)
+        log.info("keeper: batch %d mined in block %d (%d gas, %d paid)", row.id, block, gas_used, paid)
 
     def _fault(self, step: str) -> None:
         """Crash tests: die here, hard, when asked to (a real SIGKILL, nothing cleaned up)."""

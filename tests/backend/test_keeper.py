@@ -4,7 +4,9 @@ fees, an RPC node that goes away, and a root that changes under a batch in fligh
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -288,3 +290,22 @@ def test_the_oracles_key_is_refused_as_the_keepers(sqlite_settings: Settings) ->
     with pytest.raises(ConfigError, match="oracle's key"):
         store.keeper()
     store.close()
+
+
+def test_a_leaf_held_back_by_fees_is_weighed_again_without_waiting_for_a_new_root(
+    sqlite_store: Services, market: Market
+) -> None:
+    fund_keeper(market)
+    keeper = sqlite_store.keeper()
+    assert keeper is not None
+    product_id, _ = market.list_product(market.accounts[1], size=SIZE)
+    earn(sqlite_store, market, product_id, buyer=2, seeder=3, count=SIZE)
+    assert sqlite_store.oracle().step(force=True).status == "posted"
+    patient = keeper.rules
+    keeper.rules = replace(patient, gas_fraction=1e-9)  # gas far too dear for 0.16 ETH
+    held = keeper.step()
+    assert held.status == "idle" and "1 too dear" in held.detail and held.next_at is not None
+    assert keeper.step().detail == "paid what is due" and paid_events(market) == []  # quiet until then
+    keeper.rules, keeper.recheck_at = patient, time.time()  # fees fell; the recheck is due
+    assert keeper.step().status == "sent"
+    assert paid_events(market) == [(market.accounts[3], POOL, KEEPER)]
