@@ -6,7 +6,6 @@ here override the few that are handy on the command line.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -55,6 +54,8 @@ def serve(
 
     _logging()
     settings = _settings(api_host=host, api_port=port)
+    import asyncio  # noqa: PLC0415 - not needed for `--help`
+
     asyncio.run(
         runner.serve(settings, tracker=tracker, indexer=indexer, oracle=oracle, seed=seed, keeper=keeper)
     )
@@ -65,6 +66,8 @@ def store_seed() -> None:
     from backend import runner  # noqa: PLC0415 - see the imports
 
     _logging()
+    import asyncio  # noqa: PLC0415 - not needed for `--help`
+
     asyncio.run(runner.run_store_seed(_settings()))
 
 
@@ -73,6 +76,8 @@ def tracker(host: Host = None, port: Port = None) -> None:
     from backend import runner  # noqa: PLC0415 - see the imports
 
     _logging()
+    import asyncio  # noqa: PLC0415 - not needed for `--help`
+
     asyncio.run(runner.run_tracker(_settings(tracker_host=host, tracker_port=port)))
 
 

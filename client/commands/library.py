@@ -8,7 +8,6 @@ owns and shows its earnings as they grow. With a .torrent file the engine runs o
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shlex
 import signal
@@ -18,9 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvloop
-from rich.live import Live
-from rich.table import Table
 
 from client.amounts import rounded
 from client.commands.wallet import unlock
@@ -41,6 +37,8 @@ from client.options import (
 from client.output import console
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from client import library
 
 
@@ -190,6 +188,12 @@ def seed(
         library.sign_in(conn, account)
         symbols = _TokenNames(conn)
 
+        # The event loop and the live table are loaded here, not when the CLI starts (`--help`).
+        import asyncio  # noqa: PLC0415
+
+        import uvloop  # noqa: PLC0415
+        from rich.live import Live  # noqa: PLC0415
+
         async def run() -> None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -274,6 +278,8 @@ class _Rates:
 
 
 def _table(report: library.SeedingReport, address: str, names: _TokenNames, rates: _Rates) -> Table:
+    from rich.table import Table  # noqa: PLC0415 - see `seed`
+
     table = Table(title=f"seeding as {address} (Ctrl-C stops)")
     for column in ("product", "name", "have", "peers", "uploaded", "rate"):
         table.add_column(column, justify="left" if column in ("product", "name") else "right")
