@@ -1,14 +1,18 @@
 """What the benchmarks share (the Makefile's bench loop skips `_*.py`): libtorrent's settings for
 loopback runs, memory and CPU readings of a process, CPU pinning, and the Lua that has wrk announce
-synthetic peers to a tracker."""
+synthetic peers to a tracker, and a scratch PostgreSQL database."""
 
 from __future__ import annotations
 
 import os
 import resource
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
 
 
 def lt_settings(**overrides: Any) -> dict[str, Any]:
@@ -88,3 +92,22 @@ local function announce(p, extra)
   return wrk.format("GET", path)
 end
 """
+
+
+def postgres_database(base: str) -> tuple[str, str] | None:
+    """A scratch database on the PostgreSQL server at `base`: (SQLAlchemy URL, name), or None."""
+    name = f"seedmarket_bench_{uuid.uuid4().hex[:8]}"
+    admin = make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError:
+        return None
+    return make_url(base).set(database=name).render_as_string(hide_password=False), name
+
+
+def drop_postgres(base: str, name: str) -> None:
+    """Drop the scratch database."""
+    admin = make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -15,19 +15,17 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from backend.chain import ZERO_ADDRESS, Chain, load_abi
 from backend.db import Database
 from backend.indexer import Indexer
 from backend.models import ChainEvent, Purchase
+from bench._lib import drop_postgres, postgres_database
 from dev.devnet import Anvil, deploy_marketplace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,25 +98,6 @@ def web3_baseline(node: Anvil, address: str, block: int) -> tuple[float, int]:
     started = time.perf_counter()
     logs = contract.events.Purchased().get_logs(from_block=block, to_block="latest")
     return time.perf_counter() - started, len(logs)
-
-
-def postgres_database(base: str) -> tuple[str, str] | None:
-    """A scratch database on the PostgreSQL server at `base`: (SQLAlchemy URL, name), or None."""
-    name = f"seedmarket_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError:
-        return None
-    return make_url(base).set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_postgres(base: str, name: str) -> None:
-    """Drop the scratch database."""
-    admin = make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:

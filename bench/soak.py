@@ -60,7 +60,7 @@ from backend.chain import ZERO_ADDRESS, load_abi
 from backend.db import Database
 from backend.models import Credit, Epoch, Purchase, StoredReceipt
 from backend.passkeys import passkey_for
-from bench.indexer import drop_postgres, postgres_database
+from bench._lib import drop_postgres, postgres_database
 from dev.devnet import Anvil, deploy_marketplace, free_port
 from dev.devstack import ANVIL_MINING, MANIFEST, dev_key
 from tracker.receipts import Domain, Receipt, SignedReceipt, sign_receipt, to_json
