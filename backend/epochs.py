@@ -36,7 +36,7 @@ from backend.models import (
     table,
 )
 from backend.publication import PUBLICATION_FORMAT, Publication
-from backend.settlement import PurchaseTerms, build_tree, settle, token_totals
+from backend.settlement import PurchaseTerms, earnings_tree, settle, token_totals
 from tracker.addresses import checksum
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def close_epoch(
         previous = latest_epoch(session, (EpochStatus.POSTED,))
         previous_amounts = leaf_amounts(session, previous.number) if previous else {}
     earnings = settlement.earnings
-    tree = build_tree(earnings)
+    tree = earnings_tree(earnings)
     if tree is None:
         log.info("epoch %d: nobody has earned anything yet", number)
         return None
@@ -219,8 +219,8 @@ def close_epoch(
             table(EpochLeaf),
             ("epoch", "account", "token", "amount", "tree_index"),
             (
-                (number, leaf.account.lower(), leaf.token.lower(), leaf.cumulative_amount, tree.tree_index(i))
-                for i, leaf in enumerate(tree.leaves)
+                (number, account, token, amount, index)
+                for (account, token, amount), index in zip(tree.leaves, tree.tree_index, strict=True)
             ),
         )
         running_totals.store_settled(session, settlement)

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.merkle import Leaf, MerkleTree
+from backend.merkle import Leaf, MerkleError, MerkleTree, layout, leaf_hash
 from tracker.addresses import checksum
 
 
@@ -107,6 +107,34 @@ def build_tree(earnings: Mapping[tuple[str, str], int]) -> MerkleTree | None:
     """The standard Merkle tree of the earnings, or None when nobody has earned anything yet."""
     leaves = leaves_of(earnings)
     return MerkleTree(leaves) if leaves else None
+
+
+@dataclass(frozen=True)
+class EarningsTree:
+    """The standard tree of some earnings, without a `Leaf` object per leaf (what the oracle stores)."""
+
+    leaves: list[tuple[str, str, int]]  # (account, token, amount), lowercase, canonical order
+    tree: list[bytes]
+    tree_index: list[int]  # of each leaf, in `leaves` order
+
+    @property
+    def root(self) -> bytes:
+        """The 32-byte root (the same as `build_tree(...).root`)."""
+        return self.tree[0]
+
+
+def earnings_tree(earnings: Mapping[tuple[str, str], int]) -> EarningsTree | None:
+    """`build_tree`'s tree from the same earnings, cheaper; None when nobody has earned anything."""
+    ordered = sorted(
+        ((account, token, amount) for (account, token), amount in earnings.items() if amount > 0),
+        key=lambda leaf: (leaf[1], leaf[0]),
+    )
+    if not ordered:
+        return None
+    if any(amount.bit_length() > 256 for _, _, amount in ordered):
+        raise MerkleError("a cumulative amount is not a uint256")
+    tree, tree_index = layout([leaf_hash(account, token, amount) for account, token, amount in ordered])
+    return EarningsTree(ordered, tree, tree_index)
 
 
 def add_into(total: Earnings, more: Mapping[tuple[str, str], int]) -> None:
