@@ -27,6 +27,7 @@ from backend.models import (
     LIVE,
     Epoch,
     EpochLeaf,
+    EpochSettlement,
     EpochStatus,
     FrozenPurchase,
     IndexerCursor,
@@ -36,7 +37,7 @@ from backend.models import (
     table,
 )
 from backend.publication import PUBLICATION_FORMAT, Publication
-from backend.settlement import PurchaseTerms, earnings_tree, settle, token_totals
+from backend.settlement import EMPTY, PurchaseTerms, Settled, earnings_tree, settle, token_totals
 from tracker.addresses import checksum
 
 log = logging.getLogger(__name__)
@@ -286,11 +287,12 @@ def dump_of(session: Session, epoch: Epoch) -> dict[str, Any]:
     }
 
 
-def published_receipts(session: Session, epoch: Epoch) -> list[dict[str, Any]]:
-    """The receipts behind an epoch: the newest of each (purchase, seeder, signer) within its cut."""
+def published_receipts(session: Session, epoch: Epoch, base: Settled = EMPTY) -> list[dict[str, Any]]:
+    """The receipts behind an epoch: the newest of each (purchase, seeder, signer) within its cut,
+    of the purchases not settled in `base`."""
     newest = (
         select(func.max(StoredReceipt.id).label("id"))
-        .where(StoredReceipt.id <= epoch.receipt_cut)
+        .where(StoredReceipt.id <= epoch.receipt_cut, StoredReceipt.purchase_id >= base.open_from)
         .group_by(StoredReceipt.purchase_id, StoredReceipt.seeder, StoredReceipt.signer)
         .subquery()
     )
@@ -301,6 +303,8 @@ def published_receipts(session: Session, epoch: Epoch) -> list[dict[str, Any]]:
     )
     published = []
     for row in rows:
+        if base.covers(row.purchase_id):
+            continue
         entry: dict[str, Any] = {
             "purchase": row.purchase_id,
             "seeder": checksum(row.seeder),
@@ -319,20 +323,36 @@ def published_receipts(session: Session, epoch: Epoch) -> list[dict[str, Any]]:
     return published
 
 
-def frozen_of(session: Session, epoch: Epoch) -> list[dict[str, Any]]:
-    """Purchases frozen as of an epoch, with who got the unearned part of each."""
+def frozen_of(session: Session, epoch: Epoch, base: Settled = EMPTY) -> list[dict[str, Any]]:
+    """Purchases frozen as of an epoch and not settled in `base`, with who got the unearned part."""
     rows = session.execute(
         select(FrozenPurchase.purchase_id, FrozenPurchase.recipient)
         .join(Purchase, Purchase.id == FrozenPurchase.purchase_id)
-        .where(FrozenPurchase.epoch <= epoch.number, Purchase.block_number <= epoch.block_number)
+        .where(
+            FrozenPurchase.epoch <= epoch.number,
+            Purchase.block_number <= epoch.block_number,
+            FrozenPurchase.purchase_id >= base.open_from,
+        )
         .order_by(FrozenPurchase.purchase_id)
     ).tuples()
-    return [{"purchase": pid, "recipient": checksum(recipient)} for pid, recipient in rows]
+    return [
+        {"purchase": pid, "recipient": checksum(recipient)} for pid, recipient in rows if not base.covers(pid)
+    ]
 
 
 def publication(session: Session, epoch: Epoch, chain_id: int, contract: str) -> Publication:
-    """Everything needed to recompute an epoch's root from the chain: see `backend.audit`."""
+    """Everything needed to recompute an epoch's root from the chain and the settled totals it
+    builds on: see `backend.audit`."""
     totals = json.loads(epoch.totals)
+    settlement = session.get(EpochSettlement, epoch.number)
+    base_row = None if settlement is None else session.get(EpochSettlement, settlement.base)
+    base = running_totals.load_settled(session, base_row)
+    chained: dict[str, Any] = {}
+    if settlement is not None:
+        chained["settled"] = settlement.digest
+    if base_row is not None:
+        chained["base"] = base.document()
+        chained["previous"] = base_row.digest
     return Publication.model_validate(
         {
             "format": PUBLICATION_FORMAT,
@@ -345,9 +365,10 @@ def publication(session: Session, epoch: Epoch, chain_id: int, contract: str) ->
             "settleAfter": epoch.settle_after,
             "storeAccount": checksum(epoch.store_account),
             "totals": {checksum(token): amount for token, amount in totals.items()},
-            "frozen": frozen_of(session, epoch),
+            "frozen": frozen_of(session, epoch, base),
             "tree": dump_of(session, epoch),
-            "receipts": published_receipts(session, epoch),
+            "receipts": published_receipts(session, epoch, base),
+            **chained,
         }
     )
 
