@@ -170,6 +170,13 @@ def close_epoch(
 
     Earnings come from the previous epoch's settled totals, the purchases frozen since and the
     open ones (`backend.running_totals`), never from all history."""
+    with running_totals.gc_paused():
+        return _close(db, number, settle_after=settle_after, store_account=store_account, data_uri=data_uri)
+
+
+def _close(
+    db: Database, number: int, *, settle_after: int, store_account: str, data_uri: str
+) -> Epoch | None:
     started = time.perf_counter()
     cut = take_cut(db, number, settle_after, store_account)
     with db.reader() as session:
@@ -346,12 +353,12 @@ def publication(session: Session, epoch: Epoch, chain_id: int, contract: str) ->
     totals = json.loads(epoch.totals)
     settlement = session.get(EpochSettlement, epoch.number)
     base_row = None if settlement is None else session.get(EpochSettlement, settlement.base)
-    base = running_totals.load_settled(session, base_row)
+    base = running_totals.load_settled(base_row)
     chained: dict[str, Any] = {}
     if settlement is not None:
         chained["settled"] = settlement.digest
     if base_row is not None:
-        chained["base"] = base.document()
+        chained["base"] = running_totals.stored_document(base_row)
         chained["previous"] = base_row.digest
     return Publication.model_validate(
         {

@@ -194,10 +194,14 @@ class Settled:
 EMPTY = Settled(0, 0)
 
 
+def canonical(document: Mapping[str, Any]) -> bytes:
+    """A document's canonical JSON: sorted keys, no spaces, UTF-8."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
 def digest_of(document: Mapping[str, Any]) -> str:
-    """sha256 of a document's canonical JSON (sorted keys, no spaces), 0x-hex."""
-    encoded = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    return "0x" + hashlib.sha256(encoded).hexdigest()
+    """sha256 of a document's canonical JSON, 0x-hex."""
+    return "0x" + hashlib.sha256(canonical(document)).hexdigest()
 
 
 def advance(

@@ -12,6 +12,7 @@ import io
 import json
 import random
 import sys
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from backend.db import Database
 from backend.merkle import MerkleTree
-from backend.settlement import Earnings, Settled, leaves_of, token_totals
+from backend.settlement import Earnings, Settled, canonical, leaves_of, token_totals
 
 STORE = "0x" + "5707e" * 8
 TOKENS = ["0x" + "00" * 20, "0x" + "a0" * 20, "0x" + "b0" * 20]
@@ -128,7 +129,7 @@ def generate(db: Database, history: int, new: int, seed: int = 7) -> None:
         cursor.execute("DROP TABLE IF EXISTS bench_meta")
         cursor.execute(
             "TRUNCATE products, purchases, receipts, frozen_purchases, epochs, epoch_leaves, "
-            "settled_totals, epoch_settlements, indexer_cursor RESTART IDENTITY"
+            "epoch_settlements, indexer_cursor RESTART IDENTITY"
         )
         connection.commit()
         products = _Rows(
@@ -249,14 +250,10 @@ def _epoch_one(db: Database, cursor: psycopg.Cursor[Any], history: int, totals: 
             f"1\t{leaf.account.lower()}\t{leaf.token.lower()}\t{leaf.cumulative_amount}\t{tree.tree_index(i)}\n"
         )
     rows.close()
-    rows = _Rows(db, "settled_totals", "epoch, token, account, amount")
-    for (account, token), amount in settled.totals.items():
-        rows.add(f"1\t{token}\t{account}\t{amount}\n")
-    rows.close()
+    encoded = canonical(settled.document())
     cursor.execute(
-        "INSERT INTO epoch_settlements (epoch, base, open_from, frozen_above, digest) "
-        "VALUES (1, 0, %s, '[]', %s)",
-        (settled.open_from, settled.digest()),
+        "INSERT INTO epoch_settlements (epoch, base, open_from, digest, document) VALUES (1, 0, %s, %s, %s)",
+        (settled.open_from, settled.digest(), zlib.compress(encoded, 1)),
     )
 
 
@@ -265,7 +262,6 @@ def reset_epoch_two(db: Database) -> None:
     with _raw(db) as connection:
         for table, column in (
             ("epoch_leaves", "epoch"),
-            ("settled_totals", "epoch"),
             ("epoch_settlements", "epoch"),
             ("frozen_purchases", "epoch"),
             ("epochs", "number"),
