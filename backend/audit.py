@@ -158,12 +158,12 @@ def audit_epoch(
     if times[block] != cutoff:
         report.problems.append(f"cutoff {cutoff} is not the timestamp of block {block} ({times[block]})")
     terms: dict[int, PurchaseTerms] = {}
-    scanned = []
+    highest: int | None = None
     for event in bought:
         a = event.args
         pid = int(a["purchaseId"])
         if pid >= base.open_from:
-            scanned.append(pid)
+            highest = pid if highest is None else max(highest, pid)
         if base.covers(pid):
             continue  # settled before: its payout is in the base totals
         terms[pid] = PurchaseTerms(
@@ -186,7 +186,8 @@ def audit_epoch(
     frozen_terms = {pid: t for pid, t in terms.items() if t.frozen}
     open_terms = {pid: t for pid, t in terms.items() if not t.frozen}
     payouts = settle(frozen_terms, (c for c in credits if c[0] in frozen_terms), store_account)
-    settled = advance(base, number, scanned, frozen_terms, payouts)
+    lowest_open = min(open_terms, default=None)
+    settled = advance(base, number, (highest, lowest_open), frozen_terms, payouts)
     if published.settled is not None and settled.digest() != published.settled:
         report.problems.append("the published settled totals' digest is not the recomputed one")
     report.settled = settled.digest()

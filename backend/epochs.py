@@ -238,7 +238,7 @@ def _close(
         root,
         len(tree.leaves),
         settlement.purchases,
-        len(settlement.newly_frozen),
+        settlement.newly_frozen,
         time.perf_counter() - started,
     )
     return epoch

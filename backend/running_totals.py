@@ -51,7 +51,7 @@ class Settlement:
     settled: Settled
     earnings: Earnings
     purchases: int  # purchases settled in this epoch (newly frozen and open)
-    newly_frozen: tuple[int, ...]
+    newly_frozen: int  # how many of them froze since the base
 
 
 @contextmanager
@@ -156,18 +156,23 @@ def settle_cut(session: Session, cut: Cut, store_account: str) -> Settlement:
     store = store_account.lower()
     payouts: Earnings = {}
     open_earnings: Earnings = {}
-    scanned: list[int] = []
-    newly_frozen: list[int] = []
-    purchases = 0
+    highest: int | None = None
+    lowest_open: int | None = None
+    above_open: list[int] = []  # purchases frozen since, past the lowest open one
+    purchases = frozen_count = 0
     for chunk in _chunks(session, cut, base.open_from):
         terms: dict[int, PurchaseTerms] = {}
         for pid, buyer, token, pool, size, frozen_epoch, recipient in chunk:
-            scanned.append(pid)
+            highest = pid  # in id order
             if base.covers(pid):
                 continue
             frozen = frozen_epoch is not None
             if frozen:
-                newly_frozen.append(pid)
+                frozen_count += 1
+                if lowest_open is not None:
+                    above_open.append(pid)
+            elif lowest_open is None:
+                lowest_open = pid
             terms[pid] = PurchaseTerms(pid, buyer, token, pool, size, frozen, recipient or "")
         if not terms:
             continue
@@ -177,10 +182,10 @@ def settle_cut(session: Session, cut: Cut, store_account: str) -> Settlement:
         open_terms = {pid: t for pid, t in terms.items() if not t.frozen}
         add_into(payouts, settle(frozen_terms, (c for c in credits if c[0] in frozen_terms), store))
         add_into(open_earnings, settle(open_terms, (c for c in credits if c[0] in open_terms), store))
-    settled = advance(base, cut.number, scanned, newly_frozen, payouts)
+    settled = advance(base, cut.number, (highest, lowest_open), above_open, payouts)
     earnings = dict(settled.totals)
     add_into(earnings, open_earnings)
-    return Settlement(base, settled, earnings, purchases, tuple(newly_frozen))
+    return Settlement(base, settled, earnings, purchases, frozen_count)
 
 
 def store_settled(session: Session, settlement: Settlement) -> str:

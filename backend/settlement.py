@@ -205,22 +205,24 @@ def digest_of(document: Mapping[str, Any]) -> str:
 
 
 def advance(
-    base: Settled, number: int, scanned: Iterable[int], newly_frozen: Iterable[int], payouts: Earnings
+    base: Settled,
+    number: int,
+    scanned: tuple[int | None, int | None],
+    newly_frozen: Iterable[int],
+    payouts: Earnings,
 ) -> Settled:
     """Epoch `number`'s settled totals: `base` plus the `payouts` of the purchases `newly_frozen`.
 
-    `scanned` is every purchase id at or above `base.open_from` that the epoch covers; the new
-    `open_from` is the lowest of them still open (past the highest when none is).
+    `scanned` is (the highest, the lowest still open) of the purchase ids at or above
+    `base.open_from` that the epoch covers: the new `open_from` is that lowest open one, or past
+    the highest when none is open. `newly_frozen` need only name those above the lowest open one.
     """
-    frozen = set(newly_frozen) | set(base.frozen_above)
-    open_from = base.open_from
-    lowest_open = None
-    for purchase_id in scanned:
-        open_from = max(open_from, purchase_id + 1)
-        if not base.covers(purchase_id) and purchase_id not in frozen:
-            lowest_open = purchase_id if lowest_open is None else min(lowest_open, purchase_id)
+    highest, lowest_open = scanned
     if lowest_open is not None:
         open_from = lowest_open
+    else:
+        open_from = base.open_from if highest is None else max(base.open_from, highest + 1)
+    frozen = {p for p in (*newly_frozen, *base.frozen_above) if p >= open_from}
     totals = dict(base.totals)
     add_into(totals, payouts)
-    return Settled(number, open_from, frozenset(p for p in frozen if p >= open_from), totals)
+    return Settled(number, open_from, frozenset(frozen), totals)
