@@ -1,4 +1,5 @@
-"""Auditing an epoch: recompute its root from the chain and the published receipts alone.
+"""Auditing an epoch: recompute its root from the chain, the published receipts and the settled
+totals of the epoch it builds on.
 
 What the store publishes for epoch N (`GET /epochs/N/data`) is checked against facts nobody
 but the chain vouches for: every purchase (buyer, token, seeder pool) and every product's
@@ -6,6 +7,11 @@ length come from the Marketplace's events; every receipt's signatures are verifi
 must be the buyer's; credits must not exceed what was signed nor a purchase's length; frozen
 purchases must really be past their window. Settlement is then recomputed with the same code
 the oracle runs, and the root compared with the published one and the one posted on chain.
+
+A v2 publication carries only the epoch's delta: the purchases settled before are in the carried
+totals of the epoch it builds on, whose digest must be the one that epoch published as `settled`
+(the hash chain, `check_chain`); so one epoch checks without all history, and an auditor who
+checks every epoch as it comes has checked them all.
 """
 
 from __future__ import annotations
@@ -22,7 +28,17 @@ from backend.chain import Chain, DecodedLog
 from backend.errors import AuditError
 from backend.merkle import MerkleError, MerkleTree
 from backend.publication import Publication, parse_publication
-from backend.settlement import PurchaseTerms, build_tree, settle, token_totals
+from backend.settlement import (
+    EMPTY,
+    PurchaseTerms,
+    Settled,
+    add_into,
+    advance,
+    build_tree,
+    digest_of,
+    settle,
+    token_totals,
+)
 from tracker.receipts import Domain, ReceiptError, ReceiptVerifier, from_message, to_hex_address
 
 _LOG_CHUNK = 5000
@@ -41,6 +57,9 @@ class AuditReport:
     purchases: int = 0
     receipts: int = 0
     leaves: int = 0
+    base_epoch: int = 0  # the epoch whose settled totals it builds on (0: none)
+    settled: str | None = None  # the recomputed digest of its own settled totals
+    chained: bool | None = None  # whether the base is what that epoch published (None: not checked)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -64,6 +83,9 @@ class AuditReport:
             "purchases": self.purchases,
             "receipts": self.receipts,
             "leaves": self.leaves,
+            "baseEpoch": self.base_epoch,
+            "settled": self.settled,
+            "chained": self.chained,
             "problems": self.problems,
         }
 
@@ -127,6 +149,7 @@ def audit_epoch(
             f"the publication is for {contract} on chain {chain_id}, not this chain's Marketplace"
         )
 
+    base = _base(report, published)
     events = _events(chain, deployment_block, chain.head())
     _check_posting(report, events, number)
     sizes = {int(e.args["productId"]): int(e.args["size"]) for e in events if e.name == "ProductListed"}
@@ -135,9 +158,14 @@ def audit_epoch(
     if times[block] != cutoff:
         report.problems.append(f"cutoff {cutoff} is not the timestamp of block {block} ({times[block]})")
     terms: dict[int, PurchaseTerms] = {}
+    highest: int | None = None
     for event in bought:
         a = event.args
         pid = int(a["purchaseId"])
+        if pid >= base.open_from:
+            highest = pid if highest is None else max(highest, pid)
+        if base.covers(pid):
+            continue  # settled before: its payout is in the base totals
         terms[pid] = PurchaseTerms(
             pid,
             a["buyer"],
@@ -150,17 +178,32 @@ def audit_epoch(
         if pid in frozen and times[event.block_number] > cutoff - settle_after:
             report.problems.append(f"purchase {pid} was frozen before its settlement window passed")
     for pid in set(frozen) - set(terms):
-        report.problems.append(f"frozen purchase {pid} is not on the chain")
+        report.problems.append(f"frozen purchase {pid} is not on the chain or was settled before")
     report.purchases = len(terms)
 
     receipts = [r.model_dump(exclude_none=True) for r in published.receipts]
     credits = _check_receipts(report, receipts, terms, ReceiptVerifier(_domain(chain)))
-    earnings = settle(terms, credits, store_account)
+    frozen_terms = {pid: t for pid, t in terms.items() if t.frozen}
+    open_terms = {pid: t for pid, t in terms.items() if not t.frozen}
+    payouts = settle(frozen_terms, (c for c in credits if c[0] in frozen_terms), store_account)
+    lowest_open = min(open_terms, default=None)
+    settled = advance(base, number, (highest, lowest_open), frozen_terms, payouts)
+    if published.settled is not None and settled.digest() != published.settled:
+        report.problems.append("the published settled totals' digest is not the recomputed one")
+    report.settled = settled.digest()
+    earnings = dict(settled.totals)
+    add_into(earnings, settle(open_terms, (c for c in credits if c[0] in open_terms), store_account))
+    _compare(report, published, earnings)
+    return report
+
+
+def _compare(report: AuditReport, published: Publication, earnings: dict[tuple[str, str], int]) -> None:
+    """The recomputed tree and per-token totals against the published ones."""
     tree = build_tree(earnings)
     report.recomputed_root = None if tree is None else "0x" + tree.root.hex()
     report.leaves = 0 if tree is None else len(tree.leaves)
     try:
-        if "0x" + MerkleTree.load(published.tree.model_dump()).root.hex() != root:
+        if "0x" + MerkleTree.load(published.tree.model_dump()).root.hex() != report.published_root:
             report.problems.append("the published tree's root is not the published root")
     except MerkleError as exc:
         report.problems.append(f"the published tree is not a valid tree: {exc}")
@@ -168,7 +211,38 @@ def audit_epoch(
     published_totals = {t.lower(): v for t, v in published.totals.items()}
     if totals != published_totals:
         report.problems.append("the published per-token totals are not the recomputed ones")
-    return report
+
+
+def _base(report: AuditReport, published: Publication) -> Settled:
+    """The settled totals the epoch builds on, checked against the digest it names."""
+    if published.base is None:
+        if published.previous is not None:
+            report.problems.append("the publication names a previous epoch's totals but does not carry them")
+        return EMPTY
+    document = published.base.model_dump()
+    report.base_epoch = published.base.epoch
+    if digest_of(document) != published.previous:
+        report.problems.append("the carried totals are not the ones the publication names as previous")
+    if published.base.epoch >= published.epoch:
+        report.problems.append(f"epoch {published.epoch} cannot build on epoch {published.base.epoch}")
+    try:
+        return Settled.from_document(document)
+    except (KeyError, TypeError, ValueError) as exc:
+        report.problems.append(f"the carried totals are malformed: {exc}")
+        return EMPTY
+
+
+def check_chain(report: AuditReport, published: Publication, previous: Publication) -> None:
+    """The hash chain: the totals epoch N builds on are the ones epoch M's publication settled."""
+    if published.base is None:
+        return
+    if previous.epoch != published.base.epoch:
+        raise AuditError(f"that is not a publication of epoch {published.base.epoch}")
+    report.chained = previous.settled is not None and previous.settled == published.previous
+    if not report.chained:
+        report.problems.append(
+            f"epoch {published.epoch} builds on totals epoch {previous.epoch} did not publish as settled"
+        )
 
 
 def _domain(chain: Chain) -> Domain:
@@ -236,6 +310,9 @@ def render(report: AuditReport) -> str:
         f"  posted on chain  {report.posted_root}{' (canceled)' if report.canceled else ''}",
         f"  {report.purchases} purchases, {report.receipts} receipts, {report.leaves} leaves",
     ]
+    if report.base_epoch:
+        link = {None: "not checked", True: "checked", False: "BROKEN"}[report.chained]
+        lines.append(f"  built on epoch {report.base_epoch}'s settled totals (hash chain {link})")
     lines += [f"  problem: {p}" for p in report.problems]
     return "\n".join(lines)
 

@@ -185,19 +185,26 @@ def verify_epoch(
         int | None,
         typer.Option("--from-block", min=0, help="First block to read (default: the deployment's)."),
     ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous",
+            exists=True,
+            dir_okay=False,
+            help="With --file: the saved publication of the epoch it builds on, to check the hash chain.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Recompute epoch N's root from the chain and the published receipts; exit 1 on a mismatch."""
+    """Recompute epoch N's root from the chain, the published receipts and the settled totals of
+    the epoch it builds on (checked against that epoch's publication); exit 1 on a mismatch."""
     from backend import audit  # noqa: PLC0415 - see the imports
     from backend.chain import Chain  # noqa: PLC0415
     from backend.publication import parse_publication  # noqa: PLC0415
 
     settings = _settings(rpc_url=rpc)
     if file is not None:
-        try:
-            document = json.loads(file.read_text())
-        except ValueError as exc:
-            raise AuditError(f"{file} is not JSON: {exc}") from None
+        document = _read_publication(file)
     else:
         document = audit.fetch_publication(store or settings.public_url, number)
     published = parse_publication(document)
@@ -209,9 +216,25 @@ def verify_epoch(
     report = audit.audit_epoch(
         published, chain, from_block if from_block is not None else _deployment_block(settings, chain)
     )
+    if published.base is not None:
+        earlier: Any
+        if file is None:
+            earlier = audit.fetch_publication(store or settings.public_url, published.base.epoch)
+        else:
+            earlier = None if previous is None else _read_publication(previous)
+        if earlier is not None:
+            audit.check_chain(report, published, parse_publication(earlier))
     typer.echo(audit.as_json(report) if as_json else audit.render(report))
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _read_publication(path: Path) -> Any:
+    """A saved publication's JSON."""
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise AuditError(f"{path} is not JSON: {exc}") from None
 
 
 def _deployment_block(settings: Settings, chain: Chain) -> int:

@@ -27,6 +27,7 @@ from backend.models import (
     LIVE,
     Epoch,
     EpochLeaf,
+    EpochSettlement,
     EpochStatus,
     FrozenPurchase,
     IndexerCursor,
@@ -36,7 +37,7 @@ from backend.models import (
     table,
 )
 from backend.publication import PUBLICATION_FORMAT, Publication
-from backend.settlement import PurchaseTerms, build_tree, settle, token_totals
+from backend.settlement import EMPTY, PurchaseTerms, Settled, earnings_tree, settle, token_totals
 from tracker.addresses import checksum
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,13 @@ def close_epoch(
 
     Earnings come from the previous epoch's settled totals, the purchases frozen since and the
     open ones (`backend.running_totals`), never from all history."""
+    with running_totals.gc_paused():
+        return _close(db, number, settle_after=settle_after, store_account=store_account, data_uri=data_uri)
+
+
+def _close(
+    db: Database, number: int, *, settle_after: int, store_account: str, data_uri: str
+) -> Epoch | None:
     started = time.perf_counter()
     cut = take_cut(db, number, settle_after, store_account)
     with db.reader() as session:
@@ -176,7 +184,7 @@ def close_epoch(
         previous = latest_epoch(session, (EpochStatus.POSTED,))
         previous_amounts = leaf_amounts(session, previous.number) if previous else {}
     earnings = settlement.earnings
-    tree = build_tree(earnings)
+    tree = earnings_tree(earnings)
     if tree is None:
         log.info("epoch %d: nobody has earned anything yet", number)
         return None
@@ -219,8 +227,8 @@ def close_epoch(
             table(EpochLeaf),
             ("epoch", "account", "token", "amount", "tree_index"),
             (
-                (number, leaf.account.lower(), leaf.token.lower(), leaf.cumulative_amount, tree.tree_index(i))
-                for i, leaf in enumerate(tree.leaves)
+                (number, account, token, amount, index)
+                for (account, token, amount), index in zip(tree.leaves, tree.tree_index, strict=True)
             ),
         )
         running_totals.store_settled(session, settlement)
@@ -230,7 +238,7 @@ def close_epoch(
         root,
         len(tree.leaves),
         settlement.purchases,
-        len(settlement.newly_frozen),
+        settlement.newly_frozen,
         time.perf_counter() - started,
     )
     return epoch
@@ -286,11 +294,12 @@ def dump_of(session: Session, epoch: Epoch) -> dict[str, Any]:
     }
 
 
-def published_receipts(session: Session, epoch: Epoch) -> list[dict[str, Any]]:
-    """The receipts behind an epoch: the newest of each (purchase, seeder, signer) within its cut."""
+def published_receipts(session: Session, epoch: Epoch, base: Settled = EMPTY) -> list[dict[str, Any]]:
+    """The receipts behind an epoch: the newest of each (purchase, seeder, signer) within its cut,
+    of the purchases not settled in `base`."""
     newest = (
         select(func.max(StoredReceipt.id).label("id"))
-        .where(StoredReceipt.id <= epoch.receipt_cut)
+        .where(StoredReceipt.id <= epoch.receipt_cut, StoredReceipt.purchase_id >= base.open_from)
         .group_by(StoredReceipt.purchase_id, StoredReceipt.seeder, StoredReceipt.signer)
         .subquery()
     )
@@ -301,6 +310,8 @@ def published_receipts(session: Session, epoch: Epoch) -> list[dict[str, Any]]:
     )
     published = []
     for row in rows:
+        if base.covers(row.purchase_id):
+            continue
         entry: dict[str, Any] = {
             "purchase": row.purchase_id,
             "seeder": checksum(row.seeder),
@@ -319,20 +330,36 @@ def published_receipts(session: Session, epoch: Epoch) -> list[dict[str, Any]]:
     return published
 
 
-def frozen_of(session: Session, epoch: Epoch) -> list[dict[str, Any]]:
-    """Purchases frozen as of an epoch, with who got the unearned part of each."""
+def frozen_of(session: Session, epoch: Epoch, base: Settled = EMPTY) -> list[dict[str, Any]]:
+    """Purchases frozen as of an epoch and not settled in `base`, with who got the unearned part."""
     rows = session.execute(
         select(FrozenPurchase.purchase_id, FrozenPurchase.recipient)
         .join(Purchase, Purchase.id == FrozenPurchase.purchase_id)
-        .where(FrozenPurchase.epoch <= epoch.number, Purchase.block_number <= epoch.block_number)
+        .where(
+            FrozenPurchase.epoch <= epoch.number,
+            Purchase.block_number <= epoch.block_number,
+            FrozenPurchase.purchase_id >= base.open_from,
+        )
         .order_by(FrozenPurchase.purchase_id)
     ).tuples()
-    return [{"purchase": pid, "recipient": checksum(recipient)} for pid, recipient in rows]
+    return [
+        {"purchase": pid, "recipient": checksum(recipient)} for pid, recipient in rows if not base.covers(pid)
+    ]
 
 
 def publication(session: Session, epoch: Epoch, chain_id: int, contract: str) -> Publication:
-    """Everything needed to recompute an epoch's root from the chain: see `backend.audit`."""
+    """Everything needed to recompute an epoch's root from the chain and the settled totals it
+    builds on: see `backend.audit`."""
     totals = json.loads(epoch.totals)
+    settlement = session.get(EpochSettlement, epoch.number)
+    base_row = None if settlement is None else session.get(EpochSettlement, settlement.base)
+    base = running_totals.load_settled(base_row)
+    chained: dict[str, Any] = {}
+    if settlement is not None:
+        chained["settled"] = settlement.digest
+    if base_row is not None:
+        chained["base"] = running_totals.stored_document(base_row)
+        chained["previous"] = base_row.digest
     return Publication.model_validate(
         {
             "format": PUBLICATION_FORMAT,
@@ -345,9 +372,10 @@ def publication(session: Session, epoch: Epoch, chain_id: int, contract: str) ->
             "settleAfter": epoch.settle_after,
             "storeAccount": checksum(epoch.store_account),
             "totals": {checksum(token): amount for token, amount in totals.items()},
-            "frozen": frozen_of(session, epoch),
+            "frozen": frozen_of(session, epoch, base),
             "tree": dump_of(session, epoch),
-            "receipts": published_receipts(session, epoch),
+            "receipts": published_receipts(session, epoch, base),
+            **chained,
         }
     )
 

@@ -58,12 +58,17 @@ class Leaf:
 
     def hash(self) -> bytes:
         """The double-hashed leaf the contract computes."""
-        encoded = (
-            bytes.fromhex(self.account[2:]).rjust(_WORD, b"\0")
-            + bytes.fromhex(self.token[2:]).rjust(_WORD, b"\0")
-            + self.cumulative_amount.to_bytes(_WORD, "big")
-        )
-        return keccak256(keccak256(encoded))
+        return leaf_hash(self.account, self.token, self.cumulative_amount)
+
+
+def leaf_hash(account: str, token: str, cumulative_amount: int) -> bytes:
+    """The double-hashed leaf of two 0x-hex addresses (any case) and an amount."""
+    encoded = (
+        bytes.fromhex(account[2:]).rjust(_WORD, b"\0")
+        + bytes.fromhex(token[2:]).rjust(_WORD, b"\0")
+        + cumulative_amount.to_bytes(_WORD, "big")
+    )
+    return keccak256(keccak256(encoded))
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:

@@ -370,27 +370,15 @@ class PayoutLeaf(Base):
     __table_args__ = (Index("ix_payout_leaves_account", "account", "token"),)
 
 
-class SettledTotal(Base):
-    """What the purchases frozen as of `epoch` paid to one (account, token), in total: their payouts
-    never change, so each epoch adds its newly frozen purchases to the previous epoch's totals."""
-
-    __tablename__ = "settled_totals"
-
-    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    token: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
-    account: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
-    amount: Mapped[int] = mapped_column(Uint)
-
-
 class EpochSettlement(Base):
-    """How an epoch was settled: on which earlier epoch's totals it built, and its own totals'
-    digest (what the next epoch's publication names as `previous`)."""
+    """An epoch's settled totals: what the purchases frozen as of it paid out per (account, token).
+    A frozen purchase's payout never changes, so the next epoch starts from these totals."""
 
     __tablename__ = "epoch_settlements"
 
     epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    base: Mapped[int] = mapped_column(BigInteger)  # 0: built from nothing
-    # Every purchase below this id is frozen as of the epoch (and those in `frozen_above`).
+    base: Mapped[int] = mapped_column(BigInteger)  # the epoch whose totals it built on; 0: none
+    # Every purchase below this id is frozen as of the epoch (and the document's `frozenAbove`).
     open_from: Mapped[int] = mapped_column(BigInteger)
-    frozen_above: Mapped[str] = mapped_column(Text)  # JSON [purchase id, ...], usually []
-    digest: Mapped[str] = mapped_column(HASH)  # sha256 of the settled-totals document
+    digest: Mapped[str] = mapped_column(HASH)  # sha256 of the canonical document, 0x-hex
+    document: Mapped[bytes] = mapped_column(LargeBinary)  # the canonical JSON, zlib-compressed

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.errors import AuditError
 
-PUBLICATION_FORMAT = "seedmarket-epoch-v1"
+PUBLICATION_FORMAT = "seedmarket-epoch-v2"
+FORMATS = ("seedmarket-epoch-v1", PUBLICATION_FORMAT)  # v1: every purchase and receipt ever
 
 _HEX = r"^0x[0-9a-fA-F]*$"
 Address = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
@@ -49,6 +50,16 @@ class FrozenEntry(BaseModel):
     recipient: str = Address
 
 
+class SettledTotals(BaseModel):
+    """What the purchases frozen as of an epoch paid out (`backend.settlement.Settled.document`):
+    every purchase below `openFrom` and those in `frozenAbove` are in `totals`."""
+
+    epoch: int
+    openFrom: int
+    frozenAbove: list[int]
+    totals: list[tuple[str, str, str]]  # [account, token, decimal amount], lowercase
+
+
 class TreeDump(BaseModel):
     """The `@openzeppelin/merkle-tree` dump (`StandardMerkleTree.load` reads it)."""
 
@@ -61,9 +72,14 @@ class TreeDump(BaseModel):
 
 
 class Publication(BaseModel):
-    """Everything `seedmarket verify-epoch` needs to recompute an epoch's root from the chain."""
+    """Everything `seedmarket verify-epoch` needs to recompute an epoch's root from the chain.
 
-    format: Literal["seedmarket-epoch-v1"]
+    v2 carries the epoch's delta: `base` is the settled totals of the epoch it builds on (their
+    digest is that epoch's `settled`, repeated here as `previous`), `frozen` and `receipts` are
+    those of the purchases not in `base`, and `settled` is the digest of this epoch's own settled
+    totals, which the next epoch names as `previous`. v1 (no `base`) carried all history."""
+
+    format: Literal["seedmarket-epoch-v1", "seedmarket-epoch-v2"]
     epoch: int
     chainId: int
     contract: str = Address
@@ -76,6 +92,9 @@ class Publication(BaseModel):
     frozen: list[FrozenEntry]
     tree: TreeDump
     receipts: list[PublishedReceipt]
+    base: SettledTotals | None = None
+    previous: str | None = Field(default=None, pattern=r"^0x[0-9a-f]{64}$")
+    settled: str | None = Field(default=None, pattern=r"^0x[0-9a-f]{64}$")
 
     def document(self) -> dict[str, Any]:
         """The JSON document as served: a receipt without a delegation has no `key` field."""
@@ -84,8 +103,8 @@ class Publication(BaseModel):
 
 def parse_publication(document: Any) -> Publication:
     """A downloaded or saved publication validated; AuditError naming the first problem otherwise."""
-    if not isinstance(document, dict) or document.get("format") != PUBLICATION_FORMAT:
-        raise AuditError(f"not a {PUBLICATION_FORMAT} publication")
+    if not isinstance(document, dict) or document.get("format") not in FORMATS:
+        raise AuditError(f"not a {' or '.join(FORMATS)} publication")
     try:
         return Publication.model_validate(document)
     except ValidationError as exc:

@@ -2,18 +2,24 @@
 
 A frozen purchase's payout is fixed (the receipt sink refuses receipts for it from the moment it
 freezes), so each epoch stores what its frozen purchases paid out per (account, token)
-(`settled_totals`) and the next epoch reads those totals, settles the purchases frozen since and
+(`epoch_settlements`) and the next epoch reads those totals, settles the purchases frozen since and
 the open ones, and nothing older: its cost follows the epoch's work, not the store's history.
 Purchases are read in id order in chunks, each with its receipts through an index range scan,
-so memory follows the chunk and the number of accounts. The root is the full recomputation's,
-bit for bit (`tests/backend/test_settlement_properties.py` compares them over random histories).
+so memory follows the chunk and the number of accounts. The totals are stored as the canonical
+document the publication carries (one compressed row per epoch, not a row per account). The root
+is the full recomputation's, bit for bit (`tests/backend/test_settlement_properties.py` compares
+them over random histories).
 """
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import io
 import json
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +33,9 @@ from backend.models import (
     FrozenPurchase,
     Product,
     Purchase,
-    SettledTotal,
     StoredReceipt,
-    table,
 )
-from backend.settlement import EMPTY, Earnings, PurchaseTerms, Settled, add_into, advance, settle
+from backend.settlement import EMPTY, Earnings, PurchaseTerms, Settled, add_into, advance, canonical, settle
 
 if TYPE_CHECKING:
     from backend.epochs import Cut
@@ -47,7 +51,20 @@ class Settlement:
     settled: Settled
     earnings: Earnings
     purchases: int  # purchases settled in this epoch (newly frozen and open)
-    newly_frozen: tuple[int, ...]
+    newly_frozen: int  # how many of them froze since the base
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: an epoch allocates hundreds of thousands of tuples
+    and none of them form cycles, yet each collection would walk them all, again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def base_row(session: Session, number: int) -> EpochSettlement | None:
@@ -67,17 +84,15 @@ def open_from(session: Session, number: int) -> int:
     return 0 if row is None else row.open_from
 
 
-def load_settled(session: Session, row: EpochSettlement | None) -> Settled:
+def load_settled(row: EpochSettlement | None) -> Settled:
     """An epoch's settled totals as stored."""
-    if row is None:
-        return EMPTY
-    rows = session.execute(
-        select(SettledTotal.account, SettledTotal.token, SettledTotal.amount).where(
-            SettledTotal.epoch == row.epoch
-        )
-    ).tuples()
-    totals = {(account, token): amount for account, token, amount in rows}
-    return Settled(row.epoch, row.open_from, frozenset(json.loads(row.frozen_above)), totals)
+    return EMPTY if row is None else Settled.from_document(json.loads(zlib.decompress(row.document)))
+
+
+def stored_document(row: EpochSettlement) -> dict[str, Any]:
+    """An epoch's settled totals as published (the canonical document)."""
+    document: dict[str, Any] = json.loads(zlib.decompress(row.document))
+    return document
 
 
 def _chunks(session: Session, cut: Cut, first: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -137,22 +152,27 @@ def _credits(
 
 def settle_cut(session: Session, cut: Cut, store_account: str) -> Settlement:
     """Epoch `cut.number`'s earnings from the newest earlier epoch's settled totals."""
-    base = load_settled(session, base_row(session, cut.number))
+    base = load_settled(base_row(session, cut.number))
     store = store_account.lower()
     payouts: Earnings = {}
     open_earnings: Earnings = {}
-    scanned: list[int] = []
-    newly_frozen: list[int] = []
-    purchases = 0
+    highest: int | None = None
+    lowest_open: int | None = None
+    above_open: list[int] = []  # purchases frozen since, past the lowest open one
+    purchases = frozen_count = 0
     for chunk in _chunks(session, cut, base.open_from):
         terms: dict[int, PurchaseTerms] = {}
         for pid, buyer, token, pool, size, frozen_epoch, recipient in chunk:
-            scanned.append(pid)
+            highest = pid  # in id order
             if base.covers(pid):
                 continue
             frozen = frozen_epoch is not None
             if frozen:
-                newly_frozen.append(pid)
+                frozen_count += 1
+                if lowest_open is not None:
+                    above_open.append(pid)
+            elif lowest_open is None:
+                lowest_open = pid
             terms[pid] = PurchaseTerms(pid, buyer, token, pool, size, frozen, recipient or "")
         if not terms:
             continue
@@ -162,33 +182,27 @@ def settle_cut(session: Session, cut: Cut, store_account: str) -> Settlement:
         open_terms = {pid: t for pid, t in terms.items() if not t.frozen}
         add_into(payouts, settle(frozen_terms, (c for c in credits if c[0] in frozen_terms), store))
         add_into(open_earnings, settle(open_terms, (c for c in credits if c[0] in open_terms), store))
-    settled = advance(base, cut.number, scanned, newly_frozen, payouts)
+    settled = advance(base, cut.number, (highest, lowest_open), above_open, payouts)
     earnings = dict(settled.totals)
     add_into(earnings, open_earnings)
-    return Settlement(base, settled, earnings, purchases, tuple(newly_frozen))
+    return Settlement(base, settled, earnings, purchases, frozen_count)
 
 
 def store_settled(session: Session, settlement: Settlement) -> str:
     """Store an epoch's settled totals (replacing those of a failed epoch of the same number);
     their digest."""
     settled = settlement.settled
-    session.execute(delete(SettledTotal).where(SettledTotal.epoch == settled.epoch))
+    encoded = canonical(settled.document())
+    digest = "0x" + hashlib.sha256(encoded).hexdigest()
     session.execute(delete(EpochSettlement).where(EpochSettlement.epoch == settled.epoch))
-    digest = settled.digest()
     session.add(
         EpochSettlement(
             epoch=settled.epoch,
             base=settlement.base.epoch,
             open_from=settled.open_from,
-            frozen_above=json.dumps(sorted(settled.frozen_above)),
             digest=digest,
+            document=zlib.compress(encoded, 1),
         )
-    )
-    bulk_insert(
-        session,
-        table(SettledTotal),
-        ("epoch", "token", "account", "amount"),
-        ((settled.epoch, token, account, amount) for (account, token), amount in settled.totals.items()),
     )
     return digest
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.merkle import Leaf, MerkleTree
+from backend.merkle import Leaf, MerkleError, MerkleTree, layout, leaf_hash
 from tracker.addresses import checksum
 
 
@@ -109,6 +109,34 @@ def build_tree(earnings: Mapping[tuple[str, str], int]) -> MerkleTree | None:
     return MerkleTree(leaves) if leaves else None
 
 
+@dataclass(frozen=True)
+class EarningsTree:
+    """The standard tree of some earnings, without a `Leaf` object per leaf (what the oracle stores)."""
+
+    leaves: list[tuple[str, str, int]]  # (account, token, amount), lowercase, canonical order
+    tree: list[bytes]
+    tree_index: list[int]  # of each leaf, in `leaves` order
+
+    @property
+    def root(self) -> bytes:
+        """The 32-byte root (the same as `build_tree(...).root`)."""
+        return self.tree[0]
+
+
+def earnings_tree(earnings: Mapping[tuple[str, str], int]) -> EarningsTree | None:
+    """`build_tree`'s tree from the same earnings, cheaper; None when nobody has earned anything."""
+    ordered = sorted(
+        ((account, token, amount) for (account, token), amount in earnings.items() if amount > 0),
+        key=lambda leaf: (leaf[1], leaf[0]),
+    )
+    if not ordered:
+        return None
+    if any(amount.bit_length() > 256 for _, _, amount in ordered):
+        raise MerkleError("a cumulative amount is not a uint256")
+    tree, tree_index = layout([leaf_hash(account, token, amount) for account, token, amount in ordered])
+    return EarningsTree(ordered, tree, tree_index)
+
+
 def add_into(total: Earnings, more: Mapping[tuple[str, str], int]) -> None:
     """Add `more` into `total`, in place."""
     for key, amount in more.items():
@@ -166,29 +194,35 @@ class Settled:
 EMPTY = Settled(0, 0)
 
 
+def canonical(document: Mapping[str, Any]) -> bytes:
+    """A document's canonical JSON: sorted keys, no spaces, UTF-8."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
 def digest_of(document: Mapping[str, Any]) -> str:
-    """sha256 of a document's canonical JSON (sorted keys, no spaces), 0x-hex."""
-    encoded = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    return "0x" + hashlib.sha256(encoded).hexdigest()
+    """sha256 of a document's canonical JSON, 0x-hex."""
+    return "0x" + hashlib.sha256(canonical(document)).hexdigest()
 
 
 def advance(
-    base: Settled, number: int, scanned: Iterable[int], newly_frozen: Iterable[int], payouts: Earnings
+    base: Settled,
+    number: int,
+    scanned: tuple[int | None, int | None],
+    newly_frozen: Iterable[int],
+    payouts: Earnings,
 ) -> Settled:
     """Epoch `number`'s settled totals: `base` plus the `payouts` of the purchases `newly_frozen`.
 
-    `scanned` is every purchase id at or above `base.open_from` that the epoch covers; the new
-    `open_from` is the lowest of them still open (past the highest when none is).
+    `scanned` is (the highest, the lowest still open) of the purchase ids at or above
+    `base.open_from` that the epoch covers: the new `open_from` is that lowest open one, or past
+    the highest when none is open. `newly_frozen` need only name those above the lowest open one.
     """
-    frozen = set(newly_frozen) | set(base.frozen_above)
-    open_from = base.open_from
-    lowest_open = None
-    for purchase_id in scanned:
-        open_from = max(open_from, purchase_id + 1)
-        if not base.covers(purchase_id) and purchase_id not in frozen:
-            lowest_open = purchase_id if lowest_open is None else min(lowest_open, purchase_id)
+    highest, lowest_open = scanned
     if lowest_open is not None:
         open_from = lowest_open
+    else:
+        open_from = base.open_from if highest is None else max(base.open_from, highest + 1)
+    frozen = {p for p in (*newly_frozen, *base.frozen_above) if p >= open_from}
     totals = dict(base.totals)
     add_into(totals, payouts)
-    return Settled(number, open_from, frozenset(p for p in frozen if p >= open_from), totals)
+    return Settled(number, open_from, frozenset(frozen), totals)

@@ -5,17 +5,30 @@ for every leaf; then the same epoch closed through the database (SQLite) as the 
 Goal: settlement + tree + all proofs <= 10 s. Memory is the process's peak RSS.
 
     python bench/settlement.py [--purchases N] [--receipts N] [--seeders N] [--skip-db]
+
+The history case (PostgreSQL): a store with `--history` purchases (five receipts each) settled in
+earlier epochs, then an epoch with `--new` purchases and five times as many receipts. Times the
+epoch's close as the oracle runs it (incremental: the previous epoch's settled totals plus what
+changed) and the full recomputation of the same cut from all history, each in a process of its
+own (so each peak RSS is its own; the full one under `--full-memory-gib`). Goal: <= 10 s and
+<= 1 GiB for 10,000,000 + 100,000 purchases. The rows stay in `--db` for the next run.
+
+    python bench/settlement.py --history 10000000 [--new 100000] [--db URL] [--full-memory-gib 12]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -131,6 +144,110 @@ def close_through_sqlite(terms: dict[int, PurchaseTerms], credits: list) -> tupl
     return loaded, closed
 
 
+BENCH_DB = "postgresql+psycopg://postgres@127.0.0.1:5432/bench_settle"
+GOAL_MIB = 1024
+
+
+def epoch_child(mode: str, url: str) -> None:
+    """In a process of its own: close epoch 2 incrementally, or recompute it in full; one JSON line."""
+    from backend.epochs import Cut, close_epoch, full_earnings  # noqa: PLC0415
+    from backend.models import Epoch  # noqa: PLC0415
+    from bench._history import SETTLE_AFTER, STORE  # noqa: PLC0415
+
+    db = Database(url)
+    started = time.perf_counter()
+    if mode == "incremental":
+        epoch = close_epoch(db, 2, settle_after=SETTLE_AFTER, store_account=STORE, data_uri="bench")
+        assert epoch is not None
+        root = epoch.root
+    else:
+        with db.reader() as session:
+            stored = session.get(Epoch, 2)
+            assert stored is not None
+        cut = Cut(2, stored.cutoff, stored.block_number, stored.receipt_cut, stored.settle_after)
+        tree = build_tree(full_earnings(db, cut, STORE))
+        assert tree is not None
+        root = "0x" + tree.root.hex()
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": peak_rss_mib(), "root": root}))
+
+
+def _child(mode: str, url: str, memory_gib: float | None = None) -> dict[str, Any]:
+    def limit() -> None:
+        if memory_gib is not None:
+            size = int(memory_gib * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--db", url],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": f"exit {done.returncode}: {last}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def history_case(args: argparse.Namespace) -> None:
+    """The history case: see the module's docstring."""
+    from bench import _history  # noqa: PLC0415
+
+    _history.ensure_database(args.db)
+    db = Database(args.db)
+    db.migrate()
+    wanted = {"history": args.history, "new": args.new, "seed": 7}
+    generated = None
+    if _history.loaded(db) != wanted:
+        started = time.perf_counter()
+        _history.generate(db, args.history, args.new)
+        generated = time.perf_counter() - started
+    _history.reset_epoch_two(db)
+    db.dispose()
+    load = os.getloadavg()
+    ours = _child("incremental", args.db)
+    full = _child("full", args.db, args.full_memory_gib) if not args.skip_full else {"error": "skipped"}
+    rows = [
+        ("history", f"{args.history:,} purchases, {5 * args.history:,} receipts"),
+        ("new in the epoch", f"{args.new:,} purchases, {5 * args.new:,} receipts"),
+        ("history written (COPY, indexes)", "reused" if generated is None else f"{generated:.0f} s"),
+        ("load average at the start", " ".join(f"{x:.2f}" for x in load)),
+    ]
+    for name, result in (("incremental close_epoch", ours), ("full recomputation", full)):
+        if "error" in result:
+            rows.append((name, f"did not finish: {result['error']}"))
+        else:
+            rows.append((name, f"{result['seconds']:.2f} s, peak RSS {result['peak_rss_mib']:.0f} MiB"))
+    same = "root" in ours and ours.get("root") == full.get("root")
+    rows.append(("same root", "yes" if same else ("not compared" if "error" in full else "NO")))
+    width = max(len(name) for name, _ in rows)
+    print("Settlement with history (PostgreSQL)")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    seconds = ours.get("seconds")
+    result = {
+        "name": f"settlement_epoch_{args.new}_new_purchases_{args.history}_history",
+        "ours": None if seconds is None else round(seconds, 3),
+        "peer": None if "error" in full else round(full["seconds"], 3),
+        "ratio": None if seconds is None or "error" in full else round(seconds / full["seconds"], 4),
+        "unit": "s",
+        "ours_peak_rss_mib": ours.get("peak_rss_mib"),
+        "peer_peak_rss_mib": full.get("peak_rss_mib"),
+        "peer_error": full.get("error"),
+        "same_root": same,
+        "goal_s": GOAL_SECONDS,
+        "goal_mib": GOAL_MIB,
+    }
+    print(json.dumps(result))
+    if "root" in full and not same:
+        raise SystemExit("the incremental root is not the full recomputation's")
+
+
 def main() -> None:
     """Run the benchmark and print a table and one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -138,7 +255,19 @@ def main() -> None:
     parser.add_argument("--receipts", type=int, default=500_000)
     parser.add_argument("--seeders", type=int, default=50_000)
     parser.add_argument("--skip-db", action="store_true", help="only the in-memory computation")
+    parser.add_argument("--history", type=int, help="history case: purchases settled before")
+    parser.add_argument("--new", type=int, default=100_000, help="history case: purchases new in the epoch")
+    parser.add_argument("--db", default=BENCH_DB, help="history case: a PostgreSQL database of its own")
+    parser.add_argument("--full-memory-gib", type=float, default=12.0, help="history case: full's limit")
+    parser.add_argument("--skip-full", action="store_true", help="history case: no full recomputation")
+    parser.add_argument("--child", choices=["incremental", "full"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        epoch_child(args.child, args.db)
+        return
+    if args.history is not None:
+        history_case(args)
+        return
 
     terms, credits = make_epoch(args.purchases, args.receipts, args.seeders)
     base_rss = peak_rss_mib()

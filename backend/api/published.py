@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from backend.models import Epoch
+from backend.publication import PUBLICATION_FORMAT
 
 CACHE_BYTES = 256 * 1024 * 1024
 
@@ -24,7 +25,7 @@ CACHE_BYTES = 256 * 1024 * 1024
 def etag_of(epoch: Epoch, chain_id: int, contract: str) -> str:
     """A strong ETag for the epoch's publication, from the fields that fix its content."""
     fixed = (
-        f"{chain_id}:{contract.lower()}:{epoch.number}:{epoch.root}:{epoch.created_at}:"
+        f"{PUBLICATION_FORMAT}:{chain_id}:{contract.lower()}:{epoch.number}:{epoch.root}:{epoch.created_at}:"
         f"{epoch.block_number}:{epoch.receipt_cut}"
     )
     return '"' + hashlib.sha256(fixed.encode()).hexdigest()[:32] + '"'

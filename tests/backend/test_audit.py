@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
-from backend.audit import audit_epoch
+from backend.audit import audit_epoch, check_chain
 from backend.epochs import publication
 from backend.errors import AuditError
 from backend.models import Epoch
+from backend.publication import parse_publication
 from backend.services import Services
+from backend.settlement import digest_of
 from tests.backend.helpers import Market, address_of_key, key, signed_receipt
 from tests.backend.processes import cli, run, store_env
 from tracker.receipts import ReceiptKey, SignedKey, SignedReceipt, sign_receipt_key, to_json
@@ -122,3 +124,42 @@ def test_verify_epoch_on_the_command_line(
     assert bad.returncode == 1 and json.loads(bad.stdout)["ok"] is False
     wrong = run(cli("verify-epoch", "2", "--file", str(saved)), env)
     assert wrong.returncode == 1 and wrong.stderr.count("\n") == 1 and "epoch 2" in wrong.stderr
+
+
+# ----- a later epoch: the delta and the settled totals it builds on -----
+
+
+def test_a_later_epoch_verifies_from_the_previous_epochs_settled_totals_and_the_hash_chain(
+    sqlite_store: Services, published: dict[str, Any], market: Market
+) -> None:
+    product_id, _ = market.list_product(market.accounts[1], size=SIZE)
+    market.anvil.rpc("evm_increaseTime", [2 * DAY])  # purchases 2 and 3 freeze in epoch 2
+    late = market.buy(market.accounts[7], product_id)
+    sqlite_store.indexer().sync()
+    receipt = signed_receipt(market.domain, late, market.accounts[3], SIZE // 4, key(7))
+    sqlite_store.sink().store_now([sqlite_store.verifier().verify(receipt)])
+    assert sqlite_store.oracle().step(force=True).status == "posted"
+    with sqlite_store.db.reader() as session:
+        epoch = session.get(Epoch, 2)
+        assert epoch is not None
+        second = publication(session, epoch, 31337, market.deployed.address).document()
+
+    # Only the delta: purchase 1 is in epoch 1's settled totals, not in the receipts or frozen.
+    assert second["base"]["epoch"] == 1 and second["base"]["openFrom"] == 2
+    assert second["previous"] == published["settled"]
+    assert [f["purchase"] for f in second["frozen"]] == [2, 3]
+    assert {r["purchase"] for r in second["receipts"]} == {2, 3, late}
+    report = audit_epoch(second, sqlite_store.chain, market.deployed.block)
+    check_chain(report, parse_publication(second), parse_publication(published))
+    assert report.ok and report.chained, report.problems
+    assert report.settled == second["settled"] and report.recomputed_root == second["root"]
+
+    # Carried totals that are not the ones epoch 1 settled: the digest gives them away.
+    raised = copy.deepcopy(second)
+    raised["base"]["totals"][0][2] = str(int(raised["base"]["totals"][0][2]) + 1)
+    assert not audit_epoch(raised, sqlite_store.chain, market.deployed.block).ok
+    # Totals and digest both rewritten: the chain to epoch 1's publication breaks.
+    raised["previous"] = digest_of(raised["base"])
+    forged = audit_epoch(raised, sqlite_store.chain, market.deployed.block)
+    check_chain(forged, parse_publication(raised), parse_publication(published))
+    assert not forged.ok and forged.chained is False

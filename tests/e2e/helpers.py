@@ -232,7 +232,13 @@ def settle(publication: dict[str, Any], purchases: dict[int, Purchase]) -> Leave
     of a purchase with pool P and length L earns floor(P * b_s / L); a purchase frozen after
     its settlement window gives the part nobody earned to the store's account."""
     chain_id, contract = int(publication["chainId"]), to_checksum_address(publication["contract"])
-    included = {pid: p for pid, p in purchases.items() if p.block <= int(publication["block"])}
+    # A v2 publication builds on the settled totals of an earlier epoch: its purchases are in them.
+    base = publication.get("base")
+    included = {
+        pid: p
+        for pid, p in purchases.items()
+        if p.block <= int(publication["block"]) and not settled_before(publication, pid)
+    }
     received: dict[int, dict[str, int]] = defaultdict(dict)
     for entry in publication["receipts"]:
         purchase = included[int(entry["purchase"])]
@@ -244,6 +250,8 @@ def settle(publication: dict[str, Any], purchases: dict[int, Purchase]) -> Leave
         assert int(entry["credited"]) == int(entry["bytes"]), f"clipped: {entry}"
         received[purchase.purchase_id][seeder] = int(entry["bytes"])
     leaves: Leaves = defaultdict(int)
+    for account, token, amount in base["totals"] if base else []:
+        leaves[(to_checksum_address(account), to_checksum_address(token))] += int(amount)
     frozen: dict[int, str] = {
         int(f["purchase"]): to_checksum_address(f["recipient"]) for f in publication["frozen"]
     }
@@ -258,6 +266,19 @@ def settle(publication: dict[str, Any], purchases: dict[int, Purchase]) -> Leave
             assert purchase.timestamp <= int(publication["cutoff"]) - int(publication["settleAfter"])
             leaves[(frozen[pid], purchase.token)] += purchase.seeder_pool - paid
     return {key: amount for key, amount in leaves.items() if amount > 0}
+
+
+def settled_before(publication: dict[str, Any], purchase_id: int) -> bool:
+    """Whether a purchase's payout is in the settled totals the publication builds on."""
+    base = publication.get("base")
+    return bool(base) and (purchase_id < int(base["openFrom"]) or purchase_id in base["frozenAbove"])
+
+
+def frozen_count(publication: dict[str, Any]) -> int:
+    """How many purchases are frozen as of the epoch (ids start at 1), in the base or new."""
+    base = publication.get("base")
+    before = int(base["openFrom"]) - 1 + len(base["frozenAbove"]) if base else 0
+    return before + len(publication["frozen"])
 
 
 def published_leaves(publication: dict[str, Any]) -> Leaves:
@@ -383,7 +404,8 @@ def settled_epoch(store: Store, expected: dict[tuple[int, str], int], frozen: in
             return None
         publication: dict[str, Any] = store_get(store.url, f"/epochs/{number}/data")
         signed = {(r["purchase"], r["seeder"]): r["bytes"] for r in publication["receipts"]}
-        return publication if signed == expected and len(publication["frozen"]) == frozen else None
+        wanted = {k: v for k, v in expected.items() if not settled_before(publication, k[0])}
+        return publication if signed == wanted and frozen_count(publication) == frozen else None
 
     found: dict[str, Any] = until(ready, "an active root with every receipt in", EPOCH_WAIT, 1.0)
     return found

@@ -1,4 +1,4 @@
-"""Incremental settlement: each epoch's running totals of frozen purchases.
+"""Incremental settlement: each epoch's settled totals of frozen purchases.
 
 Revision ID: 0005
 Revises: 0004
@@ -17,22 +17,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add `settled_totals` and `epoch_settlements` (empty: the next epoch folds from nothing)."""
-    op.create_table(
-        "settled_totals",
-        sa.Column("epoch", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("token", sa.String(length=42), nullable=False),
-        sa.Column("account", sa.String(length=42), nullable=False),
-        sa.Column("amount", sa.String(length=78), nullable=False),
-        sa.PrimaryKeyConstraint("epoch", "token", "account"),
-    )
+    """Add `epoch_settlements` (empty: the next epoch settles from nothing, once)."""
     op.create_table(
         "epoch_settlements",
         sa.Column("epoch", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("base", sa.BigInteger(), nullable=False),
         sa.Column("open_from", sa.BigInteger(), nullable=False),
-        sa.Column("frozen_above", sa.Text(), nullable=False),
         sa.Column("digest", sa.String(length=66), nullable=False),
+        sa.Column("document", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("epoch"),
     )
 
@@ -40,4 +32,3 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Back to 0004."""
     op.drop_table("epoch_settlements")
-    op.drop_table("settled_totals")
