@@ -130,7 +130,7 @@ def test_verify_epoch_on_the_command_line(
 
 
 def test_a_later_epoch_verifies_from_the_previous_epochs_settled_totals_and_the_hash_chain(
-    sqlite_store: Services, published: dict[str, Any], market: Market
+    sqlite_store: Services, published: dict[str, Any], market: Market, tmp_path: Path
 ) -> None:
     product_id, _ = market.list_product(market.accounts[1], size=SIZE)
     market.anvil.rpc("evm_increaseTime", [2 * DAY])  # purchases 2 and 3 freeze in epoch 2
@@ -153,6 +153,11 @@ def test_a_later_epoch_verifies_from_the_previous_epochs_settled_totals_and_the_
     check_chain(report, parse_publication(second), parse_publication(published))
     assert report.ok and report.chained, report.problems
     assert report.settled == second["settled"] and report.recomputed_root == second["root"]
+    (tmp_path / "epoch1.json").write_text(json.dumps(published))
+    (tmp_path / "epoch2.json").write_text(json.dumps(second))
+    command = cli("verify-epoch", "2", "--file", str(tmp_path / "epoch2.json"), "--previous")
+    checked = run([*command, str(tmp_path / "epoch1.json")], store_env(sqlite_store.settings))
+    assert checked.returncode == 0 and "hash chain checked" in checked.stdout, checked.stdout + checked.stderr
 
     # Carried totals that are not the ones epoch 1 settled: the digest gives them away.
     raised = copy.deepcopy(second)

@@ -337,7 +337,7 @@ def _replay(db: Database, steps: list[Step]) -> None:
 
 
 @settings(
-    max_examples=60 if LONG else 15,
+    max_examples=EXAMPLES * 2,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
