@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ape.api import AccountAPI
 from ape.contracts import ContractInstance
+from ape.managers import ChainManager
 
 from tests.contracts.helpers import (
     ETH,
@@ -19,8 +20,12 @@ from tests.contracts.helpers import (
     MIN_ROOT_DELAY,
     PRICE,
     ROOT_DELAY,
+    Seeders,
+    activate,
     bought,
+    in_address_order,
     listed,
+    post,
     split,
 )
 
@@ -111,3 +116,24 @@ def pools(
         bought(market, in_eth, account)
         bought(market, in_token, account)
     return {ETH: 5 * split(PRICE)[2], token.address: 5 * split(PRICE)[2]}
+
+
+@pytest.fixture
+def tokens(token: ContractInstance) -> list[str]:
+    """Every funded token of the roots posted by `live`, ascending (a module may override it)."""
+    return in_address_order([ETH, token])
+
+
+@pytest.fixture
+def live(
+    market: ContractInstance,
+    oracle: AccountAPI,
+    chain: ChainManager,
+    pools: dict[str, int],
+    seeders: Seeders,
+    tokens: list[str],
+) -> Seeders:
+    """The module's `seeders` root is posted and active (the module defines `seeders`)."""
+    post(market, oracle, seeders, tokens)
+    activate(chain)
+    return seeders

@@ -13,11 +13,6 @@ from tests.contracts.helpers import ETH, ETHER, Seeders, activate, in_address_or
 
 
 @pytest.fixture
-def tokens(token: ContractInstance) -> list[str]:
-    return in_address_order([ETH, token])
-
-
-@pytest.fixture
 def seeders(buyer: AccountAPI, others: list[AccountAPI], token: ContractInstance) -> Seeders:
     return Seeders.of(
         [
@@ -28,21 +23,6 @@ def seeders(buyer: AccountAPI, others: list[AccountAPI], token: ContractInstance
             (others[2], ETH, 0),
         ]
     )
-
-
-@pytest.fixture
-def live(
-    market: ContractInstance,
-    oracle: AccountAPI,
-    chain: ChainManager,
-    pools: dict[str, int],
-    seeders: Seeders,
-    tokens: list[str],
-) -> Seeders:
-    """The seeders' root is posted and active."""
-    post(market, oracle, seeders, tokens)
-    activate(chain)
-    return seeders
 
 
 class TestClaimingEth:

@@ -21,7 +21,7 @@ from eth_utils import keccak, to_checksum_address
 
 from backend.merkle import Leaf, MerkleError, layout, multiproof_at, process_multiproof
 from tests.conftest import LONG
-from tests.contracts.helpers import ETH, ETHER, Seeders, activate, in_address_order, post
+from tests.contracts.helpers import ETH, ETHER, Seeders, activate, post
 from tests.contracts.rpc import Node, Reverted
 
 INVALID_PROOF = "0x" + keccak(text="InvalidProof()")[:4].hex()
@@ -37,11 +37,6 @@ class Mode:
 
 def fresh(rng: random.Random, count: int) -> list[str]:
     return [to_checksum_address(rng.randbytes(20)) for _ in range(count)]
-
-
-@pytest.fixture
-def tokens(token: ContractInstance) -> list[str]:
-    return in_address_order([ETH, token])
 
 
 @pytest.fixture
@@ -65,21 +60,6 @@ def seeders(
             (others[2], ETH, 0),
         ]
     )
-
-
-@pytest.fixture
-def live(
-    market: ContractInstance,
-    oracle: AccountAPI,
-    chain: ChainManager,
-    pools: dict[str, int],
-    seeders: Seeders,
-    tokens: list[str],
-) -> Seeders:
-    """The seeders' root is posted and active."""
-    post(market, oracle, seeders, tokens)
-    activate(chain)
-    return seeders
 
 
 @pytest.fixture
