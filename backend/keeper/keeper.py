@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from backend.chain import Chain
 from backend.db import Database
 from backend.epochs import tree_of
-from backend.errors import ChainError, ConfigError, ContractRevert, KeeperError
+from backend.errors import ConfigError, ContractRevert, KeeperError
 from backend.keeper.batches import Batches, Mined
 from backend.keeper.plan import Batch, Candidate, Plan, Rules, plan
 from backend.models import (
@@ -51,13 +51,13 @@ from backend.models import (
     PayoutStatus,
 )
 from backend.oracle.fees import GWEI
+from backend.oracle.loop import run_steps
 from backend.oracle.poster import FAULT_ENV
 from backend.oracle.sender import SignedTx, TransactionSender
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_MAX_BACKOFF = 60.0
 _CALLS_PER_REQUEST = 500  # eth_calls in one JSON-RPC batch
 FEE_RECHECK = 600.0  # seconds before leaves held back by fees are weighed again
 
@@ -179,35 +179,20 @@ class Keeper:
     def run(self, stop: threading.Event) -> None:
         """Pay until `stop` is set, surviving chain and database outages; idle, it sleeps until
         the indexer commits something new or a pending root's delay runs out."""
-        delay = self.settings.poll_interval
-        while not stop.is_set():
-            try:
-                result = self.step()
-                delay = max(self.settings.poll_interval, 1.0)
-                if result.status == "sent":
-                    log.info(
-                        "keeper: epoch %s: %d payees in %d batches",
-                        result.epoch,
-                        result.payees,
-                        result.batches,
-                    )
-                    continue
-                if result.status == "idle":
-                    self._sleep(stop, result.wait_until, result.next_at)
-                    continue
-            except ChainError as exc:  # ChainUnavailable is one
-                log.warning("keeper: %s; retrying in %.0f s", exc, delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
-            except KeeperError as exc:
-                log.error("keeper: %s", exc)
-                delay = min(delay * 2, _MAX_BACKOFF)
-            except ConfigError as exc:
-                log.error("keeper stopped: %s", exc)
-                return
-            except Exception:  # a bug or a database outage: log it, keep the loop alive
-                log.exception("keeper: unexpected error; retrying in %.0f s", delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
-            stop.wait(delay)
+
+        def step() -> bool:
+            result = self.step()
+            if result.status == "sent":
+                log.info(
+                    "keeper: epoch %s: %d payees in %d batches", result.epoch, result.payees, result.batches
+                )
+                return True
+            if result.status == "idle":
+                self._sleep(stop, result.wait_until, result.next_at)
+                return True
+            return False
+
+        run_steps("keeper", stop, step, poll_interval=self.settings.poll_interval, expected=KeeperError)
 
     def _sleep(self, stop: threading.Event, wait_until: int | None, next_at: float | None) -> None:
         """Until `wake`, `stop`, a pending root's activation (chain time, read as wall time) or

@@ -6,6 +6,7 @@
 - `sender`: durable transactions (sign, broadcast, await, re-broadcast, replace), for any caller
   that stores each signed transaction before broadcasting it.
 - `fees`: the fee rules, pure.
+- `loop`: the step loop with back-off that the oracle and the keeper (`backend.keeper`) run in.
 """
 
 from backend.oracle.poster import FAULT_ENV, Oracle, StepResult

@@ -31,7 +31,7 @@ from sqlalchemy import delete, select
 from backend.chain import Chain
 from backend.db import Database
 from backend.epochs import close_epoch, latest_epoch
-from backend.errors import ChainError, ConfigError, ContractRevert, OracleError
+from backend.errors import ConfigError, ContractRevert, OracleError
 from backend.models import (
     UNFINISHED,
     ChainEvent,
@@ -43,13 +43,13 @@ from backend.models import (
     Purchase,
 )
 from backend.oracle.fees import GWEI
+from backend.oracle.loop import run_steps
 from backend.oracle.sender import SignedTx, TransactionSender
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FAULT_ENV = "SEEDMARKET_FAULT_KILL_AT"  # crash tests: SIGKILL ourselves at a named step
-_MAX_BACKOFF = 60.0
 # Refusals after which the same epoch can never be posted: a later epoch takes over.
 _TERMINAL = {"EpochNotNext", "TotalExceedsFunded", "TotalDecreased", "NotOracle"}
 
@@ -158,29 +158,17 @@ class Oracle:
         """Close and post epochs until `stop` is set, surviving chain and database outages.
 
         Idle, it sleeps until the next epoch is due or `wake` is set, not polling the database."""
-        delay = self.settings.poll_interval
-        while not stop.is_set():
-            try:
-                result = self.step()
-                delay = max(self.settings.poll_interval, 1.0)
-                if result.status == EpochStatus.POSTED:
-                    log.info("oracle: epoch %s posted", result.epoch)
-                if result.status == "idle" and result.next_at is not None:
-                    self._sleep(stop, result.next_at, wakeable=result.wakeable)
-                    continue
-            except ChainError as exc:  # ChainUnavailable is one
-                log.warning("oracle: %s; retrying in %.0f s", exc, delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
-            except OracleError as exc:
-                log.error("oracle: %s", exc)
-                delay = min(delay * 2, _MAX_BACKOFF)
-            except ConfigError as exc:
-                log.error("oracle stopped: %s", exc)
-                return
-            except Exception:  # a bug or a database outage: log it, keep the loop alive
-                log.exception("oracle: unexpected error; retrying in %.0f s", delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
-            stop.wait(delay)
+
+        def step() -> bool:
+            result = self.step()
+            if result.status == EpochStatus.POSTED:
+                log.info("oracle: epoch %s posted", result.epoch)
+            if result.status == "idle" and result.next_at is not None:
+                self._sleep(stop, result.next_at, wakeable=result.wakeable)
+                return True
+            return False
+
+        run_steps("oracle", stop, step, poll_interval=self.settings.poll_interval, expected=OracleError)
 
     def _sleep(self, stop: threading.Event, until: float, *, wakeable: bool) -> None:
         """Wait until wall-clock `until` or `stop`, or `wake` when that could change anything
