@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -51,8 +49,7 @@ from backend.models import (
     PayoutStatus,
 )
 from backend.oracle.fees import GWEI
-from backend.oracle.loop import run_steps
-from backend.oracle.poster import FAULT_ENV
+from backend.oracle.loop import crash_point, run_steps
 from backend.oracle.sender import SignedTx, TransactionSender
 from backend.settings import Settings
 
@@ -105,9 +102,7 @@ class Keeper:
         self.replace_after = settings.tx_replace_after
         self.margin = settings.gas_limit_margin
         self.batches = Batches(db)
-        self.sender = TransactionSender(
-            chain, account, max_fee=int(settings.max_fee_gwei * GWEI), confirmations=settings.confirmations
-        )
+        self.sender = TransactionSender.for_settings(chain, account, settings)
         # Set by the indexer when chain events are committed (a root posted or activated).
         self.wake = wake if wake is not None else threading.Event()
         self.done: tuple[int, str] | None = None  # (epoch, root) whose due leaves are all settled
@@ -317,7 +312,7 @@ class Keeper:
                 f"{len(rows)} batches due may cost {need / 10**18:.6f}: fund it"
             )
         self.batches.store(epoch, rows)
-        self._fault("payout-signed")
+        crash_point("keeper", "payout-signed")
         for signed, _, _ in rows:
             self.sender.broadcast(signed.raw)
         log.info(
@@ -326,7 +321,7 @@ class Keeper:
             len(rows),
             sum(len(b.payees) for _, _, b in rows),
         )
-        self._fault("payout-sent")
+        crash_point("keeper", "payout-sent")
 
     # ----- following -----
 
@@ -353,7 +348,7 @@ class Keeper:
             return True
         if followed.receipt is None:
             return False
-        self._fault("payout-mined")
+        crash_point("keeper", "payout-mined")
         self._settle(row, followed.tx.hash, followed.receipt)
         return True
 
@@ -392,9 +387,3 @@ class Keeper:
         )
         paid = self.batches.mined(row.id, mined)
         log.info("keeper: batch %d mined in block %d (%d gas, %d paid)", row.id, block, gas_used, paid)
-
-    def _fault(self, step: str) -> None:
-        """Crash tests: die here, hard, when asked to (a real SIGKILL, nothing cleaned up)."""
-        if os.environ.get(FAULT_ENV) == step:
-            log.warning("keeper: killed at %r for a crash test", step)
-            os.kill(os.getpid(), signal.SIGKILL)

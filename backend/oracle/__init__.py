@@ -9,6 +9,7 @@
 - `loop`: the step loop with back-off that the oracle and the keeper (`backend.keeper`) run in.
 """
 
-from backend.oracle.poster import FAULT_ENV, Oracle, StepResult
+from backend.oracle.loop import FAULT_ENV
+from backend.oracle.poster import Oracle, StepResult
 
 __all__ = ["FAULT_ENV", "Oracle", "StepResult"]

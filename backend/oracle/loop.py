@@ -1,10 +1,13 @@
 """The loop the oracle and the keeper run in: one step after another until told to stop, backing
-off after a failure so that an outage of the chain node or the database is survived, not spun on.
+off after a failure so that an outage of the chain node or the database is survived, not spun on;
+and the named points where crash tests kill either of them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable
 
@@ -13,6 +16,14 @@ from backend.errors import ChainError, ConfigError
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0  # seconds between tries at most, however long an outage lasts
+FAULT_ENV = "SEEDMARKET_FAULT_KILL_AT"  # crash tests: SIGKILL ourselves at a named step
+
+
+def crash_point(name: str, step: str) -> None:
+    """Crash tests: die here, hard, when asked to (a real SIGKILL, nothing cleaned up)."""
+    if os.environ.get(FAULT_ENV) == step:
+        log.warning("%s: killed at %r for a crash test", name, step)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_steps(

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -42,14 +40,12 @@ from backend.models import (
     IndexerCursor,
     Purchase,
 )
-from backend.oracle.fees import GWEI
-from backend.oracle.loop import run_steps
+from backend.oracle.loop import crash_point, run_steps
 from backend.oracle.sender import SignedTx, TransactionSender
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FAULT_ENV = "SEEDMARKET_FAULT_KILL_AT"  # crash tests: SIGKILL ourselves at a named step
 # Refusals after which the same epoch can never be posted: a later epoch takes over.
 _TERMINAL = {"EpochNotNext", "TotalExceedsFunded", "TotalDecreased", "NotOracle"}
 
@@ -83,9 +79,7 @@ class Oracle:
         self.account = account
         self.store_account = (settings.store_account or account.address).lower()
         self.replace_after = settings.tx_replace_after
-        self.sender = TransactionSender(
-            chain, account, max_fee=int(settings.max_fee_gwei * GWEI), confirmations=settings.confirmations
-        )
+        self.sender = TransactionSender.for_settings(chain, account, settings)
         # Set by the receipt sink and the indexer when something new is committed.
         self.wake = wake if wake is not None else threading.Event()
         # After an epoch found nothing new to post: wall-clock time until which the oracle stays
@@ -150,7 +144,7 @@ class Oracle:
                     "idle", detail="nothing new to post", next_at=self.quiet_until, wakeable=True
                 )
             self.quiet_until = None
-            self._fault("closed")
+            crash_point("oracle", "closed")
             unfinished = epoch
         return self.post(unfinished.number, wait=wait)
 
@@ -201,12 +195,12 @@ class Oracle:
         if pending is not None:
             return StepResult("waiting", number, "a posted root is not active yet", wait_until=pending)
         self._sign_and_store(epoch)
-        self._fault("signed")
+        crash_point("oracle", "signed")
         with self.db.reader() as session:
             epoch = session.get(Epoch, number)
         assert epoch is not None and epoch.raw_tx is not None
         self.sender.broadcast(epoch.raw_tx)
-        self._fault("sent")
+        crash_point("oracle", "sent")
         return self._await(epoch, wait=wait)
 
     def _sign_and_store(self, epoch: Epoch) -> None:
@@ -426,9 +420,3 @@ class Oracle:
             row.error = error
             for name, value in fields.items():
                 setattr(row, name, value)
-
-    def _fault(self, step: str) -> None:
-        """Crash tests: die here, hard, when asked to (a real SIGKILL, nothing cleaned up)."""
-        if os.environ.get(FAULT_ENV) == step:
-            log.warning("oracle: killed at %r for a crash test", step)
-            os.kill(os.getpid(), signal.SIGKILL)

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_account.signers.local import LocalAccount
 from eth_account.typed_transactions import TypedTransaction
@@ -28,6 +28,9 @@ from web3.types import Nonce, TxParams, Wei
 from backend.chain import Chain
 from backend.errors import ChainError, ChainUnavailable, OracleError
 from backend.oracle.fees import GWEI, Offer, first_offer, replacement_offer
+
+if TYPE_CHECKING:
+    from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,13 @@ class TransactionSender:
         self.max_fee = max_fee  # wei per gas, never exceeded
         self.confirmations = confirmations
         self.timeout = timeout
+
+    @classmethod
+    def for_settings(cls, chain: Chain, account: LocalAccount, settings: Settings) -> TransactionSender:
+        """A sender under the store's fee ceiling and confirmation depth (the oracle's, the keeper's)."""
+        return cls(
+            chain, account, max_fee=int(settings.max_fee_gwei * GWEI), confirmations=settings.confirmations
+        )
 
     def fees_now(self) -> tuple[int, int]:
         """(the latest block's base fee, the node's suggested tip), wei per gas."""
