@@ -63,6 +63,22 @@ def batches(store: Services) -> list[PayoutBatch]:
         return list(session.scalars(select(PayoutBatch).order_by(PayoutBatch.id)))
 
 
+def earn_and_post(store: Services, market: Market) -> None:
+    """Seeder 3 earns the whole of buyer 2's purchase, and the oracle posts the root."""
+    product_id, _ = market.list_product(market.accounts[1], size=SIZE)
+    earn(store, market, product_id, buyer=2, seeder=3, count=SIZE)
+    assert store.oracle().step(force=True).status == "posted"
+
+
+@pytest.fixture
+def sqlite_keeper(sqlite_store: Services, market: Market) -> Keeper:
+    """The SQLite store's keeper, its account funded."""
+    fund_keeper(market)
+    found = sqlite_store.keeper()
+    assert found is not None
+    return found
+
+
 @pytest.fixture
 def keeper(store: Services, market: Market) -> Keeper:
     """The store's keeper, its account funded."""
@@ -111,14 +127,10 @@ def test_due_leaves_are_paid_once_and_seeders_are_told_what_waits(
 
 
 def test_a_seeder_who_claims_while_the_batch_is_in_flight_is_paid_once(
-    sqlite_store: Services, market: Market
+    sqlite_store: Services, market: Market, sqlite_keeper: Keeper
 ) -> None:
-    fund_keeper(market)
-    keeper = sqlite_store.keeper()
-    assert keeper is not None
-    product_id, _ = market.list_product(market.accounts[1], size=SIZE)
-    earn(sqlite_store, market, product_id, buyer=2, seeder=3, count=SIZE)
-    assert sqlite_store.oracle().step(force=True).status == "posted"
+    keeper = sqlite_keeper
+    earn_and_post(sqlite_store, market)
     seeder = market.accounts[3]
     market.anvil.rpc("evm_setAutomine", [False])
     try:
@@ -144,14 +156,10 @@ def test_a_seeder_who_claims_while_the_batch_is_in_flight_is_paid_once(
 
 
 def test_a_batch_left_unmined_by_rising_fees_is_replaced_and_paid_once(
-    sqlite_store: Services, market: Market
+    sqlite_store: Services, market: Market, sqlite_keeper: Keeper
 ) -> None:
-    fund_keeper(market)
-    keeper = sqlite_store.keeper()
-    assert keeper is not None
-    product_id, _ = market.list_product(market.accounts[1], size=SIZE)
-    earn(sqlite_store, market, product_id, buyer=2, seeder=3, count=SIZE)
-    assert sqlite_store.oracle().step(force=True).status == "posted"
+    keeper = sqlite_keeper
+    earn_and_post(sqlite_store, market)
     anvil = market.anvil
     anvil.rpc("evm_setAutomine", [False])
     try:
@@ -228,9 +236,7 @@ def test_a_node_that_goes_away_mid_batch_only_delays_the_payout(
     assert account is not None
     chain = Chain(relay.url, 31337, market.deployed.address, sqlite_store.settings.manifest_path, timeout=2)
     keeper = Keeper(sqlite_store.db, chain, sqlite_store.settings, account)
-    product_id, _ = market.list_product(market.accounts[1], size=SIZE)
-    earn(sqlite_store, market, product_id, buyer=2, seeder=3, count=SIZE)
-    assert sqlite_store.oracle().step(force=True).status == "posted"
+    earn_and_post(sqlite_store, market)
     relay.cut_at = lambda body: b"eth_sendRawTransaction" in body  # down as the batch goes out
     with pytest.raises(ChainUnavailable):
         keeper.step()
@@ -293,14 +299,10 @@ def test_the_oracles_key_is_refused_as_the_keepers(sqlite_settings: Settings) ->
 
 
 def test_a_leaf_held_back_by_fees_is_weighed_again_without_waiting_for_a_new_root(
-    sqlite_store: Services, market: Market
+    sqlite_store: Services, market: Market, sqlite_keeper: Keeper
 ) -> None:
-    fund_keeper(market)
-    keeper = sqlite_store.keeper()
-    assert keeper is not None
-    product_id, _ = market.list_product(market.accounts[1], size=SIZE)
-    earn(sqlite_store, market, product_id, buyer=2, seeder=3, count=SIZE)
-    assert sqlite_store.oracle().step(force=True).status == "posted"
+    keeper = sqlite_keeper
+    earn_and_post(sqlite_store, market)
     patient = keeper.rules
     keeper.rules = replace(patient, gas_fraction=1e-9)  # gas far too dear for 0.16 ETH
     held = keeper.step()
