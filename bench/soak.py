@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -62,7 +63,7 @@ from backend.models import Credit, Epoch, Purchase, StoredReceipt
 from backend.passkeys import passkey_for
 from bench._lib import drop_postgres, postgres_database
 from dev.devnet import Anvil, deploy_marketplace, free_port
-from dev.devstack import ANVIL_MINING, MANIFEST, dev_key
+from dev.devstack import ANVIL_MINING, MANIFEST, dev_address, dev_key
 from tracker.receipts import Domain, Receipt, SignedReceipt, sign_receipt, to_json
 
 REPO = Path(__file__).resolve().parent.parent
@@ -279,15 +280,7 @@ class Stack:
             drop_postgres(self.postgres, self.db_name)
 
 
-_ADDRESSES: dict[int, str] = {}
-
-
-def _address(index: int) -> str:
-    if index not in _ADDRESSES:
-        from eth_account import Account  # noqa: PLC0415 - cached, derivation is slow
-
-        _ADDRESSES[index] = Account.from_key(dev_key(index)).address
-    return _ADDRESSES[index]
+_address = functools.cache(dev_address)  # deriving from the mnemonic is slow; receipts need it often
 
 
 def _answers(url: str) -> bool:
