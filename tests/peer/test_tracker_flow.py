@@ -100,6 +100,52 @@ def test_a_swarm_found_through_the_tracker_hands_in_receipts_that_add_up(tmp_pat
     run(scenario(), timeout=120, uv=False)  # the tracker runs on asyncio's loop
 
 
+def test_a_session_talks_to_its_tracker_over_one_kept_alive_connection(tmp_path):
+    """Announces (and receipt submissions) go through the session's one HTTP client: a client per
+    request built a TLS context each time (~25 ms of CPU, stalling every transfer of the session)
+    and opened a new TCP connection to the tracker."""
+    content = make_content(tmp_path)
+    store = new_wallet()
+
+    async def scenario():
+        server, _sink, passkeys = await _tracker(content, [store], {})
+        accepted = 0
+
+        async def relay(reader, writer):
+            nonlocal accepted
+            accepted += 1
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", server.port)
+
+            async def pipe(source, sink):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+                sink.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+        front = await asyncio.start_server(relay, "127.0.0.1", 0)
+        base = f"http://127.0.0.1:{front.sockets[0].getsockname()[1]}"
+        session = Session(host="127.0.0.1", journal=ReceiptJournal(tmp_path / "store.journal"))
+        try:
+            await session.start()
+            config = TorrentConfig(wallet=store.address, verifier=ReceiptVerifier(DOMAIN))
+            torrent = await session.add_torrent(content.meta, content.folder, config, writable=False)
+            announcer = session.announce(torrent, f"{base}/announce/{passkeys[0]}")
+            await announcer.announce()  # alongside its loop's `started`: the pool may open a second
+            opened = accepted
+            for _ in range(5):
+                await announcer.announce()
+            assert accepted == opened <= 2
+        finally:
+            await session.close()
+            front.close()
+            server.close()
+            await server.wait_closed()
+
+    run(scenario(), timeout=60, uv=False)
+
+
 def test_a_seeder_killed_after_serving_submits_every_journaled_receipt_after_restart(tmp_path):
     content = make_content(tmp_path, sizes=(2_000_000,), piece_length=65536)
     seller, buyer = new_wallet(), new_wallet()
