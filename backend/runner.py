@@ -112,8 +112,8 @@ async def serve(
     server: TrackerServer | None = None
     seeding: asyncio.Task[None] | None = None
     stop_seeding = asyncio.Event()
+    stats: SwarmStats | None = None
     try:
-        stats: SwarmStats
         if tracker:
             server = await _start_store_tracker(settings, services)
             stats = InProcessStats(server)
@@ -132,6 +132,8 @@ async def serve(
         if server is not None:
             server.close()
             await server.wait_closed()
+        if isinstance(stats, ScrapeStats):
+            await stats.aclose()
         workers.join()
         services.close()
 

@@ -40,9 +40,9 @@ def test_scraping_and_asking_in_process_agree(db: Database, connect_check: bool)
         )
         seeder = await asyncio.start_server(_answer_handshakes, "127.0.0.1", 0)
         port = seeder.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{server.port}"
+        scrape = ScrapeStats(url, lambda: passkey_for(db, STORE))
         try:
-            url = f"http://127.0.0.1:{server.port}"
-            scrape = ScrapeStats(url, lambda: passkey_for(db, STORE))
             before = await scrape.stats(INFO_HASH)
             buyer = await asyncio.to_thread(passkey_for, db, BUYER)
             query = f"info_hash={quote_from_bytes(INFO_HASH)}&peer_id={'B' * 20}&port={port}&uploaded=0"
@@ -50,11 +50,12 @@ def test_scraping_and_asking_in_process_agree(db: Database, connect_check: bool)
                 await client.get(f"{url}/{buyer}/announce?{query}&downloaded=0&left=0&compact=1")
             after = await scrape.stats(INFO_HASH)
             direct = await InProcessStats(server).stats(INFO_HASH)
-            unreachable = await ScrapeStats("http://127.0.0.1:9", lambda: "0" * 32, timeout=0.5).stats(
-                INFO_HASH
-            )
+            nowhere = ScrapeStats("http://127.0.0.1:9", lambda: "0" * 32, timeout=0.5)
+            unreachable = await nowhere.stats(INFO_HASH)
+            await nowhere.aclose()
             return before, after, direct, unreachable
         finally:
+            await scrape.aclose()
             seeder.close()
             server.close()
             await server.wait_closed()
