@@ -1,17 +1,19 @@
 """The store's economics in a real swarm: how much of the upload the store's own seed carries, and
 who earns what, as buyers arrive over time and keep seeding.
 
-One store seed and N buyers (N = 5, 10, 20), every one a peer of our engine on loopback in this
+One store seed and N buyers (N = 5, 10, 20, 50), every one a peer of our engine on loopback in this
 process, with our tracker (memory policy and sink). Buyer k starts (k - 1) * gap s in, announces
 with its passkey, downloads while paying receipts to whoever served it, then keeps seeding and
 hands the receipts it earns to the tracker. The receipts the tracker credited go through the
 settlement rule of `backend/settlement.py` (floor(P * b / L), the unearned rest to the store).
-Each N runs three times on the same content and schedule: the store seed as the store runs it
-(`backend.store_seed.seed_config`: the adaptive seed of `tracker.peer.seedpolicy`, "ours"),
-super-seeding throughout (BEP 16 alone) and serving everyone at full speed ("peer", the
-baseline). Per run: the store's share of all upload, the time until every buyer is done and the
-median buyer's download time (its arrival to its last piece). The plot goes to
-bench/results/swarm.png.
+Each N runs three ways on the same content and schedule, `--repeat` times each: the store seed
+as the store runs it (`backend.store_seed.seed_config`: the adaptive seed of
+`tracker.peer.seedpolicy`, "ours"), super-seeding throughout (BEP 16 alone) and serving everyone
+at full speed ("peer", the baseline). Per way: the store's share of all upload and the time until
+every buyer is done (medians of the runs), and the median buyer's download time (its arrival to
+its last piece) over every buyer of every run. All peers share this one process, so a buyer's
+fifth of a second moves with the machine's scheduling: use --repeat 5 or more to compare times.
+The plot goes to bench/results/swarm.png.
 
     python bench/swarm.py [--size-mib 16] [--buyers 5,10,20,50] [--gap 0.5] [--price 0.01]
                           [--discount 20] [--fee 20] [--repeat 1] [--utp]
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -429,18 +432,31 @@ def plot(path: Path, sizes: list[int], results: dict[int, dict[str, Runs]], titl
     plt.close(fig)
 
 
+def run_order(repeat: int) -> tuple[str, ...]:
+    """The modes in the order repeat number `repeat` runs them: rotated, so that each goes first as
+    often as the others (with a fixed order the first of each round was slower, whatever it was)."""
+    shift = repeat % len(MODES)
+    return MODES[shift:] + MODES[:shift]
+
+
 async def run_all(
     args: argparse.Namespace, work: Path, meta: Metainfo, terms: Terms
 ) -> dict[int, dict[str, Runs]]:
-    """Every size and mode, `args.repeat` times (the modes interleaved, so that a change in the
-    machine's load falls on all three)."""
+    """Every size and mode, `args.repeat` times, after one run whose figures are dropped (the
+    first swarm of the process loads code and warms caches). The modes are interleaved, so that a
+    change in the machine's load falls on all three, in rotating order."""
     results: dict[int, dict[str, Runs]] = {}
+    warm_up = work / "warm-up"
+    warm_up.mkdir()
+    await run_swarm(meta, work / "content", warm_up, min(args.sizes), args.gap, "full", terms, args.utp)
+    shutil.rmtree(warm_up, ignore_errors=True)
     for buyers in args.sizes:
         runs: dict[str, list[Outcome]] = {mode: [] for mode in MODES}
         for repeat in range(args.repeat):
-            for mode in MODES:
+            for mode in run_order(repeat):
                 folder = work / f"n{buyers}-{mode}-{repeat}"
                 folder.mkdir()
+                gc.collect()  # not in the middle of the next swarm
                 outcome = await run_swarm(
                     meta, work / "content", folder, buyers, args.gap, mode, terms, args.utp
                 )

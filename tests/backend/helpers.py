@@ -13,7 +13,7 @@ from backend.chain import ZERO_ADDRESS, load_abi
 from backend.db import Database
 from backend.models import IndexerCursor, Product, Purchase
 from backend.settings import Settings, load_settings, public_test_account
-from dev.devnet import Anvil, Deployed
+from dev.devnet import Anvil, Deployed, deploy_contract
 from tracker.receipts import Domain, Receipt, SignedReceipt, sign_receipt
 
 
@@ -38,6 +38,7 @@ class Market:
         self.contract: Contract = self.w3.eth.contract(address=deployed.address, abi=load_abi(manifest))
         self.accounts = anvil.accounts
         self.domain = Domain(31337, bytes.fromhex(deployed.address[2:]))
+        self.manifest = manifest
 
     def transact(self, sender: str, function: str, *args: Any, value: int = 0) -> Any:
         """Send a transaction and wait for its receipt; fails the test on a revert."""
@@ -68,6 +69,28 @@ class Market:
         product = self.contract.functions.product(product_id).call()
         token, version, price = product[4], product[5], product[6]
         self.transact(buyer, "purchase", product_id, token, price, version, value=price)
+        purchase_id: int = self.contract.functions.purchaseOf(product_id, buyer).call()
+        return purchase_id
+
+    def add_token(self, name: str) -> str:
+        """Deploy an ERC-20 (the mintable TestToken) and allow it as payment; its address."""
+        address, _ = deploy_contract(self.w3, self.manifest, "TestToken", self.accounts[0], name, name)
+        self.transact(self.deployed.owner, "setTokenAllowed", address, True)
+        return address
+
+    def token(self, address: str) -> Contract:
+        """The TestToken at `address`."""
+        return self.w3.eth.contract(address=address, abi=load_abi(self.manifest, "TestToken"))
+
+    def buy_in_token(self, buyer: str, product_id: int) -> int:
+        """Buy a product priced in an ERC-20: mint the price to the buyer, approve, purchase; the
+        purchase id."""
+        product = self.contract.functions.product(product_id).call()
+        token, version, price = product[4], product[5], product[6]
+        functions = self.token(token).functions
+        for call in (functions.mint(buyer, price), functions.approve(self.deployed.address, price)):
+            self.w3.eth.wait_for_transaction_receipt(call.transact({"from": buyer}))
+        self.transact(buyer, "purchase", product_id, token, price, version)
         purchase_id: int = self.contract.functions.purchaseOf(product_id, buyer).call()
         return purchase_id
 

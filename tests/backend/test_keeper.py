@@ -311,3 +311,41 @@ def test_a_leaf_held_back_by_fees_is_weighed_again_without_waiting_for_a_new_roo
     keeper.rules, keeper.recheck_at = patient, time.time()  # fees fell; the recheck is due
     assert keeper.step().status == "sent"
     assert paid_events(market) == [(market.accounts[3], POOL, KEEPER)]
+
+
+def test_the_keeper_pays_the_erc20_it_is_told_to_and_leaves_another_to_be_claimed(
+    sqlite_settings: Settings, market: Market
+) -> None:
+    paid, manual = market.add_token("AUTO"), market.add_token("MANUAL")
+    price = 10**20
+    settings = {**sqlite_settings.model_dump(), "keeper_token_thresholds": {paid: price // 100}}
+    store = Services.open(load_settings(**settings))
+    try:
+        fund_keeper(market)
+        keeper = store.keeper()
+        assert keeper is not None
+        seller, seeder = market.accounts[1], market.accounts[3]
+        for token, buyer in ((paid, 2), (manual, 4)):
+            product_id, _ = market.list_product(seller, size=SIZE, price=price, token=token)
+            purchase = market.buy_in_token(market.accounts[buyer], product_id)
+            store.indexer().sync()
+            receipt = signed_receipt(market.domain, purchase, seeder, SIZE, key(buyer))
+            assert store.sink().store_now([store.verifier().verify(receipt)])[0].status == "accepted"
+        assert store.oracle().step(force=True).status == "posted"
+
+        sent = keeper.step()
+        assert (sent.status, sent.batches, sent.payees) == ("sent", 1, 1)
+        pool = seeder_pool(price)
+        assert market.token(paid).functions.balanceOf(seeder).call() == pool
+        assert market.token(manual).functions.balanceOf(seeder).call() == 0
+        assert int(market.contract.functions.claimed(seeder, paid).call()) == pool
+        assert keeper.step().status == "idle" and paid_events(market) != []
+
+        with store.db.reader() as session:
+            _, tokens = rewards_of(session, store.chain, seeder)
+            states = auto_payouts(session, store.chain, store.settings, seeder, tokens, keeper=True)
+        states = {token.lower(): state for token, state in states.items()}
+        assert states[manual.lower()].state == AutoPay.MANUAL  # the seeder is told to claim it
+        assert (states[paid.lower()].state, states[paid.lower()].paid_amount) == (AutoPay.NOTHING, pool)
+    finally:
+        store.close()

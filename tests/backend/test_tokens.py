@@ -2,48 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy import select
 
-from backend.chain import ZERO_ADDRESS, load_abi
+from backend.chain import ZERO_ADDRESS
 from backend.epochs import proof_for
 from backend.models import Epoch, EpochLeaf
 from backend.services import Services
-from dev.devnet import deploy_contract
 from tests.backend.helpers import Market, key, seeder_pool, signed_receipt
 
 SIZE = 1_000_000
 PRICE = 10**20
 
 
-def _token(market: Market, manifest: Path, name: str) -> str:
-    address, _ = deploy_contract(market.w3, manifest, "TestToken", market.accounts[0], name, name)
-    market.transact(market.deployed.owner, "setTokenAllowed", address, True)
-    return address
-
-
-def _buy_with(market: Market, manifest: Path, token: str, buyer: str, product_id: int) -> int:
-    erc20 = market.w3.eth.contract(address=token, abi=load_abi(manifest, "TestToken"))
-    for call in (erc20.functions.mint(buyer, PRICE), erc20.functions.approve(market.deployed.address, PRICE)):
-        market.w3.eth.wait_for_transaction_receipt(call.transact({"from": buyer}))
-    market.transact(buyer, "purchase", product_id, token, PRICE, 1)
-    purchase: int = market.contract.functions.purchaseOf(product_id, buyer).call()
-    return purchase
-
-
-def test_roots_list_every_funded_token_and_claims_pay_in_each(
-    sqlite_store: Services, market: Market, manifest: Path
-) -> None:
-    tokens = sorted((_token(market, manifest, "AAA"), _token(market, manifest, "BBB")), key=str.lower)
+def test_roots_list_every_funded_token_and_claims_pay_in_each(sqlite_store: Services, market: Market) -> None:
+    tokens = sorted((market.add_token("AAA"), market.add_token("BBB")), key=str.lower)
     seller, seeder = market.accounts[1], market.accounts[3]
     eth_product, _ = market.list_product(seller, size=SIZE)
     token_products = [market.list_product(seller, size=SIZE, price=PRICE, token=t)[0] for t in tokens]
     eth_purchase = market.buy(market.accounts[2], eth_product)
-    paid = _buy_with(market, manifest, tokens[0], market.accounts[2], token_products[0])
+    paid = market.buy_in_token(market.accounts[2], token_products[0])
     sqlite_store.indexer().sync()
     # Funded after the indexer's last look: the oracle must still list it (the contract insists).
-    _buy_with(market, manifest, tokens[1], market.accounts[4], token_products[1])
+    market.buy_in_token(market.accounts[4], token_products[1])
     receipts = [
         signed_receipt(market.domain, eth_purchase, seeder, SIZE // 2, key(2)),
         signed_receipt(market.domain, paid, seeder, SIZE, key(2)),
@@ -74,5 +54,4 @@ def test_roots_list_every_funded_token_and_claims_pay_in_each(
         assert proof is not None
         market.transact(market.accounts[8], "claim", seeder, market.w3.to_checksum_address(proof.token),
                         proof.cumulative_amount, proof.proof)  # fmt: skip
-    erc20 = market.w3.eth.contract(address=tokens[0], abi=load_abi(manifest, "TestToken"))
-    assert erc20.functions.balanceOf(seeder).call() == pool
+    assert market.token(tokens[0]).functions.balanceOf(seeder).call() == pool
