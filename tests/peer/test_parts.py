@@ -93,6 +93,16 @@ def test_released_blocks_go_to_other_peers_and_end_game_duplicates_the_rest():
     assert again == [(0, 0, BLOCK_SIZE)]
 
 
+def test_end_game_duplicates_only_for_a_peer_that_ran_dry_newest_pieces_first_twice_at_most():
+    picker = _picker(count=3, size=BLOCK_SIZE)  # three pieces of one block
+    first = picker.pick("a", None, 3, [])  # a asks for everything, in its own order
+    assert picker.in_endgame
+    assert picker.pick("b", None, 3, [], in_flight=1) == []  # b still waits for its own: nothing
+    assert picker.pick("b", None, 1, []) == [first[-1]]  # the newest piece: last in a's queue
+    assert picker.pick("c", None, 3, []) == [first[1], first[0]]  # first[-1] has two requesters
+    assert picker.pick("d", None, 3, []) == []
+
+
 def test_a_piece_that_fails_its_hash_is_downloaded_again():
     picker = _picker(count=1, size=BLOCK_SIZE)
     (block,) = picker.pick("a", None, 1, [])

@@ -174,7 +174,8 @@ class Downloads:
         room = down.pipeline - len(outstanding)
         if room <= 0 or (outstanding and room < down.pipeline // 4):
             return  # refill in batches, not one request per block
-        blocks = picker.pick(conn, None if conn.is_seed else conn.flags, room, down.own_pieces)
+        flags = None if conn.is_seed else conn.flags
+        blocks = picker.pick(conn, flags, room, down.own_pieces, len(outstanding))
         if not blocks:
             return
         for index, begin, length in blocks:
@@ -233,6 +234,7 @@ class Downloads:
                 and other.down.outstanding.pop(index << 32 | begin, None) is not None
             ):
                 other.send(wire.cancel(index, begin, length))
+                self.request_more(other)  # it may have run dry: end-game gives it another block
 
     def _verify(self, progress: PieceProgress) -> None:
         loop = asyncio.get_running_loop()
