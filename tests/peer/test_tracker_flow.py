@@ -194,7 +194,7 @@ def test_a_seeder_killed_after_serving_submits_every_journaled_receipt_after_res
             journal = ReceiptJournal(journal_path)
             async with Session(host="127.0.0.1", journal=journal) as session:
                 assert session.journal is not None
-                submitter = Submitter(session.journal, f"http://127.0.0.1:{server.port}")
+                submitter = Submitter(session.journal, f"http://127.0.0.1:{server.port}", session.http)
                 assert await submitter.submit_pending() == 1
                 assert journal.pending(10) == []
             return sink.credited

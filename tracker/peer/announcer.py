@@ -27,7 +27,6 @@ MIN_INTERVAL = 30  # never announce more often, whatever a tracker says
 DEFAULT_INTERVAL = 1800
 RETRY_START = 15.0
 RETRY_MAX = 900.0
-REQUEST_TIMEOUT = 30.0
 STOPPED_TIMEOUT = 2.0  # a goodbye announce must not hold up shutting down
 MAX_RESPONSE_BYTES = 1024 * 1024
 MAX_PEERS_PER_RESPONSE = 200
@@ -107,7 +106,7 @@ def parse_response(body: bytes) -> AnnounceResponse:
 class Announcer:
     """Keeps one torrent announced to its tracker and connects to the peers it hands out."""
 
-    def __init__(self, session: Session, torrent: Torrent, url: str, client: httpx.AsyncClient | None = None):
+    def __init__(self, session: Session, torrent: Torrent, url: str, client: httpx.AsyncClient):
         self.session = session
         self.torrent = torrent
         self.url = url
@@ -136,14 +135,10 @@ class Announcer:
     async def announce(self, event: str | None = None) -> AnnounceResponse:
         """One announce; raises AnnounceError."""
         separator = "&" if "?" in self.url else "?"
-        client = self._client or httpx.AsyncClient(timeout=REQUEST_TIMEOUT)
         try:
-            response = await client.get(self.url + separator + self._query(event))
+            response = await self._client.get(self.url + separator + self._query(event))
         except httpx.HTTPError as exc:
             raise AnnounceError(f"cannot reach the tracker: {exc}") from exc
-        finally:
-            if self._client is None:
-                await client.aclose()
         return parse_response(response.content)
 
     def completed(self) -> None:

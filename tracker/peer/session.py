@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from tracker.metainfo import Metainfo
-from tracker.peer.announcer import REQUEST_TIMEOUT, Announcer
+from tracker.peer.announcer import Announcer
 from tracker.peer.connection import PeerConnection
 from tracker.peer.errors import PeerError, StorageError
 from tracker.peer.journal import AsyncJournal, ReceiptJournal
@@ -48,6 +48,7 @@ MAX_SESSION_CONNECTIONS = 500  # across all torrents; more are refused at once
 HANDSHAKE_TIMEOUT = 10.0  # seconds a connection may take to complete its handshake
 UTP_HEAD_START = 0.5  # seconds µTP has to connect before TCP is tried as well
 LISTEN_ATTEMPTS = 20  # tries for a free port number that is free for both TCP and UDP
+TRACKER_TIMEOUT = 30.0  # seconds for an announce or a receipt submission
 
 
 def new_peer_id() -> bytes:
@@ -239,7 +240,7 @@ class Session:
         context when created (~25 ms of CPU, which a client per request paid each time, stalling
         every transfer of the session), and keeps the tracker's connection alive between requests."""
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=REQUEST_TIMEOUT)
+            self._http = httpx.AsyncClient(timeout=TRACKER_TIMEOUT)
         return self._http
 
     def announce(self, torrent: Torrent, url: str) -> Announcer:

@@ -30,7 +30,6 @@ SUBMIT_DELAY = 2.0  # seconds to gather receipts before posting
 RESUBMIT_INTERVAL = 60.0  # look for pending receipts this often even without news
 BACKOFF_START = 1.0
 BACKOFF_MAX = 300.0
-REQUEST_TIMEOUT = 30.0
 SETTLED_STATUSES = ("accepted", "clipped", "rejected")
 RETRYABLE_REASONS = frozenset({"unknown-purchase"})  # the store may index the purchase later
 RETRY_LATER_SECONDS = 300.0
@@ -91,7 +90,7 @@ class Submitter:
         self,
         journal: AsyncJournal,
         url: str,
-        client: httpx.AsyncClient | None = None,
+        client: httpx.AsyncClient,
         on_rejected: AnswerHook | None = None,
         on_accepted: AnswerHook | None = None,
     ) -> None:
@@ -116,25 +115,20 @@ class Submitter:
     async def submit_pending(self) -> int:
         """Post everything pending now; returns how many receipts were settled. Raises SubmitError."""
         settled = 0
-        client = self._client or httpx.AsyncClient(timeout=REQUEST_TIMEOUT)
-        try:
-            while batch := await self._batch():
-                body = bencodepy.encode({"receipts": [to_message(signed) for signed in batch]})
-                try:
-                    response = await client.post(self.url, content=body)
-                except httpx.HTTPError as exc:
-                    raise SubmitError(f"cannot reach the tracker at {self.url}: {exc}") from exc
-                try:
-                    document = bencodepy.decode(response.content)
-                except (bencodepy.BencodeDecodeError, ValueError, TypeError):
-                    raise SubmitError(
-                        f"the tracker answered HTTP {response.status_code} with no bencoding"
-                    ) from None
-                settled += await self._record(parse_answers(batch, document))
-            return settled
-        finally:
-            if self._client is None:
-                await client.aclose()
+        while batch := await self._batch():
+            body = bencodepy.encode({"receipts": [to_message(signed) for signed in batch]})
+            try:
+                response = await self._client.post(self.url, content=body)
+            except httpx.HTTPError as exc:
+                raise SubmitError(f"cannot reach the tracker at {self.url}: {exc}") from exc
+            try:
+                document = bencodepy.decode(response.content)
+            except (bencodepy.BencodeDecodeError, ValueError, TypeError):
+                raise SubmitError(
+                    f"the tracker answered HTTP {response.status_code} with no bencoding"
+                ) from None
+            settled += await self._record(parse_answers(batch, document))
+        return settled
 
     async def _record(self, answers: list[Answer]) -> int:
         settlements = []
