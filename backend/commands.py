@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from backend.errors import AuditError, ConfigError
+from tracker.heap import freeze_imported
 
 if TYPE_CHECKING:
     from backend.chain import Chain
@@ -56,6 +57,7 @@ def serve(
     settings = _settings(api_host=host, api_port=port)
     import asyncio  # noqa: PLC0415 - not needed for `--help`
 
+    freeze_imported()
     asyncio.run(
         runner.serve(settings, tracker=tracker, indexer=indexer, oracle=oracle, seed=seed, keeper=keeper)
     )
@@ -68,6 +70,7 @@ def store_seed() -> None:
     _logging()
     import asyncio  # noqa: PLC0415 - not needed for `--help`
 
+    freeze_imported()
     asyncio.run(runner.run_store_seed(_settings()))
 
 
@@ -78,6 +81,7 @@ def tracker(host: Host = None, port: Port = None) -> None:
     _logging()
     import asyncio  # noqa: PLC0415 - not needed for `--help`
 
+    freeze_imported()
     asyncio.run(runner.run_tracker(_settings(tracker_host=host, tracker_port=port)))
 
 

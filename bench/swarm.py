@@ -52,6 +52,7 @@ from backend.settings import Settings, load_settings  # noqa: E402
 from backend.settlement import PurchaseTerms, settle  # noqa: E402
 from backend.store_seed import seed_config, upload_limit  # noqa: E402
 from bench.download import DOMAIN, make_file  # noqa: E402
+from tracker.heap import freeze_imported  # noqa: E402
 from tracker.metainfo import Metainfo, create_torrent, parse_metainfo  # noqa: E402
 from tracker.peer.announcer import Announcer  # noqa: E402
 from tracker.peer.credit import ReceiptSigner  # noqa: E402
@@ -442,15 +443,18 @@ def run_order(repeat: int) -> tuple[str, ...]:
 async def run_all(
     args: argparse.Namespace, work: Path, meta: Metainfo, terms: Terms
 ) -> dict[int, dict[str, Runs]]:
-    """Every size and mode, `args.repeat` times, after one run whose figures are dropped (the
-    first swarm of the process loads code and warms caches). The modes are interleaved, so that a
-    change in the machine's load falls on all three, in rotating order."""
+    """Every size and mode, `args.repeat` times, after one run of that size whose figures are
+    dropped: the first swarm after a warm-up of another size was the slowest of its round whatever
+    its mode (six 20-buyer experiments), and with rotating orders one mode went first more often.
+    The modes are interleaved, so that a change in the machine's load falls on all three."""
     results: dict[int, dict[str, Runs]] = {}
-    warm_up = work / "warm-up"
-    warm_up.mkdir()
-    await run_swarm(meta, work / "content", warm_up, min(args.sizes), args.gap, "full", terms, args.utp)
-    shutil.rmtree(warm_up, ignore_errors=True)
     for buyers in args.sizes:
+        warm_up = work / f"n{buyers}-warm-up"
+        warm_up.mkdir()
+        await run_swarm(meta, work / "content", warm_up, buyers, args.gap, "full", terms, args.utp)
+        shutil.rmtree(warm_up, ignore_errors=True)
+        if buyers == args.sizes[0]:
+            freeze_imported()  # as the store's and the buyers' processes do once started
         runs: dict[str, list[Outcome]] = {mode: [] for mode in MODES}
         for repeat in range(args.repeat):
             for mode in run_order(repeat):

@@ -35,6 +35,7 @@ from client.options import (
     StoreOption,
 )
 from client.output import console
+from tracker.heap import run_frozen
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -191,7 +192,6 @@ def seed(
         # The event loop and the live table are loaded here, not when the CLI starts (`--help`).
         import asyncio  # noqa: PLC0415
 
-        import uvloop  # noqa: PLC0415
         from rich.live import Live  # noqa: PLC0415
 
         async def run() -> None:
@@ -236,7 +236,7 @@ def seed(
 
         sent = [0, 0]  # bytes uploaded this run, products seeded: for the line Ctrl-C leaves
         with contextlib.suppress(KeyboardInterrupt):
-            uvloop.run(run())
+            run_frozen(run())
     if as_json:
         by_torrent.json_line({"event": "stopped", "uploaded": sent[0], "products": sent[1]})
     else:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
-import uvloop
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -30,6 +29,7 @@ from client.commands.wallet import unlock
 from client.errors import ClientError
 from client.library import journal_path, ledger_path
 from client.output import console
+from tracker.heap import run_frozen
 from tracker.metainfo import Metainfo, parse_metainfo
 from tracker.peer.announcer import Announcer
 from tracker.peer.choker import PlainPeers
@@ -162,7 +162,7 @@ def run_download(
             return torrent
 
     try:
-        torrent = uvloop.run(run())
+        torrent = run_frozen(run())
     except KeyboardInterrupt:
         _interrupted(watch, out, as_json)
         raise typer.Exit(130) from None
@@ -366,4 +366,4 @@ def seed_torrent(
                 raise torrent.error
 
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(run())
+        run_frozen(run())

@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 
 from tests.peer.conftest import DOMAIN, make_content, new_wallet, run, signer_for
+from tests.peer.rawpeer import RawPeer
+from tracker.peer import wire
 from tracker.peer.journal import ReceiptJournal
 from tracker.peer.ratelimit import TokenBucket
 from tracker.peer.session import Session
@@ -86,3 +88,68 @@ def test_a_restarted_download_resumes_from_disk_and_keeps_paying_where_it_left_o
 
     run(scenario())
     assert content.digest_in(tmp_path / "leech") == content.digest_in(content.folder)
+
+
+def test_a_leecher_tells_other_peers_of_its_new_pieces_in_batches_each_piece_once(tmp_path):
+    # 96 pieces of 16 KiB at 2 MiB/s: ~0.75 s of download, a new piece every ~8 ms. One observer
+    # is there from the start, the other joins halfway: its bitfield and the haves after it
+    # must name each piece once.
+    content = make_content(tmp_path, sizes=(96 * 16384,), piece_length=16384)
+    count = content.meta.piece_count
+
+    async def observe(peer: RawPeer, heard: list[int], done: asyncio.Event) -> None:
+        while not done.is_set():
+            message = await peer.read(timeout=5)
+            if message is None:
+                return
+            msg_id, payload = message
+            if msg_id == wire.BITFIELD:
+                flags = wire.unpack_bits(payload, count)
+                heard.extend(index for index, flag in enumerate(flags) if flag)
+            elif msg_id == wire.HAVE:
+                heard.append(int.from_bytes(payload, "big"))
+            if len(heard) == count:
+                return
+
+    async def scenario() -> tuple[list[int], list[int], int]:
+        limit = TokenBucket(rate=2 * 2**20, burst=64 * 1024)
+        async with (
+            Session(host="127.0.0.1", upload_limit=limit) as seed,
+            Session(host="127.0.0.1") as leech,
+        ):
+            await seed.add_torrent(content.meta, content.folder, writable=False)
+            torrent = await leech.add_torrent(content.meta, tmp_path / "leech")
+            writes = [0]
+            first, second = await RawPeer.connect(leech.port), None
+            await first.handshake(content.meta.info_hash, b"-XX0000-observer0001")
+            while not torrent.connections:
+                await asyncio.sleep(0.01)
+            (watched,) = torrent.connections
+            send = watched.send
+
+            def counted(data: bytes) -> None:
+                writes[0] += data[4] == wire.HAVE  # a write that starts with a have
+                send(data)
+
+            watched.send = counted  # type: ignore[method-assign]
+            done = asyncio.Event()
+            heard_first: list[int] = []
+            heard_second: list[int] = []
+            reading = [asyncio.create_task(observe(first, heard_first, done))]
+            assert await leech.connect(torrent, "127.0.0.1", seed.port)
+            while torrent.downloaded < content.meta.total_length // 2:
+                await asyncio.sleep(0.01)
+            second = await RawPeer.connect(leech.port)
+            await second.handshake(content.meta.info_hash, b"-XX0000-observer0002")
+            reading.append(asyncio.create_task(observe(second, heard_second, done)))
+            await torrent.completed.wait()
+            await asyncio.wait_for(asyncio.gather(*reading), 10)
+            done.set()
+            first.close()
+            second.close()
+            return heard_first, heard_second, writes[0]
+
+    heard_first, heard_second, writes = run(scenario())
+    assert sorted(heard_first) == list(range(count))  # every piece, none twice
+    assert sorted(heard_second) == list(range(count))  # bitfield and haves overlap nowhere
+    assert writes <= count // 3  # batched: a write per piece was 96

@@ -153,6 +153,7 @@ class Torrent:
                 conn.send(wire.bitfield(wire.pack_bits(self.have)))
         elif any(self.have) and not hide:
             conn.send(wire.bitfield(wire.pack_bits(self.have)))
+        self.downloads.attached(conn)
         if conn.handshake.supports_extensions:
             purchase = self.config.signer.purchase_id if self.config.signer and not self.complete else None
             payload = encode_handshake(
@@ -234,6 +235,7 @@ class Torrent:
         """The session is closing: finish pieces being written and keep what must survive a restart."""
         if self.downloads.verifying:
             await asyncio.gather(*self.downloads.verifying, return_exceptions=True)
+        self.downloads.announce_haves()
         if self.leecher is not None:
             self._save_ledger()
 
