@@ -15,7 +15,7 @@ from tracker.peer.extension import (
     encode_need,
     encode_receipt,
 )
-from tracker.peer.picker import BLOCK_SIZE, PiecePicker
+from tracker.peer.picker import BLOCK_SIZE, FEW_CANDIDATES, PiecePicker
 from tracker.peer.storage import Storage
 
 
@@ -101,6 +101,37 @@ def test_end_game_duplicates_only_for_a_peer_that_ran_dry_newest_pieces_first_tw
     assert picker.pick("b", None, 1, []) == [first[-1]]  # the newest piece: last in a's queue
     assert picker.pick("c", None, 3, []) == [first[1], first[0]]  # first[-1] has two requesters
     assert picker.pick("d", None, 3, []) == []
+
+
+def test_rarest_first_holds_for_peers_with_few_and_with_many_new_pieces():
+    # 400 one-block pieces: a leecher with a handful of them is served from its own pieces, one
+    # with most of them from the buckets (FEW_CANDIDATES); both get the rarest they have, and a
+    # peer whose every piece is started or had gets nothing, a failed piece being startable again.
+    count = 400
+    picker = PiecePicker([BLOCK_SIZE] * count, bytearray(count), max_pending=count, seed=7)
+    few = bytearray(count)
+    for index in (3, 150, 151, 399):
+        few[index] = 1
+    many = bytearray([1]) * count
+    many[10] = 0
+    for flags in (few, many, many):
+        picker.add_peer(flags)  # pieces 3, 150, 151, 399: three copies; 10: none; the rest two
+    picker.add_peer(bytearray(count))
+    rare = bytearray(count)
+    rare[200] = rare[201] = 1
+    picker.add_peer(rare)  # pieces 200 and 201: three copies, like few's
+    assert few.count(1) <= FEW_CANDIDATES < many.count(1)  # both ways of finding the rarest
+    first = {index for index, _, _ in picker.pick("many", many, 3, [])}
+    assert first.isdisjoint({3, 150, 151, 399, 200, 201, 10})  # two copies before three
+    got = sorted(index for index, _, _ in picker.pick("few", few, 10, []))
+    assert got == [3, 150, 151, 399]  # all it has, and nothing it lacks
+    assert picker.pick("few", few, 10, []) == []  # nothing left to start, and not end-game
+    (index, begin, length) = picker.pick("other", bytearray([1]) * count, 1, [])[0]
+    picker.received(index, begin, memoryview(bytes(length)), "other")
+    picker.finished(index, good=False)
+    one = bytearray(count)
+    one[index] = 1
+    assert picker.pick("again", one, 1, []) == [(index, 0, BLOCK_SIZE)]
 
 
 def test_a_piece_that_fails_its_hash_is_downloaded_again():

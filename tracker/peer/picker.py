@@ -11,10 +11,13 @@ lets idle peers duplicate outstanding requests.
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 
 BLOCK_SIZE = 16 * 1024
 ENDGAME_DUPLICATES = 1  # extra peers that may request the same block in end-game
+# A peer with at most this many pieces nobody started has its rarest one found from its own
+# pieces; with more, the buckets are scanned (it holds one of the first few almost surely)
+FEW_CANDIDATES = 64
 
 FREE = 0
 REQUESTED = 1
@@ -57,6 +60,14 @@ class PieceProgress:
         self.received = 0
 
 
+def _ones(flags: bytes) -> Iterator[int]:
+    """The indexes of the 1 bytes in `flags` (one byte per piece)."""
+    index = flags.find(1)
+    while index >= 0:
+        yield index
+        index = flags.find(1, index + 1)
+
+
 class PiecePicker:
     """Block selection for one torrent."""
 
@@ -75,6 +86,7 @@ class PiecePicker:
         self.availability = [0] * count
         self.seeds = 0
         self._buckets: dict[int, set[int]] = {0: {self._rank[i] for i in range(count) if not have[i]}}
+        self._open = bytearray(0 if flag else 1 for flag in have)  # 1: not started (in a bucket)
         self.pending: dict[int, PieceProgress] = {}
         self.missing = count - sum(have)
 
@@ -137,18 +149,43 @@ class PiecePicker:
         """Begin the rarest piece `peer` has (None if it has nothing new or memory is full)."""
         if len(self.pending) >= self.max_pending:
             return None
+        if flags is None:
+            piece = self._rarest(None)
+        else:
+            # The pieces it has that nobody started, at C speed (one byte per piece, 0 or 1). A
+            # peer with none cost a scan of every unstarted piece in Python, and in a swarm of
+            # leechers most picks end with one: 0.4 ms each with 4,096 pieces.
+            width = len(flags)
+            mask = int.from_bytes(flags, "big") & int.from_bytes(self._open, "big")
+            if not mask:
+                return None
+            if mask.bit_count() > FEW_CANDIDATES:
+                piece = self._rarest(flags)
+            else:
+                candidates = mask.to_bytes(width, "big")
+                piece = min(
+                    _ones(candidates), key=lambda index: (self.availability[index], self._rank[index])
+                )
+        if piece is None:
+            return None
+        rank, availability = self._rank[piece], self.availability[piece]
+        bucket = self._buckets[availability]
+        bucket.discard(rank)
+        if not bucket:
+            del self._buckets[availability]
+        self._open[piece] = 0
+        progress = PieceProgress(piece, self.piece_sizes[piece], peer)
+        self.pending[piece] = progress
+        return progress
+
+    def _rarest(self, flags: bytearray | None) -> int | None:
+        """The first piece of the lowest availability that `flags` has (None: a seed)."""
         piece_at = self._piece_at
         for availability in sorted(self._buckets):
-            bucket = self._buckets[availability]
-            for rank in bucket:
+            for rank in self._buckets[availability]:
                 piece = piece_at[rank]
                 if flags is None or flags[piece]:
-                    bucket.discard(rank)
-                    if not bucket:
-                        del self._buckets[availability]
-                    progress = PieceProgress(piece, self.piece_sizes[piece], peer)
-                    self.pending[piece] = progress
-                    return progress
+                    return piece
         return None
 
     def pick(
@@ -267,6 +304,7 @@ class PiecePicker:
         progress.reset()
         del self.pending[piece]
         self._buckets.setdefault(self.availability[piece], set()).add(self._rank[piece])
+        self._open[piece] = 1
 
     def other_requesters(self, progress: PieceProgress, begin: int, peer: Hashable) -> list[Hashable]:
         """Peers besides `peer` that still have this block requested (to cancel in end-game)."""
