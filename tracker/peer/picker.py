@@ -15,8 +15,8 @@ from collections.abc import Hashable, Iterator
 
 BLOCK_SIZE = 16 * 1024
 ENDGAME_DUPLICATES = 1  # extra peers that may request the same block in end-game
-# A peer with at most this many pieces nobody started has its rarest one found from its own
-# pieces; with more, the buckets are scanned (it holds one of the first few almost surely)
+# A peer with at most this many pieces nobody started has its rarest one found among them; with
+# more, the bucket walk meets one of them within a few dozen steps
 FEW_CANDIDATES = 64
 
 FREE = 0
