@@ -152,4 +152,4 @@ def test_a_leecher_tells_other_peers_of_its_new_pieces_in_batches_each_piece_onc
     heard_first, heard_second, writes = run(scenario())
     assert sorted(heard_first) == list(range(count))  # every piece, none twice
     assert sorted(heard_second) == list(range(count))  # bitfield and haves overlap nowhere
-    assert writes <= count // 3  # batched: a write per piece was 96
+    assert writes < count // 2  # batched (~16 at this rate): a write per piece was 96
