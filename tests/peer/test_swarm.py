@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 
 from tests.peer.conftest import DOMAIN, make_content, new_wallet, run, signer_for
 from tests.peer.rawpeer import RawPeer
 from tracker.peer import wire
+from tracker.peer.errors import StorageError
 from tracker.peer.journal import ReceiptJournal
 from tracker.peer.ratelimit import TokenBucket
 from tracker.peer.session import Session
-from tracker.peer.torrent import TorrentConfig
+from tracker.peer.torrent import Torrent, TorrentConfig
 from tracker.receipts import ReceiptVerifier
 
 
@@ -153,3 +155,38 @@ def test_a_leecher_tells_other_peers_of_its_new_pieces_in_batches_each_piece_onc
     assert sorted(heard_first) == list(range(count))  # every piece, none twice
     assert sorted(heard_second) == list(range(count))  # bitfield and haves overlap nowhere
     assert writes < count // 2  # batched (~16 at this rate): a write per piece was 96
+
+
+def test_a_full_disk_stops_the_download_with_its_error_and_the_seed_serves_on(tmp_path):
+    # A real full disk: a 256 KiB tmpfs under a 1.5 MiB download. The pieces that do not fit fail
+    # on the disk thread, between others that were written; the first failure stops the torrent.
+    content = make_content(tmp_path, sizes=(96 * 16384,), piece_length=16384)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
+    try:
+
+        async def scenario() -> Torrent:
+            async with Session(host="127.0.0.1") as seed, Session(host="127.0.0.1") as leech:
+                await seed.add_torrent(content.meta, content.folder, writable=False)
+                torrent = await leech.add_torrent(content.meta, small / "leech")
+                assert await leech.connect(torrent, "127.0.0.1", seed.port)
+                await asyncio.wait_for(torrent.completed.wait(), 30)
+                assert not torrent.connections  # every peer dropped: the torrent stopped
+                await _download_from(seed, content, tmp_path / "other")  # the seed serves on
+                return torrent
+
+        torrent = run(scenario())
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert isinstance(torrent.error, StorageError)
+    assert "No space left on device" in str(torrent.error)
+    assert not torrent.complete
+
+
+async def _download_from(seed: Session, content, folder: Path) -> None:
+    async with Session(host="127.0.0.1") as leech:
+        torrent = await leech.add_torrent(content.meta, folder)
+        assert await leech.connect(torrent, "127.0.0.1", seed.port)
+        await asyncio.wait_for(torrent.completed.wait(), 30)
+        assert torrent.error is None

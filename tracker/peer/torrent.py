@@ -233,7 +233,7 @@ class Torrent:
 
     async def stop(self) -> None:
         """The session is closing: finish pieces being written and keep what must survive a restart."""
-        if self.downloads.verifying:
+        while self.downloads.verifying:  # a job that ends may start one for pieces queued meanwhile
             await asyncio.gather(*self.downloads.verifying, return_exceptions=True)
         self.downloads.announce_haves()
         if self.leecher is not None:
