@@ -68,7 +68,7 @@ class Downloads:
     def __init__(self, torrent: Torrent) -> None:
         self.t = torrent
         meta = torrent.meta
-        self.verifying: set[asyncio.Future[None]] = set()  # the disk thread's job, while it runs
+        self.checking: asyncio.Future[None] | None = None  # the disk thread's job, while it runs
         self.queued: deque[PieceProgress] = deque()  # complete pieces waiting for that job
         self.suspects: dict[int, list[tuple[PeerConnection, bytes]]] = {}  # smart-ban evidence
         last = meta.piece_size(meta.piece_count - 1)
@@ -252,14 +252,13 @@ class Downloads:
         the queue: a job per piece cost the loop ~40 µs to hand over (a future, a thread wake-up),
         15 % of a 20-buyer swarm's CPU with 16 KiB pieces."""
         self.queued.append(progress)
-        if not self.verifying:
+        if self.checking is None:
             self._start_checking()
 
     def _start_checking(self) -> None:
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self.t.session.disk, self._check_queued, loop)
-        self.verifying.add(job)
-        job.add_done_callback(self._checking_done)
+        self.checking = loop.run_in_executor(self.t.session.disk, self._check_queued, loop)
+        self.checking.add_done_callback(self._checking_done)
 
     def _check_queued(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the disk thread: check and write queued pieces until none is left; each outcome
@@ -276,7 +275,7 @@ class Downloads:
     def _checking_done(self, job: asyncio.Future[None]) -> None:
         """The job ended (on the loop, after every outcome it sent): start another for pieces
         queued after it looked for the last time."""
-        self.verifying.discard(job)
+        self.checking = None
         if not job.cancelled() and job.exception() is not None:
             log.error("checking pieces of %s failed", self.t.meta.name, exc_info=job.exception())
             self.t.fail(PeerError(f"checking pieces failed: {job.exception()}"))

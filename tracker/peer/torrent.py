@@ -233,8 +233,8 @@ class Torrent:
 
     async def stop(self) -> None:
         """The session is closing: finish pieces being written and keep what must survive a restart."""
-        while self.downloads.verifying:  # a job that ends may start one for pieces queued meanwhile
-            await asyncio.gather(*self.downloads.verifying, return_exceptions=True)
+        while self.downloads.checking is not None:  # an ending job starts one for pieces queued meanwhile
+            await asyncio.wait({self.downloads.checking})
         self.downloads.announce_haves()
         if self.leecher is not None:
             self._save_ledger()
