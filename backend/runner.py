@@ -29,6 +29,12 @@ from tracker.server import TrackerServer, start_tracker
 
 log = logging.getLogger(__name__)
 
+# Seconds the API keeps an idle keep-alive connection open: longer than its clients and proxies
+# keep one (httpx 5 s, nginx's upstream pool 60 s), so that the client, never the store, closes an
+# idle connection. When the store closes it just as a request is sent on it, the kernel answers
+# that request with a reset (ECONNRESET), and an HTTP client does not resend a POST on its own.
+API_KEEP_ALIVE = 75
+
 LEADER_RETRY = 5.0  # seconds between tries to lead, and between checks that we still do
 
 
@@ -123,7 +129,13 @@ async def serve(
         if seed:
             seeding = asyncio.create_task(StoreSeed(services).run(stop_seeding), name="store-seed")
         app = create_app(settings, services=services, stats=stats)
-        config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_config=None)
+        config = uvicorn.Config(
+            app,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_config=None,
+            timeout_keep_alive=API_KEEP_ALIVE,
+        )
         await _ApiServer(config).serve()
     finally:
         stop_seeding.set()

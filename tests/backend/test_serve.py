@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -34,6 +35,18 @@ def _until(check: object, timeout: float = 60.0) -> object:
     raise AssertionError("condition not reached in time")
 
 
+def _health_on(connection: socket.socket) -> bytes:
+    """GET /health on an open keep-alive connection; the status line of the answer."""
+    connection.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = connection.recv(4096)
+        if not chunk:
+            return b"closed by the store"
+        answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
 def _announce(url: str, info_hash: bytes) -> dict[bytes, object]:
     query = f"info_hash={quote_from_bytes(info_hash)}&peer_id={'-SM0001-' + 'x' * 12}&port=6881"
     answer = httpx.get(f"{url}?{query}&uploaded=0&downloaded=0&left=0&compact=1", timeout=5)
@@ -61,6 +74,11 @@ def test_the_whole_store_in_one_process(sqlite_settings: Settings, market: Marke
     process = subprocess.Popen(cli("serve"), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     try:
         wait_http(f"{public}/health")
+        # A client's idle connection is the client's to close (backend/runner.py API_KEEP_ALIVE):
+        # it is still open after longer than httpx keeps one idle (5 s).
+        idle = socket.create_connection(("127.0.0.1", api_port), timeout=10)
+        assert _health_on(idle) == b"HTTP/1.1 200 OK"
+        idle_since = time.monotonic()
         client = httpx.Client(base_url=public, timeout=10)
         torrent, infohash = make_torrent(tmp_path / "content", SIZE)
         product_id, _ = market.list_product(market.accounts[1], size=SIZE, infohash=infohash)
@@ -105,6 +123,10 @@ def test_the_whole_store_in_one_process(sqlite_settings: Settings, market: Marke
         audit = run(cli("verify-epoch", str(number), "--store", public, "--json"), env)
         assert audit.returncode == 0, audit.stdout + audit.stderr
         assert '"ok": true' in audit.stdout
+
+        time.sleep(max(0.0, idle_since + 6 - time.monotonic()))
+        assert _health_on(idle) == b"HTTP/1.1 200 OK"
+        idle.close()
     finally:
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=60)
