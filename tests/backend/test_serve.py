@@ -36,15 +36,23 @@ def _until(check: object, timeout: float = 60.0) -> object:
 
 
 def _health_on(connection: socket.socket) -> bytes:
-    """GET /health on an open keep-alive connection; the status line of the answer."""
+    """GET /health on an open keep-alive connection, read whole; the status line of the answer."""
     connection.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     answer = b""
-    while b"\r\n\r\n" not in answer:
+    while b"\r\n\r\n" not in answer or len(answer) < _answer_length(answer):
         chunk = connection.recv(4096)
         if not chunk:
             return b"closed by the store"
         answer += chunk
     return answer.split(b"\r\n", 1)[0]
+
+
+def _answer_length(answer: bytes) -> int:
+    """The length of an HTTP answer whose head is in `answer`: its head and its Content-Length."""
+    head, _ = answer.split(b"\r\n\r\n", 1)
+    length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    assert length is not None, head
+    return len(head) + 4 + int(length[1])
 
 
 def _announce(url: str, info_hash: bytes) -> dict[bytes, object]:
