@@ -40,10 +40,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import libtorrent as lt  # noqa: E402
-import uvloop  # noqa: E402
 from coincurve import PrivateKey  # noqa: E402
 
 from bench._lib import lt_add_running, lt_settings  # noqa: E402
+from tracker.heap import run_frozen  # noqa: E402
 from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
 from tracker.peer.credit import ReceiptSigner  # noqa: E402
 from tracker.peer.journal import ReceiptJournal  # noqa: E402
@@ -165,7 +165,7 @@ def run_ours(
         profiler = cProfile.Profile() if profile else None
         if profiler:
             profiler.enable()
-        elapsed = uvloop.run(leech(meta, out_dir, int(port_file.read_text()), receipts))
+        elapsed = run_frozen(leech(meta, out_dir, int(port_file.read_text()), receipts))
         if profiler and profile:
             profiler.disable()
             profiler.dump_stats(profile / f"leech-{mode}-{number}.prof")
@@ -252,7 +252,7 @@ def main() -> None:
         profiler = cProfile.Profile() if target else None
         if profiler:
             profiler.enable()
-        uvloop.run(serve(*args.serve))
+        run_frozen(serve(*args.serve))
         if profiler and target:
             profiler.disable()
             profiler.dump_stats(target)

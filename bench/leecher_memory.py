@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import libtorrent as lt  # noqa: E402
-import uvloop  # noqa: E402
 
 from bench._lib import lt_settings, peak_rss_mib  # noqa: E402
 from bench.download import DOMAIN, make_file  # noqa: E402
+from tracker.heap import run_frozen  # noqa: E402
 from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
 from tracker.peer.credit import ReceiptSigner  # noqa: E402
 from tracker.peer.session import Session  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> None:
     if args.leech:
         role, torrent_file, out, port = args.leech
         if role == "ours":
-            uvloop.run(ours(torrent_file, out, int(port)))
+            run_frozen(ours(torrent_file, out, int(port)))
         else:
             theirs(torrent_file, out, int(port))
         return

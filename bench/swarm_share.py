@@ -22,10 +22,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import libtorrent as lt  # noqa: E402
-import uvloop  # noqa: E402
 
 from bench._lib import lt_settings  # noqa: E402
 from bench.download import DOMAIN, make_file  # noqa: E402
+from tracker.heap import run_frozen  # noqa: E402
 from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
 from tracker.peer.choker import PlainPeers  # noqa: E402
 from tracker.peer.credit import ReceiptSigner  # noqa: E402
@@ -128,7 +128,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.peer:
         number, torrent_file, folder, work, total = args.peer
-        uvloop.run(peer(int(number), torrent_file, folder, work, int(total)))
+        run_frozen(peer(int(number), torrent_file, folder, work, int(total)))
         return
     work = Path(args.dir)
     shutil.rmtree(work, ignore_errors=True)

@@ -36,6 +36,7 @@ import uvloop  # noqa: E402
 
 from bench._lib import lt_add_running  # noqa: E402
 from tests.utp.relay import Impairment, start_relay  # noqa: E402
+from tracker.heap import run_frozen  # noqa: E402
 from tracker.metainfo import create_torrent, parse_metainfo  # noqa: E402
 from tracker.peer.session import Session  # noqa: E402
 from tracker.peer.torrent import TorrentConfig  # noqa: E402
@@ -110,7 +111,7 @@ def role_seed(impl: str, transport: str, host: str, torrent_file: str, content: 
             await done.wait()
             Path(port_file + ".cpu").write_text(str(cpu_seconds() - start))
 
-    uvloop.run(serve())
+    run_frozen(serve())
 
 
 def role_leech(impl: str, transport: str, host: str, torrent_file: str, out: str, peer: str) -> None:
@@ -137,7 +138,7 @@ def role_leech(impl: str, transport: str, host: str, torrent_file: str, out: str
             await torrent.completed.wait()
             return {"seconds": time.perf_counter() - start, "cpu": cpu_seconds() - cpu}
 
-    print(json.dumps(uvloop.run(download())))
+    print(json.dumps(run_frozen(download())))
 
 
 def role_relay(server: str, port_file: str) -> None:
