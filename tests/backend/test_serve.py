@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -33,26 +33,6 @@ def _until(check: object, timeout: float = 60.0) -> object:
             return value
         time.sleep(0.2)
     raise AssertionError("condition not reached in time")
-
-
-def _health_on(connection: socket.socket) -> bytes:
-    """GET /health on an open keep-alive connection, read whole; the status line of the answer."""
-    connection.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    answer = b""
-    while b"\r\n\r\n" not in answer or len(answer) < _answer_length(answer):
-        chunk = connection.recv(4096)
-        if not chunk:
-            return b"closed by the store"
-        answer += chunk
-    return answer.split(b"\r\n", 1)[0]
-
-
-def _answer_length(answer: bytes) -> int:
-    """The length of an HTTP answer whose head is in `answer`: its head and its Content-Length."""
-    head, _ = answer.split(b"\r\n\r\n", 1)
-    length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
-    assert length is not None, head
-    return len(head) + 4 + int(length[1])
 
 
 def _announce(url: str, info_hash: bytes) -> dict[bytes, object]:
@@ -84,9 +64,10 @@ def test_the_whole_store_in_one_process(sqlite_settings: Settings, market: Marke
         wait_http(f"{public}/health")
         # A client's idle connection is the client's to close (backend/runner.py API_KEEP_ALIVE):
         # it is still open after longer than httpx keeps one idle (5 s).
-        idle = socket.create_connection(("127.0.0.1", api_port), timeout=10)
-        assert _health_on(idle) == b"HTTP/1.1 200 OK"
-        idle_since = time.monotonic()
+        idle = http.client.HTTPConnection("127.0.0.1", api_port, timeout=10)
+        idle.request("GET", "/health")
+        assert idle.getresponse().read() and idle.sock is not None
+        opened, idle_since = idle.sock, time.monotonic()
         client = httpx.Client(base_url=public, timeout=10)
         torrent, infohash = make_torrent(tmp_path / "content", SIZE)
         product_id, _ = market.list_product(market.accounts[1], size=SIZE, infohash=infohash)
@@ -133,7 +114,10 @@ def test_the_whole_store_in_one_process(sqlite_settings: Settings, market: Marke
         assert '"ok": true' in audit.stdout
 
         time.sleep(max(0.0, idle_since + 6 - time.monotonic()))
-        assert _health_on(idle) == b"HTTP/1.1 200 OK"
+        # On the same socket: closed by the store, this raises RemoteDisconnected.
+        assert idle.sock is opened
+        idle.request("GET", "/health")
+        assert idle.getresponse().status == 200
         idle.close()
     finally:
         process.send_signal(signal.SIGINT)
